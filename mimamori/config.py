@@ -1,0 +1,262 @@
+"""The one typed configuration of mimamori.
+
+Every endpoint, credential location, topic, bucket, collection, index parameter and
+model path lives here, so no other module hard-codes a host or a port.
+
+Values are layered, later wins:
+
+1. the defaults in the classes below;
+2. the profile file ``mimamori/profiles/<profile>.yaml`` (``local`` or ``production``);
+3. an optional site file named by ``MIMAMORI_CONFIG``;
+4. environment variables ``MIMAMORI_<SECTION>__<FIELD>``, e.g.
+   ``MIMAMORI_KAFKA__BOOTSTRAP_SERVERS=127.0.0.1:9092``.
+
+The profile is chosen by ``MIMAMORI_PROFILE`` (default ``local``).
+"""
+
+from __future__ import annotations
+
+import os
+from functools import lru_cache
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, Field, model_validator
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+PROFILES_DIR = Path(__file__).parent / "profiles"
+SOURCE_ROOT = Path(__file__).resolve().parent.parent
+
+
+def default_stack_home() -> Path:
+    """Where the local stack keeps its data: ``.stack/`` in a source checkout, else ``~/.mimamori``."""
+    if (SOURCE_ROOT / "setup.py").exists():
+        return SOURCE_ROOT / ".stack"
+    return Path.home() / ".mimamori"
+
+
+def default_cache_dir() -> Path:
+    """Downloads and builds shared by every checkout on this machine (jars, Go binaries)."""
+    return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "mimamori"
+
+
+class TopicConfig(BaseModel):
+    name: str
+    partitions: int = 3
+    retention_ms: int = 7 * 24 * 3600 * 1000
+
+
+class TopicsConfig(BaseModel):
+    media_scraped: TopicConfig = TopicConfig(name="media.scraped", partitions=6)
+    faces_indexed: TopicConfig = TopicConfig(name="faces.indexed", partitions=3)
+    media_dlq: TopicConfig = TopicConfig(name="media.dlq", partitions=1, retention_ms=30 * 24 * 3600 * 1000)
+    matches: TopicConfig = TopicConfig(name="matches", partitions=1, retention_ms=30 * 24 * 3600 * 1000)
+
+    def all(self) -> list[TopicConfig]:
+        return [self.media_scraped, self.faces_indexed, self.media_dlq, self.matches]
+
+
+class KafkaConfig(BaseModel):
+    bootstrap_servers: str = "127.0.0.1:9092"
+    security_protocol: Literal["PLAINTEXT", "SSL", "SASL_SSL"] = "PLAINTEXT"
+    ssl_cafile: str | None = None
+    sasl_mechanism: str | None = None
+    consumer_group: str = "mimamori-pipeline"
+    topics: TopicsConfig = TopicsConfig()
+
+    def client_options(self) -> dict[str, Any]:
+        """Keyword arguments shared by every kafka-python client."""
+        options: dict[str, Any] = {
+            "bootstrap_servers": self.bootstrap_servers.split(","),
+            "security_protocol": self.security_protocol,
+        }
+        if self.ssl_cafile:
+            options["ssl_cafile"] = self.ssl_cafile
+        if self.sasl_mechanism:
+            options["sasl_mechanism"] = self.sasl_mechanism
+        return options
+
+
+class BucketConfig(BaseModel):
+    name: str
+    # Objects older than this are deleted by a MinIO/S3 lifecycle rule; None keeps them.
+    expire_days: int | None = None
+
+
+class BucketsConfig(BaseModel):
+    media: BucketConfig = BucketConfig(name="mimamori-media", expire_days=90)
+    crops: BucketConfig = BucketConfig(name="mimamori-crops")
+    milvus: BucketConfig = BucketConfig(name="mimamori-milvus")
+
+    def all(self) -> list[BucketConfig]:
+        return [self.media, self.crops, self.milvus]
+
+
+class MinioConfig(BaseModel):
+    endpoint: str = "127.0.0.1:9000"
+    secure: bool = False
+    region: str = "us-east-1"
+    # JSON file {"access_key": ..., "secret_key": ...}; the local stack generates it (mode 0600).
+    credentials_file: Path | None = None
+    buckets: BucketsConfig = BucketsConfig()
+
+
+class IndexConfig(BaseModel):
+    """The vector index of the face collection (DISKANN in production)."""
+
+    index_type: str = "HNSW"
+    metric_type: Literal["IP", "L2", "COSINE"] = "IP"
+    params: dict[str, Any] = Field(default_factory=lambda: {"M": 16, "efConstruction": 200})
+    search_params: dict[str, Any] = Field(default_factory=lambda: {"ef": 64})
+
+
+class MilvusConfig(BaseModel):
+    uri: str = "http://127.0.0.1:19530"
+    # Milvus's HTTP port with /healthz (behind the local stack's bridge).
+    health_url: str = "http://127.0.0.1:9091/healthz"
+    token_file: Path | None = None
+    database: str = "default"
+    collection_prefix: str = "faces"
+    schema_version: int = 1
+    shards: int = 2
+    index: IndexConfig = IndexConfig()
+
+
+class EmbedderConfig(BaseModel):
+    name: str = "facenet-vggface2"
+    weights_path: Path | None = None
+    # Only tests may run an embedder without real weights; production refuses to start.
+    allow_random_weights: bool = False
+
+
+class DetectorConfig(BaseModel):
+    min_face_size: int = 40
+    thresholds: tuple[float, float, float] = (0.6, 0.7, 0.7)
+    min_confidence: float = 0.95
+    max_faces_per_image: int = 64
+
+
+class ModelsConfig(BaseModel):
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    detector: DetectorConfig = DetectorConfig()
+    embedder: EmbedderConfig = EmbedderConfig()
+
+
+class KafkaStackConfig(BaseModel):
+    version: str = "3.9.1"
+    controller_port: int = 9093
+    heap: str = "512m"
+
+
+class MinioStackConfig(BaseModel):
+    # Go module version of github.com/minio/minio (a pseudo-version: MinIO tags are not semver).
+    version: str = "v0.0.0-20260212201848-7aac2a2c5b7c"
+    console_address: str = "127.0.0.1:9001"
+
+
+class MilvusStackConfig(BaseModel):
+    health_port: int = 9091
+    # Milvus 2.3.5 binds every interface: run it in a network namespace of its own, reached
+    # through a loopback bridge (needs root). False runs it plainly, on all interfaces.
+    isolate_network: bool = True
+    # Settings merged into the server's milvus.yaml, e.g. {"queryNode": {"mmap": {...}}}.
+    extra_config: dict[str, Any] = Field(default_factory=dict)
+
+
+class StackConfig(BaseModel):
+    """The local stack: where it lives and what it installs."""
+
+    home: Path = Field(default_factory=default_stack_home)
+    cache_dir: Path = Field(default_factory=default_cache_dir)
+    kafka: KafkaStackConfig = KafkaStackConfig()
+    minio: MinioStackConfig = MinioStackConfig()
+    milvus: MilvusStackConfig = MilvusStackConfig()
+    start_timeout_s: float = 120.0
+
+
+class RunnerConfig(BaseModel):
+    default: Literal["prism", "flink", "direct"] = "prism"
+    prism_path: Path | None = None
+    flink_master: str = "[local]"
+
+
+class MetricsConfig(BaseModel):
+    # Each pipeline worker serves Prometheus metrics on this port (0 picks a free one).
+    port: int = 0
+    bind_address: str = "127.0.0.1"
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="MIMAMORI_", env_nested_delimiter="__", extra="forbid")
+
+    profile: Literal["local", "production"] = "local"
+    kafka: KafkaConfig = KafkaConfig()
+    minio: MinioConfig = MinioConfig()
+    milvus: MilvusConfig = MilvusConfig()
+    models: ModelsConfig = ModelsConfig()
+    stack: StackConfig = StackConfig()
+    runner: RunnerConfig = RunnerConfig()
+    metrics: MetricsConfig = MetricsConfig()
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # Environment beats the init arguments, which carry the merged YAML files.
+        return (env_settings, init_settings)
+
+    @model_validator(mode="after")
+    def _fill_derived(self) -> Settings:
+        if self.minio.credentials_file is None:
+            self.minio.credentials_file = self.stack.home / "minio" / "credentials.json"
+        return self
+
+    # -- names derived from configuration ------------------------------------------------------
+    def face_collection(self, model_name: str | None = None) -> str:
+        """The Milvus collection of one embedder's faces: vectors of two models never share one."""
+        model = (model_name or self.models.embedder.name).replace("-", "_").replace(".", "_")
+        return f"{self.milvus.collection_prefix}_{model}_v{self.milvus.schema_version}"
+
+
+def _deep_merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
+    merged = dict(base)
+    for key, value in override.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = _deep_merge(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
+def _read_yaml(path: Path) -> dict[str, Any]:
+    data = yaml.safe_load(path.read_text()) or {}
+    if not isinstance(data, dict):
+        raise ValueError(f"{path}: a configuration file must hold a mapping")
+    return data
+
+
+def load_settings(profile: str | None = None, config_file: str | Path | None = None) -> Settings:
+    """Build the settings from profile, site file and environment (see the module docstring)."""
+    profile = profile or os.environ.get("MIMAMORI_PROFILE", "local")
+    profile_file = PROFILES_DIR / f"{profile}.yaml"
+    if not profile_file.exists():
+        known = ", ".join(sorted(p.stem for p in PROFILES_DIR.glob("*.yaml")))
+        raise ValueError(f"unknown profile {profile!r} (known: {known})")
+    values = _read_yaml(profile_file)
+    site_file = config_file or os.environ.get("MIMAMORI_CONFIG")
+    if site_file:
+        values = _deep_merge(values, _read_yaml(Path(site_file)))
+    values["profile"] = profile
+    return Settings(**values)
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The process-wide settings; tests that change the environment call ``get_settings.cache_clear()``."""
+    return load_settings()

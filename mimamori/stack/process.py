@@ -1,0 +1,153 @@
+"""Start, find and stop the local stack's own processes, by pidfile.
+
+A pidfile records the PID and the process's start time (from ``/proc``), so a PID
+that the kernel has since given to another program is never mistaken for ours and
+never signalled.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import socket
+import subprocess
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+
+class StackError(RuntimeError):
+    """A clear, user-facing failure of the local stack (port taken, install failed, unhealthy)."""
+
+
+def _proc_start_time(pid: int) -> int | None:
+    """The process's start time in clock ticks since boot, or None if there is no such process."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except (FileNotFoundError, ProcessLookupError, PermissionError):
+        return None
+    # The command name (field 2) may hold spaces and parentheses: split after the last ')'.
+    fields = stat[stat.rindex(")") + 2 :].split()
+    if fields[0] == "Z":  # a zombie has exited
+        return None
+    return int(fields[19])
+
+
+def port_in_use(host: str, port: int) -> bool:
+    """True if something accepts TCP connections on host:port."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.settimeout(0.5)
+        return sock.connect_ex((host, port)) == 0
+
+
+def wait_until(check: Callable[[], bool], timeout_s: float, what: str, interval_s: float = 0.25) -> None:
+    """Poll ``check`` until it is true; raise StackError naming ``what`` after ``timeout_s``."""
+    deadline = time.monotonic() + timeout_s
+    last_error: Exception | None = None
+    while time.monotonic() < deadline:
+        try:
+            if check():
+                return
+        except StackError:
+            raise  # a definite failure (the process died): no point in waiting on
+        except Exception as error:  # a health check may fail in many ways before it passes
+            last_error = error
+        time.sleep(interval_s)
+    detail = f" (last error: {last_error})" if last_error else ""
+    raise StackError(f"{what} not ready after {timeout_s:.0f} s{detail}")
+
+
+@dataclass
+class ManagedProcess:
+    """One long-running process of the stack, tracked by ``<run_dir>/<name>.pid``."""
+
+    name: str
+    run_dir: Path
+    log_dir: Path
+
+    @property
+    def pidfile(self) -> Path:
+        return self.run_dir / f"{self.name}.pid"
+
+    @property
+    def log_file(self) -> Path:
+        return self.log_dir / f"{self.name}.log"
+
+    def pid(self) -> int | None:
+        """Our process's PID if it is running, else None (a stale pidfile is removed)."""
+        try:
+            record = json.loads(self.pidfile.read_text())
+        except (FileNotFoundError, json.JSONDecodeError):
+            return None
+        pid, started = int(record["pid"]), int(record["start_time"])
+        if _proc_start_time(pid) != started:
+            self.pidfile.unlink(missing_ok=True)
+            return None
+        return pid
+
+    def running(self) -> bool:
+        return self.pid() is not None
+
+    def start(
+        self,
+        argv: Sequence[str],
+        env: Mapping[str, str] | None = None,
+        cwd: Path | None = None,
+    ) -> int:
+        """Start ``argv`` detached (its own session, output to the log file) and record its PID."""
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        self.log_dir.mkdir(parents=True, exist_ok=True)
+        with open(self.log_file, "ab") as log:
+            log.write(f"\n--- {time.strftime('%Y-%m-%dT%H:%M:%S')} starting {' '.join(argv)}\n".encode())
+            log.flush()
+            proc = subprocess.Popen(
+                list(argv),
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                env={**os.environ, **(env or {})},
+                cwd=cwd,
+                start_new_session=True,
+            )
+        started = _proc_start_time(proc.pid)
+        self.pidfile.write_text(json.dumps({"pid": proc.pid, "start_time": started, "argv": list(argv)}))
+        # The child outlives us by design; forget it so Python does not warn or reap it.
+        proc.returncode = 0
+        return proc.pid
+
+    def exited_early(self) -> str | None:
+        """If the process died, the tail of its log, to put in an error message."""
+        if self.running():
+            return None
+        try:
+            tail = self.log_file.read_text(errors="replace").splitlines()[-15:]
+        except FileNotFoundError:
+            tail = []
+        return "\n".join(tail)
+
+    def stop(self, timeout_s: float = 30.0) -> bool:
+        """SIGTERM our process (and its process group), SIGKILL after ``timeout_s``. True if it ran."""
+        pid = self.pid()
+        if pid is None:
+            return False
+        self._signal(pid, signal.SIGTERM)
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline and self.pid() is not None:
+            time.sleep(0.1)
+        if self.pid() is not None:
+            self._signal(pid, signal.SIGKILL)
+            wait_until(lambda: self.pid() is None, 10, f"{self.name} (pid {pid}) to exit")
+        self.pidfile.unlink(missing_ok=True)
+        return True
+
+    @staticmethod
+    def _signal(pid: int, sig: signal.Signals) -> None:
+        # The process leads its own session (start_new_session), so its group id is its pid:
+        # signalling the group also reaches helpers it forked, and nothing outside it.
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(pid, sig)
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, sig)

@@ -1,0 +1,52 @@
+"""Packaging for mimamori.
+
+Beam ships this package to its workers with ``--setup_file ./setup.py``, so every
+module the pipeline imports (streams, transforms, models, stores, mimamori) is
+listed here. Known-good versions are pinned in ``constraints.txt``; install with
+``pip install -c constraints.txt -e .[dev]``.
+"""
+
+from setuptools import find_packages, setup
+
+# facenet-pytorch 2.6.0 pins torch<2.3, numpy<2 and Pillow<10.3, none of which is
+# true of its code: it is installed separately with --no-deps (see scripts/setup),
+# and its real needs are listed here.
+FACENET_RUNTIME_DEPS = ["requests", "tqdm"]
+
+setup(
+    name="mimamori",
+    version="0.1.0",
+    description="Find every re-upload of a person's intimate images, so they can be taken down.",
+    python_requires=">=3.11",
+    packages=find_packages(include=["mimamori*", "streams*", "transforms*", "models*", "stores*"]),
+    include_package_data=True,
+    package_data={
+        "mimamori": ["profiles/*.yaml", "stack/*.xml", "stack/*.properties"],
+        "streams": ["schemas/*.json"],
+    },
+    install_requires=[
+        "apache-beam>=2.77,<2.78",
+        "kafka-python>=3.0,<4",
+        "pymilvus>=2.4.9,<2.5",
+        # pymilvus 2.4 imports pkg_resources and environs; these two keep that working.
+        "setuptools<81",
+        "marshmallow<4",
+        "milvus==2.3.5",
+        "minio>=7.2,<8",
+        "prometheus-client>=0.20",
+        "torch>=2.4",
+        "pillow>=10",
+        "numpy>=1.26",
+        "pydantic>=2.7,<3",
+        "pydantic-settings>=2.3,<3",
+        "pyyaml>=6",
+        "jsonschema>=4.20",
+        *FACENET_RUNTIME_DEPS,
+    ],
+    extras_require={
+        "dev": ["pytest>=8", "pytest-timeout>=2.3", "ruff>=0.6"],
+        # Video decoding (PyAV); optional because it is a large wheel.
+        "video": ["av>=12"],
+    },
+    entry_points={"console_scripts": ["mimamori=mimamori.cli:main"]},
+)

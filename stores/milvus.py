@@ -1,0 +1,56 @@
+"""A small client for Milvus: one named pymilvus connection per settings object."""
+
+from __future__ import annotations
+
+import uuid
+
+from pymilvus import Collection, CollectionSchema, DataType, FieldSchema, connections, utility
+
+from mimamori.config import Settings
+
+
+def _token(settings: Settings) -> str:
+    path = settings.milvus.token_file
+    return path.read_text().strip() if path and path.exists() else ""
+
+
+def connect(settings: Settings, timeout_s: float = 10.0) -> str:
+    """Open (or reuse) a connection for these settings; return its pymilvus alias."""
+    alias = f"mimamori-{settings.milvus.uri}-{settings.milvus.database}"
+    if not connections.has_connection(alias):
+        connections.connect(alias=alias, uri=settings.milvus.uri, token=_token(settings),
+                            db_name=settings.milvus.database, timeout=timeout_s)
+    return alias
+
+
+def disconnect(settings: Settings) -> None:
+    alias = f"mimamori-{settings.milvus.uri}-{settings.milvus.database}"
+    if connections.has_connection(alias):
+        connections.disconnect(alias)
+
+
+def _probe_once(alias: str) -> None:
+    """Create a scratch collection, write a row, flush it, drop it: what a fresh server can't yet do."""
+    name = f"mimamori_readiness_{uuid.uuid4().hex[:8]}"
+    schema = CollectionSchema([
+        FieldSchema("id", DataType.INT64, is_primary=True),
+        FieldSchema("v", DataType.FLOAT_VECTOR, dim=2),
+    ])
+    collection = Collection(name, schema, using=alias, shards_num=1)
+    try:
+        collection.insert([[1], [[0.0, 1.0]]], timeout=10)
+        collection.flush(timeout=20)
+    finally:
+        utility.drop_collection(name, using=alias)
+
+
+def wait_until_writable(settings: Settings, timeout_s: float = 120.0) -> None:
+    """Block until Milvus accepts and flushes a write (it answers /healthz well before that)."""
+    from mimamori.stack.process import wait_until
+
+    def writable() -> bool:
+        alias = connect(settings, timeout_s=5)
+        _probe_once(alias)
+        return True
+
+    wait_until(writable, timeout_s, "Milvus accepting writes", interval_s=1.0)

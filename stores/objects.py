@@ -1,0 +1,50 @@
+"""A small client for the object store (MinIO locally, S3 in production)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from minio import Minio
+from minio.commonconfig import ENABLED, Filter
+from minio.lifecycleconfig import Expiration, LifecycleConfig, Rule
+
+from mimamori.config import BucketConfig, Settings
+
+
+def load_credentials(path: Path | None) -> dict[str, str]:
+    if path is None or not path.exists():
+        raise FileNotFoundError(
+            f"object-store credentials not found at {path}; the local stack writes them on "
+            f"`mimamori stack up`, production reads them from MIMAMORI_MINIO__CREDENTIALS_FILE"
+        )
+    return json.loads(path.read_text())
+
+
+def object_client(settings: Settings) -> Minio:
+    credentials = load_credentials(settings.minio.credentials_file)
+    return Minio(
+        settings.minio.endpoint,
+        access_key=credentials["access_key"],
+        secret_key=credentials["secret_key"],
+        secure=settings.minio.secure,
+        region=settings.minio.region,
+    )
+
+
+def ensure_bucket(client: Minio, bucket: BucketConfig) -> None:
+    """Create the bucket if missing and set its lifecycle rule (idempotent)."""
+    if not client.bucket_exists(bucket.name):
+        client.make_bucket(bucket.name)
+    if bucket.expire_days:
+        rule = Rule(ENABLED, rule_filter=Filter(prefix=""), rule_id=f"expire-after-{bucket.expire_days}d",
+                    expiration=Expiration(days=bucket.expire_days))
+        current = client.get_bucket_lifecycle(bucket.name)
+        if current is None or [r.rule_id for r in current.rules] != [rule.rule_id]:
+            client.set_bucket_lifecycle(bucket.name, LifecycleConfig([rule]))
+
+
+def ensure_buckets(settings: Settings) -> None:
+    client = object_client(settings)
+    for bucket in settings.minio.buckets.all():
+        ensure_bucket(client, bucket)

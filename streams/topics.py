@@ -1,0 +1,38 @@
+"""The Kafka topics of mimamori, created from configuration (idempotent)."""
+
+from __future__ import annotations
+
+from kafka import KafkaAdminClient
+from kafka.admin import NewPartitions, NewTopic
+from kafka.errors import TopicAlreadyExistsError
+
+from mimamori.config import Settings, TopicConfig
+
+
+def admin_client(settings: Settings) -> KafkaAdminClient:
+    return KafkaAdminClient(**settings.kafka.client_options(), client_id="mimamori-admin")
+
+
+def ensure_topics(settings: Settings, topics: list[TopicConfig] | None = None) -> None:
+    """Create missing topics; grow the partition count of existing ones up to the configured one."""
+    topics = topics if topics is not None else settings.kafka.topics.all()
+    admin = admin_client(settings)
+    try:
+        existing = set(admin.list_topics())
+        missing = [
+            NewTopic(t.name, t.partitions, 1, topic_configs={"retention.ms": str(t.retention_ms)})
+            for t in topics if t.name not in existing
+        ]
+        if missing:
+            try:
+                admin.create_topics(missing)
+            except TopicAlreadyExistsError:
+                pass  # created meanwhile by another process: that is what we wanted
+        present = [t for t in topics if t.name in existing]
+        if present:
+            described = {d["name"]: len(d["partitions"]) for d in admin.describe_topics([t.name for t in present])}
+            grow = {t.name: NewPartitions(t.partitions) for t in present if described.get(t.name, 0) < t.partitions}
+            if grow:
+                admin.create_partitions(grow)
+    finally:
+        admin.close()
