@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 PROFILES_DIR = Path(__file__).parent / "profiles"
@@ -41,13 +41,19 @@ def default_cache_dir() -> Path:
     return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "mimamori"
 
 
-class TopicConfig(BaseModel):
+class Section(BaseModel):
+    """A section of the configuration: unknown keys are errors, so a typo never passes silently."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+class TopicConfig(Section):
     name: str
     partitions: int = 3
     retention_ms: int = 7 * 24 * 3600 * 1000
 
 
-class TopicsConfig(BaseModel):
+class TopicsConfig(Section):
     media_scraped: TopicConfig = TopicConfig(name="media.scraped", partitions=6)
     faces_indexed: TopicConfig = TopicConfig(name="faces.indexed", partitions=3)
     media_dlq: TopicConfig = TopicConfig(name="media.dlq", partitions=1, retention_ms=30 * 24 * 3600 * 1000)
@@ -57,7 +63,7 @@ class TopicsConfig(BaseModel):
         return [self.media_scraped, self.faces_indexed, self.media_dlq, self.matches]
 
 
-class KafkaConfig(BaseModel):
+class KafkaConfig(Section):
     bootstrap_servers: str = "127.0.0.1:9092"
     security_protocol: Literal["PLAINTEXT", "SSL", "SASL_SSL"] = "PLAINTEXT"
     ssl_cafile: str | None = None
@@ -78,13 +84,13 @@ class KafkaConfig(BaseModel):
         return options
 
 
-class BucketConfig(BaseModel):
+class BucketConfig(Section):
     name: str
     # Objects older than this are deleted by a MinIO/S3 lifecycle rule; None keeps them.
     expire_days: int | None = None
 
 
-class BucketsConfig(BaseModel):
+class BucketsConfig(Section):
     media: BucketConfig = BucketConfig(name="mimamori-media", expire_days=90)
     crops: BucketConfig = BucketConfig(name="mimamori-crops")
     milvus: BucketConfig = BucketConfig(name="mimamori-milvus")
@@ -93,7 +99,7 @@ class BucketsConfig(BaseModel):
         return [self.media, self.crops, self.milvus]
 
 
-class MinioConfig(BaseModel):
+class MinioConfig(Section):
     endpoint: str = "127.0.0.1:9000"
     secure: bool = False
     region: str = "us-east-1"
@@ -102,7 +108,7 @@ class MinioConfig(BaseModel):
     buckets: BucketsConfig = BucketsConfig()
 
 
-class IndexConfig(BaseModel):
+class IndexConfig(Section):
     """The vector index of the face collection (DISKANN in production)."""
 
     index_type: str = "HNSW"
@@ -111,7 +117,7 @@ class IndexConfig(BaseModel):
     search_params: dict[str, Any] = Field(default_factory=lambda: {"ef": 64})
 
 
-class MilvusConfig(BaseModel):
+class MilvusConfig(Section):
     uri: str = "http://127.0.0.1:19530"
     # Milvus's HTTP port with /healthz (behind the local stack's bridge).
     health_url: str = "http://127.0.0.1:9091/healthz"
@@ -123,39 +129,39 @@ class MilvusConfig(BaseModel):
     index: IndexConfig = IndexConfig()
 
 
-class EmbedderConfig(BaseModel):
+class EmbedderConfig(Section):
     name: str = "facenet-vggface2"
     weights_path: Path | None = None
     # Only tests may run an embedder without real weights; production refuses to start.
     allow_random_weights: bool = False
 
 
-class DetectorConfig(BaseModel):
+class DetectorConfig(Section):
     min_face_size: int = 40
     thresholds: tuple[float, float, float] = (0.6, 0.7, 0.7)
     min_confidence: float = 0.95
     max_faces_per_image: int = 64
 
 
-class ModelsConfig(BaseModel):
+class ModelsConfig(Section):
     device: Literal["auto", "cpu", "cuda"] = "auto"
     detector: DetectorConfig = DetectorConfig()
     embedder: EmbedderConfig = EmbedderConfig()
 
 
-class KafkaStackConfig(BaseModel):
+class KafkaStackConfig(Section):
     version: str = "3.9.1"
     controller_port: int = 9093
     heap: str = "512m"
 
 
-class MinioStackConfig(BaseModel):
+class MinioStackConfig(Section):
     # Go module version of github.com/minio/minio (a pseudo-version: MinIO tags are not semver).
     version: str = "v0.0.0-20260212201848-7aac2a2c5b7c"
     console_address: str = "127.0.0.1:9001"
 
 
-class MilvusStackConfig(BaseModel):
+class MilvusStackConfig(Section):
     health_port: int = 9091
     # Milvus 2.3.5 binds every interface: run it in a network namespace of its own, reached
     # through a loopback bridge (needs root). False runs it plainly, on all interfaces.
@@ -164,7 +170,7 @@ class MilvusStackConfig(BaseModel):
     extra_config: dict[str, Any] = Field(default_factory=dict)
 
 
-class StackConfig(BaseModel):
+class StackConfig(Section):
     """The local stack: where it lives and what it installs."""
 
     home: Path = Field(default_factory=default_stack_home)
@@ -175,13 +181,13 @@ class StackConfig(BaseModel):
     start_timeout_s: float = 120.0
 
 
-class RunnerConfig(BaseModel):
+class RunnerConfig(Section):
     default: Literal["prism", "flink", "direct"] = "prism"
     prism_path: Path | None = None
     flink_master: str = "[local]"
 
 
-class MetricsConfig(BaseModel):
+class MetricsConfig(Section):
     # Each pipeline worker serves Prometheus metrics on this port (0 picks a free one).
     port: int = 0
     bind_address: str = "127.0.0.1"
