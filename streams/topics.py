@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+
 from kafka import KafkaAdminClient
 from kafka.admin import NewPartitions, NewTopic
 from kafka.errors import TopicAlreadyExistsError
@@ -24,10 +26,9 @@ def ensure_topics(settings: Settings, topics: list[TopicConfig] | None = None) -
             for t in topics if t.name not in existing
         ]
         if missing:
-            try:
+            # Created meanwhile by another process: that is what we wanted.
+            with contextlib.suppress(TopicAlreadyExistsError):
                 admin.create_topics(missing)
-            except TopicAlreadyExistsError:
-                pass  # created meanwhile by another process: that is what we wanted
         present = [t for t in topics if t.name in existing]
         if present:
             described = {d["name"]: len(d["partitions"]) for d in admin.describe_topics([t.name for t in present])}

@@ -46,3 +46,13 @@ def testdata() -> Path:
     if not TESTDATA.exists():
         pytest.skip(f"{TESTDATA} is missing (CI always has ../shared/testdata beside the repository)")
     return TESTDATA
+
+
+def pytest_collection_modifyitems(config, items):
+    """Slow tests run only with MIMAMORI_SLOW_TESTS=1 (see the README)."""
+    if os.environ.get("MIMAMORI_SLOW_TESTS") == "1":
+        return
+    skip = pytest.mark.skip(reason="slow: set MIMAMORI_SLOW_TESTS=1 to run it")
+    for item in items:
+        if "slow" in item.keywords:
+            item.add_marker(skip)

@@ -12,7 +12,6 @@ from __future__ import annotations
 import os
 import re
 import sys
-import time
 import urllib.parse
 import urllib.request
 from pathlib import Path
@@ -21,8 +20,8 @@ from typing import Any
 import yaml
 
 from mimamori.stack.minio import ensure_credentials
-from mimamori.stack.netns import network_namespace_supported
-from mimamori.stack.process import ManagedProcess, StackError
+from mimamori.stack.netns import in_own_network_namespace, network_namespace_supported
+from mimamori.stack.process import ManagedProcess, StackError, wait_until
 from mimamori.stack.service import Health, Service
 
 COMPONENTS_WITH_IP = ("rootCoord", "proxy", "queryCoord", "queryNode", "indexCoord", "indexNode",
@@ -135,7 +134,7 @@ class MilvusService(Service):
             "MILVUS_RUN_DIR": str(self.home / "run"),
             "LD_LIBRARY_PATH": f"{binary.parent}:{os.environ.get('LD_LIBRARY_PATH', '')}",
         }
-        server, bridge = (self.processes() + [None])[:2]
+        server = self.process("milvus")
         if not self.isolated:
             server.start([str(binary), "run", "standalone"], env=env, cwd=self.home)
             return
@@ -147,9 +146,8 @@ class MilvusService(Service):
             )
         pid = server.start([sys.executable, "-m", "mimamori.stack.netns", "exec", "--",
                             str(binary), "run", "standalone"], env=env, cwd=self.home)
-        time.sleep(0.2)  # let it unshare before the bridge opens /proc/PID/ns/net
-        assert bridge is not None
-        bridge.start([sys.executable, "-m", "mimamori.stack.netns", "bridge", "--pid", str(pid),
+        wait_until(lambda: in_own_network_namespace(pid), 20, "Milvus to enter its network namespace")
+        self.process("milvus-bridge").start([sys.executable, "-m", "mimamori.stack.netns", "bridge", "--pid", str(pid),
                       "--inbound", str(self.proxy_port), str(self.settings.stack.milvus.health_port),
                       "--outbound", str(self.minio_port)])
 

@@ -69,6 +69,14 @@ def network_namespace_supported() -> bool:
     return os.waitstatus_to_exitcode(status) == 0
 
 
+def in_own_network_namespace(pid: int) -> bool:
+    """True once ``pid`` lives in a network namespace other than ours."""
+    try:
+        return os.readlink(f"/proc/{pid}/ns/net") != os.readlink("/proc/self/ns/net")
+    except FileNotFoundError:
+        return False
+
+
 @contextlib.contextmanager
 def _in_namespace(target_fd: int, home_fd: int) -> Iterator[None]:
     """Run the block with this thread in the target namespace, then return it home."""
@@ -95,6 +103,9 @@ class Bridge:
     """Forward loopback TCP ports between the host's namespace and one other namespace."""
 
     def __init__(self, target_pid: int):
+        if not in_own_network_namespace(target_pid):
+            # Forwarding into our own namespace would loop the ports back onto themselves.
+            raise SystemExit(f"process {target_pid} is not in a network namespace of its own")
         self.home_fd = os.open("/proc/self/ns/net", os.O_RDONLY)
         self.target_fd = os.open(f"/proc/{target_pid}/ns/net", os.O_RDONLY)
 

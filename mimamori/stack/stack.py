@@ -13,6 +13,7 @@ import shutil
 import sys
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -63,9 +64,7 @@ class Stack:
         """Bring everything up; return the names of the services started now."""
         started: list[str] = []
         with self._lock():
-            for service in self.services:
-                service.install()
-            self.prism.install()
+            self.install()
             for service in self.services:
                 began = time.monotonic()
                 if service.start():
@@ -77,6 +76,13 @@ class Stack:
                     ensure_buckets(self.settings)  # Milvus needs its bucket before it starts
             self.create_resources()
         return started
+
+    def install(self) -> None:
+        """Install every component at once: the Go builds and the Maven download overlap."""
+        installers = [service.install for service in self.services] + [self.prism.install]
+        with ThreadPoolExecutor(max_workers=len(installers)) as pool:
+            for future in [pool.submit(install) for install in installers]:
+                future.result()
 
     def create_resources(self) -> None:
         """Topics, buckets, collections and indexes, as configured (idempotent)."""
