@@ -21,8 +21,9 @@ setup(
     packages=find_packages(include=["mimamori*", "streams*", "transforms*", "models*", "stores*"]),
     include_package_data=True,
     package_data={
-        "mimamori": ["profiles/*.yaml", "stack/*.xml", "stack/*.properties"],
-        "streams": ["schemas/*.json"],
+        "mimamori.profiles": ["*.yaml"],
+        "mimamori.stack": ["*.xml"],
+        "streams.schemas": ["*.json"],
     },
     install_requires=[
         "apache-beam>=2.77,<2.78",
