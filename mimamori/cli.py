@@ -58,6 +58,61 @@ def cmd_stack_logs(args: argparse.Namespace) -> int:
     return subprocess.call(argv)
 
 
+def _settings(args: argparse.Namespace):
+    return load_settings(args.profile, args.config)
+
+
+def cmd_ingest(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from stores.objects import object_client
+    from streams.ingest import ingest
+    from streams.producer import shared_producer
+
+    settings = _settings(args)
+
+    def progress(count: int, path: Path) -> None:
+        if count % 100 == 0 or args.verbose:
+            print(f"  {count} published ({path.name})", file=sys.stderr, flush=True)
+
+    uploads = ingest(settings, [Path(p) for p in args.paths], args.platform, args.source_url,
+                     shared_producer(settings.kafka), object_client(settings), progress=progress)
+    print(f"ingest: stored and published {len(uploads)} media item(s) to "
+          f"{settings.kafka.topics.media_scraped.name}")
+    return 0
+
+
+def cmd_run(args: argparse.Namespace, beam_args: list[str]) -> int:
+    import apache_beam as beam
+
+    from mimamori.runner import pipeline_options
+    from transforms.pipeline import SourceOptions, build_pipeline
+
+    settings = _settings(args)
+    options = pipeline_options(settings, args.runner or settings.runner.default, beam_args)
+    began = time.monotonic()
+    with beam.Pipeline(options=options) as pipeline:
+        build_pipeline(pipeline, settings, SourceOptions(until_idle_s=args.until_idle))
+    print(f"run: pipeline finished after {time.monotonic() - began:.1f} s")
+    return 0
+
+
+def cmd_stats(args: argparse.Namespace) -> int:
+    from mimamori.stats import collect_stats
+
+    stats = collect_stats(_settings(args))
+    if args.json:
+        print(json.dumps(stats, indent=2))
+        return 0
+    for model, counts in stats["models"].items():
+        print(f"model {model}: {counts.get('media', 0)} media ({counts.get('media_without_faces', 0)} without "
+              f"faces), {counts.get('faces', 0)} faces in {counts.get('collection', '-')}")
+    print("sightings: " + ", ".join(f"{k} {v}" for k, v in stats["sightings"].items()))
+    letters = stats["dead_letters"]
+    print(f"dead letters: {sum(letters.values())}" + "".join(f"\n  {k}: {v}" for k, v in letters.items()))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="mimamori",
@@ -83,6 +138,26 @@ def build_parser() -> argparse.ArgumentParser:
     logs.add_argument("-n", "--lines", type=int, default=50)
     logs.add_argument("-f", "--follow", action="store_true")
     logs.set_defaults(func=cmd_stack_logs)
+
+    ingest = commands.add_parser("ingest", help="store media files in MinIO and publish them to media.scraped")
+    ingest.add_argument("paths", nargs="+", metavar="PATH_OR_DIR")
+    ingest.add_argument("--platform", default="local", help="platform recorded with each item (default: local)")
+    ingest.add_argument("--source-url", help="source URL recorded with each item (default: the file's URI)")
+    ingest.add_argument("-v", "--verbose", action="store_true", help="report every file")
+    ingest.set_defaults(func=cmd_ingest)
+
+    run = commands.add_parser(
+        "run", help="run the face pipeline (further arguments go to Beam)",
+        description="Run the pipeline: media.scraped -> decode, dedupe, detect, align, embed -> Milvus, MinIO. "
+                    "Arguments this command does not know are passed to Beam as pipeline options.")
+    run.add_argument("--runner", choices=["prism", "flink", "direct"], help="default: from configuration (prism)")
+    run.add_argument("--until-idle", type=float, metavar="SECONDS",
+                     help="stop once the topic has had no new message for this long (default: run forever)")
+    run.set_defaults(func=cmd_run, takes_beam_args=True)
+
+    stats = commands.add_parser("stats", help="media, faces, sightings and dead letters, per model")
+    stats.add_argument("--json", action="store_true")
+    stats.set_defaults(func=cmd_stats)
     return parser
 
 
@@ -96,8 +171,12 @@ def _quiet_libraries() -> None:
 
 def main(argv: list[str] | None = None) -> int:
     _quiet_libraries()
-    args = build_parser().parse_args(argv)
+    args, extra = build_parser().parse_known_args(argv)
+    if extra and not getattr(args, "takes_beam_args", False):
+        build_parser().error(f"unrecognized arguments: {' '.join(extra)}")
     try:
+        if getattr(args, "takes_beam_args", False):
+            return args.func(args, extra)
         return args.func(args)
     except StackError as error:
         print(f"mimamori: {error}", file=sys.stderr)

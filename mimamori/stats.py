@@ -1,0 +1,65 @@
+"""What the system holds: media, faces, sightings and dead letters, per model."""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from typing import Any
+
+from kafka import KafkaConsumer, TopicPartition
+from pymilvus import Collection, utility
+
+from mimamori.config import Settings
+from stores.milvus import connect
+
+
+def _count(collection: Collection, expression: str = "") -> int:
+    collection.load()
+    rows = collection.query(expression, output_fields=["count(*)"], consistency_level="Strong")
+    return int(rows[0]["count(*)"])
+
+
+def dead_letters_by_reason(settings: Settings) -> dict[str, int]:
+    """Read the dead-letter topic from start to end and count the reasons."""
+    topic = settings.kafka.topics.media_dlq.name
+    consumer = KafkaConsumer(**settings.kafka.client_options(), enable_auto_commit=False)
+    try:
+        partitions = consumer.partitions_for_topic(topic) or set()
+        tps = [TopicPartition(topic, p) for p in partitions]
+        consumer.assign(tps)
+        consumer.seek_to_beginning(*tps)
+        end = consumer.end_offsets(tps)
+        reasons: Counter[str] = Counter()
+        while any(consumer.position(tp) < end[tp] for tp in tps):
+            for records in consumer.poll(timeout_ms=1000).values():
+                for record in records:
+                    try:
+                        reasons[json.loads(record.value).get("reason", "unknown")] += 1
+                    except (ValueError, AttributeError):
+                        reasons["unreadable"] += 1
+        return dict(sorted(reasons.items()))
+    finally:
+        consumer.close()
+
+
+def collect_stats(settings: Settings) -> dict[str, Any]:
+    alias = connect(settings)
+    names = utility.list_collections(using=alias)
+    models: dict[str, Any] = {}
+    prefix = settings.milvus.collection_prefix + "_"
+    for name in sorted(names):
+        if name.startswith(prefix):
+            model = name[len(prefix):].rsplit("_v", 1)[0]
+            models.setdefault(model, {})["faces"] = _count(Collection(name, using=alias))
+            models[model]["collection"] = name
+        elif name.startswith("media_"):
+            model = name[len("media_"):].rsplit("_v", 1)[0]
+            media = Collection(name, using=alias)
+            models.setdefault(model, {})["media"] = _count(media)
+            models[model]["media_without_faces"] = _count(media, "face_count == 0")
+    sightings: dict[str, int] = {}
+    if "sightings_v1" in names:
+        collection = Collection("sightings_v1", using=alias)
+        for match in ("original", "exact", "near"):
+            sightings[match] = _count(collection, f'match == "{match}"')
+    return {"models": models, "sightings": sightings, "dead_letters": dead_letters_by_reason(settings)}

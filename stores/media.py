@@ -1,0 +1,115 @@
+"""Indexed media and sightings, in Milvus, keyed so that every write is an idempotent upsert.
+
+* ``media_<model>_v1``: one row per distinct media content (sha256) that the model has
+  indexed, with its perceptual hash as a binary vector, so exact and near duplicates are
+  found with one query or one Hamming search.
+* ``sightings_v1``: one row per place a media item was seen (media id, URL, platform,
+  dates), linked to the indexed media it shows (``canonical_sha256``). Re-uploads are what
+  users hunt for: each one is a sighting, none is embedded twice.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+
+from pymilvus import Collection, CollectionSchema, DataType, FieldSchema, utility
+
+from mimamori.config import Settings
+from stores.milvus import connect
+
+PHASH_BITS = 64
+SCHEMA_VERSION = 1
+
+
+def int64_key(*parts: str) -> int:
+    """A stable positive int64 primary key from text parts."""
+    digest = hashlib.sha256("|".join(parts).encode()).digest()
+    return int.from_bytes(digest[:8], "big") & 0x7FFF_FFFF_FFFF_FFFF
+
+
+def media_collection_name(settings: Settings, model_name: str | None = None) -> str:
+    model = (model_name or settings.models.embedder.name).replace("-", "_")
+    return f"media_{model}_v{SCHEMA_VERSION}"
+
+
+def sightings_collection_name(settings: Settings) -> str:
+    return f"sightings_v{SCHEMA_VERSION}"
+
+
+def _ensure(settings: Settings, name: str, fields: list[FieldSchema], kind: str,
+            scalar_indexes: list[str]) -> Collection:
+    alias = connect(settings)
+    if utility.has_collection(name, using=alias):
+        collection = Collection(name, using=alias)
+    else:
+        schema = CollectionSchema(fields, description=json.dumps({"kind": kind, "schema_version": SCHEMA_VERSION}))
+        collection = Collection(name, schema, using=alias, shards_num=settings.milvus.shards)
+    if not collection.has_index(index_name="phash"):
+        collection.create_index("phash", {"index_type": "BIN_FLAT", "metric_type": "HAMMING", "params": {}},
+                                index_name="phash")
+    for field in scalar_indexes:
+        if not collection.has_index(index_name=field):
+            collection.create_index(field, {"index_type": "Trie"}, index_name=field)
+    collection.load()
+    return collection
+
+
+def ensure_media_collections(settings: Settings, model_name: str | None = None) -> tuple[Collection, Collection]:
+    media = _ensure(settings, media_collection_name(settings, model_name), [
+        FieldSchema("media_key", DataType.INT64, is_primary=True),
+        FieldSchema("phash", DataType.BINARY_VECTOR, dim=PHASH_BITS),
+        FieldSchema("sha256", DataType.VARCHAR, max_length=64),
+        FieldSchema("kind", DataType.VARCHAR, max_length=16),
+        FieldSchema("width", DataType.INT32),
+        FieldSchema("height", DataType.INT32),
+        FieldSchema("face_count", DataType.INT32),
+        FieldSchema("first_media_id", DataType.VARCHAR, max_length=200),
+        FieldSchema("model_version", DataType.VARCHAR, max_length=128),
+        FieldSchema("indexed_at", DataType.INT64),
+    ], "mimamori-media", ["sha256"])
+    sightings = _ensure(settings, sightings_collection_name(settings), [
+        FieldSchema("sighting_key", DataType.INT64, is_primary=True),
+        FieldSchema("phash", DataType.BINARY_VECTOR, dim=PHASH_BITS),
+        FieldSchema("media_sha256", DataType.VARCHAR, max_length=64),
+        FieldSchema("canonical_sha256", DataType.VARCHAR, max_length=64),
+        FieldSchema("match", DataType.VARCHAR, max_length=16),  # original, exact or near
+        FieldSchema("media_id", DataType.VARCHAR, max_length=200),
+        FieldSchema("source_url", DataType.VARCHAR, max_length=2048),
+        FieldSchema("page_url", DataType.VARCHAR, max_length=2048),
+        FieldSchema("platform", DataType.VARCHAR, max_length=64),
+        FieldSchema("posted_at", DataType.INT64),
+        FieldSchema("scraped_at", DataType.INT64),
+    ], "mimamori-sightings", ["canonical_sha256", "media_sha256"])
+    return media, sightings
+
+
+@dataclass(frozen=True)
+class KnownMedia:
+    sha256: str
+    match: str  # "original" (a replay of the first upload), "exact" or "near"
+    distance: int
+
+
+class MediaIndex:
+    """Looks up whether media content is already indexed (exactly, or nearly by perceptual hash)."""
+
+    def __init__(self, settings: Settings, near_distance: int = 6, aspect_tolerance: float = 0.02):
+        self.media, self.sightings = ensure_media_collections(settings)
+        self.near_distance = near_distance
+        self.aspect_tolerance = aspect_tolerance
+
+    def find(self, sha256: str, media_id: str, phash: bytes, width: int, height: int) -> KnownMedia | None:
+        rows = self.media.query(f'sha256 == "{sha256}"', output_fields=["first_media_id"], limit=1,
+                                consistency_level="Strong")
+        if rows:
+            return KnownMedia(sha256, "original" if rows[0]["first_media_id"] == media_id else "exact", 0)
+        hits = self.media.search([phash], "phash", {"metric_type": "HAMMING", "params": {}}, limit=3,
+                                 output_fields=["sha256", "width", "height"], consistency_level="Strong")[0]
+        aspect = width / height
+        for hit in hits:
+            other = hit.entity.get("width") / max(1, hit.entity.get("height"))
+            if hit.distance <= self.near_distance and abs(other - aspect) <= self.aspect_tolerance * aspect:
+                return KnownMedia(hit.entity.get("sha256"), "near", int(hit.distance))
+        return None

@@ -1,0 +1,227 @@
+"""A Python-native Kafka source for Beam: a splittable DoFn over partitions and offsets.
+
+Delivery guarantee: **at least once**. A message's offset is committed to the consumer
+group only in the finalization of the bundle that read it, which the runner calls after
+the bundle's outputs are durably processed. The pipeline keeps everything from this
+source to the stores in one fused stage (no shuffle in between), so "the bundle is done"
+means "its faces are written". After a crash, reading resumes from the last committed
+offset and some messages are processed twice; every write downstream is an idempotent
+upsert under a key derived from the content, so each face is stored exactly once.
+
+Watermarks follow the messages' timestamps. A read can be bounded by a start and a stop
+time (replays: ``offsets_for_times``) and can end once the topic has been idle for a
+while (demos and tests: ``until_idle_s``).
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import apache_beam as beam
+from apache_beam.io.restriction_trackers import OffsetRange, OffsetRestrictionTracker
+from apache_beam.io.watermark_estimators import ManualWatermarkEstimator
+from apache_beam.transforms.core import RestrictionProvider
+from apache_beam.utils.timestamp import Duration, Timestamp
+from kafka import KafkaConsumer, TopicPartition
+from kafka.structs import OffsetAndMetadata
+
+from streams.events import KafkaRecord
+
+log = logging.getLogger(__name__)
+UNBOUNDED = sys.maxsize
+
+
+@dataclass(frozen=True)
+class PartitionRead:
+    """Read one partition from ``start_offset`` up to ``stop_offset`` (exclusive; None: forever)."""
+
+    topic: str
+    partition: int
+    start_offset: int
+    stop_offset: int | None = None
+
+
+def plan_partition_reads(
+    client_options: dict[str, Any],
+    topic: str,
+    group_id: str | None,
+    start_time_ms: int | None = None,
+    stop_time_ms: int | None = None,
+) -> list[PartitionRead]:
+    """Where each partition's read starts and stops.
+
+    Start: the first offset at or after ``start_time_ms`` if given, else the group's committed
+    offset, else the beginning. Stop: the first offset at or after ``stop_time_ms`` (the end
+    of the partition if there is none), else unbounded.
+    """
+    consumer = KafkaConsumer(**client_options, group_id=group_id, enable_auto_commit=False)
+    try:
+        partitions = consumer.partitions_for_topic(topic)
+        if not partitions:
+            raise ValueError(f"topic {topic!r} does not exist or has no partitions")
+        tps = [TopicPartition(topic, p) for p in sorted(partitions)]
+        beginning = consumer.beginning_offsets(tps)
+        end = consumer.end_offsets(tps)
+
+        def at_time(ms: int) -> dict[TopicPartition, int]:
+            found = consumer.offsets_for_times({tp: ms for tp in tps})
+            return {tp: (found[tp].offset if found.get(tp) else end[tp]) for tp in tps}
+
+        if start_time_ms is not None:
+            starts = at_time(start_time_ms)
+        else:
+            starts = {}
+            for tp in tps:
+                committed = consumer.committed(tp) if group_id else None
+                starts[tp] = committed if committed is not None else beginning[tp]
+        stops: dict[TopicPartition, int | None] = (
+            dict(at_time(stop_time_ms)) if stop_time_ms is not None else dict.fromkeys(tps)
+        )
+        return [PartitionRead(topic, tp.partition, starts[tp], stops[tp]) for tp in tps]
+    finally:
+        consumer.close()
+
+
+class _OffsetRangeProvider(RestrictionProvider):
+    def initial_restriction(self, element: PartitionRead) -> OffsetRange:
+        stop = element.stop_offset if element.stop_offset is not None else UNBOUNDED
+        return OffsetRange(element.start_offset, max(stop, element.start_offset))
+
+    def create_tracker(self, restriction: OffsetRange) -> OffsetRestrictionTracker:
+        return OffsetRestrictionTracker(restriction)
+
+    def restriction_size(self, element: PartitionRead, restriction: OffsetRange) -> int:
+        return 1 if restriction.stop == UNBOUNDED else restriction.size()
+
+    def split(self, element: PartitionRead, restriction: OffsetRange) -> Iterator[OffsetRange]:
+        yield restriction  # one reader per partition keeps offsets contiguous for commits
+
+    def truncate(self, element: PartitionRead, restriction: OffsetRange) -> None:
+        return None  # on drain, stop reading at once
+
+
+@beam.DoFn.unbounded_per_element()
+class _ReadPartition(beam.DoFn):
+    """Reads one partition; yields ``KafkaRecord``s stamped with the message time."""
+
+    def __init__(self, client_options: dict[str, Any], group_id: str | None, until_idle_s: float | None,
+                 poll_s: float = 1.0, max_records: int = 500):
+        self.client_options = client_options
+        self.group_id = group_id
+        self.until_idle_s = until_idle_s
+        self.poll_s = poll_s
+        self.max_records = max_records
+
+    def setup(self) -> None:
+        self._consumer: KafkaConsumer | None = None
+        self._committer: KafkaConsumer | None = None
+        self._last_activity: dict[tuple[str, int], float] = {}
+
+    def teardown(self) -> None:
+        for client in (self._consumer, self._committer):
+            if client is not None:
+                client.close()
+
+    def _reader(self) -> KafkaConsumer:
+        if self._consumer is None:
+            # No group here: partitions are assigned by the runner, not by Kafka's rebalancing.
+            self._consumer = KafkaConsumer(**self.client_options, enable_auto_commit=False,
+                                           max_poll_records=self.max_records)
+        return self._consumer
+
+    def _commit(self, tp: TopicPartition, next_offset: int) -> None:
+        if self._committer is None:
+            self._committer = KafkaConsumer(**self.client_options, group_id=self.group_id,
+                                            enable_auto_commit=False)
+        self._committer.commit({tp: OffsetAndMetadata(next_offset, "", -1)})
+
+    def process(
+        self,
+        element: PartitionRead,
+        # Beam passes the finalizer by position and the tracker and estimator by name:
+        # the finalizer must come first.
+        bundle_finalizer=beam.DoFn.BundleFinalizerParam,
+        tracker=beam.DoFn.RestrictionParam(_OffsetRangeProvider()),
+        watermark=beam.DoFn.WatermarkEstimatorParam(ManualWatermarkEstimator.default_provider()),
+    ) -> Iterator[beam.window.TimestampedValue]:
+        tp = TopicPartition(element.topic, element.partition)
+        key = (element.topic, element.partition)
+        restriction = tracker.current_restriction()
+        consumer = self._reader()
+        consumer.assign([tp])
+        consumer.seek(tp, restriction.start)
+        self._last_activity.setdefault(key, time.monotonic())
+
+        last_offset: int | None = None
+        deadline = time.monotonic() + self.poll_s
+        finished = False
+        while time.monotonic() < deadline and not finished:
+            records = consumer.poll(timeout_ms=200, max_records=self.max_records).get(tp, [])
+            for record in records:
+                if not tracker.try_claim(record.offset):
+                    finished = True  # past the stop offset
+                    break
+                seconds = record.timestamp / 1000.0
+                current = watermark.current_watermark()
+                if current is None or Timestamp.of(seconds) > current:
+                    watermark.set_watermark(Timestamp.of(seconds))
+                last_offset = record.offset
+                yield beam.window.TimestampedValue(
+                    KafkaRecord(record.topic, record.partition, record.offset, record.timestamp,
+                                record.key, record.value),
+                    seconds,
+                )
+            if records:
+                self._last_activity[key] = time.monotonic()
+            elif restriction.stop != UNBOUNDED and consumer.position(tp) >= restriction.stop:
+                finished = True
+
+        if last_offset is not None and self.group_id:
+            # Runs once the runner has committed this bundle's work: the writes are done.
+            bundle_finalizer.register(lambda tp=tp, offset=last_offset + 1: self._commit(tp, offset))
+
+        stop = tracker.current_restriction().stop
+        idle = time.monotonic() - self._last_activity[key]
+        if finished or (stop != UNBOUNDED and (last_offset or restriction.start - 1) + 1 >= stop):
+            tracker.try_claim(stop)  # claiming the end marks the restriction done
+            return
+        if self.until_idle_s is not None and idle >= self.until_idle_s:
+            log.info("partition %s idle for %.1f s: ending the read", tp, idle)
+            tracker.try_claim(stop)
+            return
+        tracker.defer_remainder(Duration(seconds=0.2))
+
+
+def _plan(_impulse: bytes, *args: Any) -> list[PartitionRead]:
+    return plan_partition_reads(*args)
+
+
+class ReadFromKafka(beam.PTransform):
+    """Read a topic as ``KafkaRecord``s, one splittable reader per partition."""
+
+    def __init__(self, client_options: dict[str, Any], topic: str, group_id: str | None,
+                 start_time_ms: int | None = None, stop_time_ms: int | None = None,
+                 until_idle_s: float | None = None):
+        super().__init__()
+        self.client_options = client_options
+        self.topic = topic
+        self.group_id = group_id
+        self.start_time_ms = start_time_ms
+        self.stop_time_ms = stop_time_ms
+        self.until_idle_s = until_idle_s
+
+    def expand(self, pbegin: beam.pvalue.PBegin) -> beam.PCollection:
+        # Planned when the pipeline starts (not when it is built), so a restart resumes
+        # from the offsets committed by then.
+        return (
+            pbegin
+            | "Start" >> beam.Impulse()
+            | "PlanPartitions" >> beam.FlatMap(
+                _plan, self.client_options, self.topic, self.group_id, self.start_time_ms, self.stop_time_ms)
+            | "ReadPartitions" >> beam.ParDo(_ReadPartition(self.client_options, self.group_id, self.until_idle_s))
+        )

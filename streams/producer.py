@@ -1,0 +1,22 @@
+"""One Kafka producer per process and configuration: it is thread-safe and expensive to make."""
+
+from __future__ import annotations
+
+import threading
+
+from kafka import KafkaProducer
+
+from mimamori.config import KafkaConfig
+
+_lock = threading.Lock()
+_producers: dict[str, KafkaProducer] = {}
+
+
+def shared_producer(config: KafkaConfig) -> KafkaProducer:
+    key = config.model_dump_json()
+    with _lock:
+        if key not in _producers:
+            # acks=all and idempotence: a retried send is never written twice by the broker.
+            _producers[key] = KafkaProducer(**config.client_options(), acks="all", enable_idempotence=True,
+                                            linger_ms=20, max_request_size=2 * 1024 * 1024)
+        return _producers[key]

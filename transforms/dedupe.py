@@ -1,0 +1,49 @@
+"""Skip media that is already indexed: an exact or near duplicate becomes a sighting only.
+
+Exact: the same sha256. Near: a perceptual hash within a few bits and the same aspect
+ratio (re-encoded or resized copies). Edits that change the layout (crops, mirrors,
+borders) are new media: their faces are indexed and found by face search instead.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+from apache_beam import pvalue
+
+from mimamori.config import Settings
+from stores.media import KnownMedia, MediaIndex
+from transforms import metrics
+from transforms.elements import MediaItem
+from transforms.stage import Stage
+
+SIGHTING = "sighting"
+
+
+class Dedupe(Stage):
+    stage = "dedupe"
+
+    def __init__(self, settings: Settings):
+        self.settings = settings
+
+    def setup(self) -> None:
+        self.index = MediaIndex(self.settings)
+
+    def start_bundle(self) -> None:
+        # Media of this bundle is not written yet: remember it, so two copies of one file in
+        # one bundle make one original and one sighting.
+        self.in_bundle: dict[str, str] = {}
+
+    def handle(self, item: MediaItem) -> Iterator:
+        sha = item.media.sha256
+        if sha in self.in_bundle and self.in_bundle[sha] != item.event.media_id:
+            known = KnownMedia(sha, "exact", 0)
+        else:
+            known = self.index.find(sha, item.event.media_id, item.phash, item.media.width, item.media.height)
+        if known is not None:
+            item.known = known
+            metrics.DEDUPE_HITS.labels(match=known.match).inc()
+            yield pvalue.TaggedOutput(SIGHTING, item)
+            return
+        self.in_bundle[sha] = item.event.media_id
+        yield item

@@ -1,0 +1,46 @@
+"""Find the faces in every frame of a media item (MTCNN)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import torch
+
+from mimamori.config import Settings
+from models.detector import FaceDetector, pick_device
+from transforms import metrics
+from transforms.elements import Face, MediaItem
+from transforms.stage import Stage
+
+
+def limit_torch_threads(device: torch.device) -> None:
+    """On CPU, one torch thread per worker: parallelism comes from workers, not from oversubscription."""
+    if device.type == "cpu":
+        torch.set_num_threads(1)
+
+
+class DetectFaces(Stage):
+    stage = "detect"
+
+    def __init__(self, settings: Settings):
+        self.settings = settings
+
+    def setup(self) -> None:
+        device = pick_device(self.settings.models.device)
+        limit_torch_threads(device)
+        self.detector = FaceDetector(self.settings.models.detector, device)
+
+    def handle(self, item: MediaItem) -> Iterator[MediaItem]:
+        frames = item.media.frames
+        detections = self.detector.detect([frame.image for frame in frames])
+        cap = self.settings.models.detector.max_faces_per_image
+        faces: list[Face] = []
+        for frame, found in zip(frames, detections, strict=True):
+            for detection in found:
+                faces.append(Face(frame.time_ms, len(faces), detection))
+        if len(faces) > cap:
+            metrics.FACES_DROPPED.inc(len(faces) - cap)
+            faces = sorted(faces, key=lambda f: f.detection.score, reverse=True)[:cap]
+        item.faces = faces
+        metrics.FACES_PER_MEDIA.observe(len(faces))
+        yield item

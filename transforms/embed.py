@@ -1,0 +1,90 @@
+"""Embed aligned faces with Beam's RunInference and a keyed PyTorch model handler.
+
+Each element is (media item, tensor of that item's faces); RunInference batches elements
+by their number of faces (BatchElements weighs each element by
+``element_size_fn``: at most ``max_faces_per_batch`` faces), the inference function concatenates
+the batch into one tensor, runs the embedder once (fp16 on a GPU), and splits the vectors
+back per item. Vectors are L2-normalised; the model version goes with every one of them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+import apache_beam as beam
+import numpy as np
+import torch
+from apache_beam.ml.inference.base import KeyedModelHandler, PredictionResult, RunInference
+from apache_beam.ml.inference.pytorch_inference import PytorchModelHandlerTensor
+
+from mimamori.config import Settings
+from models.detector import pick_device
+from models.embedders import load_embedder
+from transforms import metrics
+from transforms.detect import limit_torch_threads
+from transforms.elements import MediaItem
+
+
+def faces_tensor(item: MediaItem) -> torch.Tensor:
+    """The item's aligned faces as one uint8 N x 3 x H x W tensor."""
+    arrays = np.stack([np.asarray(face.aligned, dtype=np.uint8) for face in item.faces])
+    return torch.from_numpy(arrays).permute(0, 3, 1, 2).contiguous()
+
+
+def _faces_in(element: Any) -> int:
+    tensor = element[1] if isinstance(element, tuple) else element
+    return int(tensor.shape[0])
+
+
+def embed_batch(batch: Sequence[torch.Tensor], model: torch.nn.Module, device: str,
+                inference_args: dict[str, Any] | None = None, model_id: str | None = None
+                ) -> Iterable[PredictionResult]:
+    counts = [t.shape[0] for t in batch]
+    metrics.BATCH_SIZE.labels(stage="embed").observe(sum(counts))
+    target = torch.device(device) if isinstance(device, str) else device
+    half = target.type == "cuda"
+    with torch.inference_mode():
+        images = torch.cat(list(batch)).to(target, non_blocking=True)
+        images = images.half() if half else images.float()
+        vectors = model(images).float()
+        vectors = torch.nn.functional.normalize(vectors, dim=1).cpu().numpy()
+    outputs = np.split(vectors, np.cumsum(counts)[:-1])
+    return [PredictionResult(example, inference, model_id) for example, inference in zip(batch, outputs, strict=True)]
+
+
+class FaceEmbeddingHandler(PytorchModelHandlerTensor):
+    """Loads the configured embedder (weights from a path, or a marked random init for tests)."""
+
+    def __init__(self, settings: Settings, max_faces_per_batch: int = 64):
+        self.settings = settings
+        device = pick_device(settings.models.device)
+        super().__init__(device="GPU" if device.type == "cuda" else "CPU", inference_fn=embed_batch,
+                         element_size_fn=_faces_in, max_batch_size=max_faces_per_batch)
+
+    def load_model(self) -> torch.nn.Module:
+        loaded = load_embedder(self.settings.models.embedder)
+        limit_torch_threads(self._device)
+        module = loaded.module.to(self._device)
+        return module.half() if self._device.type == "cuda" else module
+
+
+class EmbedFaces(beam.PTransform):
+    """MediaItem (with aligned faces) -> the same item with ``embeddings`` set."""
+
+    def __init__(self, settings: Settings):
+        super().__init__()
+        self.settings = settings
+
+    def expand(self, items: beam.PCollection) -> beam.PCollection:
+        return (
+            items
+            | "KeyByItem" >> beam.Map(lambda item: (item, faces_tensor(item)))
+            | "RunInference" >> RunInference(KeyedModelHandler(FaceEmbeddingHandler(self.settings)))
+            | "AttachEmbeddings" >> beam.MapTuple(_attach)
+        )
+
+
+def _attach(item: MediaItem, result: PredictionResult) -> MediaItem:
+    item.embeddings = np.asarray(result.inference, dtype=np.float32)
+    return item

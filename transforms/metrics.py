@@ -1,0 +1,48 @@
+"""Prometheus metrics of the pipeline (prometheus-client, base units, Prometheus naming).
+
+Each worker process serves them over HTTP on 127.0.0.1 (``metrics.port``; 0 picks a free
+port, written to the log). Metric objects are module-level, one per process.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+
+from prometheus_client import Counter, Gauge, Histogram, start_http_server
+
+log = logging.getLogger(__name__)
+
+STAGE_SECONDS = Histogram("mimamori_stage_duration_seconds", "Time spent per element in a pipeline stage",
+                          ["stage"], buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30))
+STAGE_ELEMENTS = Counter("mimamori_stage_elements_total", "Elements processed by a pipeline stage", ["stage"])
+MEDIA = Counter("mimamori_media_total", "Media items by outcome", ["outcome"])
+FACES_PER_MEDIA = Histogram("mimamori_faces_per_media", "Faces found in one media item",
+                            buckets=(0, 1, 2, 3, 5, 10, 20, 50, 100))
+FACES_INDEXED = Counter("mimamori_faces_indexed_total", "Faces written to the face collection", ["model"])
+FACES_DROPPED = Counter("mimamori_faces_over_cap_total", "Faces beyond max_faces_per_image, not indexed")
+DEDUPE_HITS = Counter("mimamori_dedupe_hits_total", "Media already indexed, recorded as sightings", ["match"])
+DEAD_LETTERS = Counter("mimamori_dead_letters_total", "Elements sent to the dead-letter topic",
+                       ["reason", "stage"])
+BATCH_SIZE = Histogram("mimamori_batch_size", "Elements per batch", ["stage"],
+                       buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024))
+MILVUS_WRITE_SECONDS = Histogram("mimamori_milvus_write_duration_seconds", "Latency of one Milvus upsert",
+                                 ["collection"])
+MILVUS_WRITE_ERRORS = Counter("mimamori_milvus_write_errors_total", "Failed Milvus upserts (retried)",
+                              ["collection"])
+CONSUMER_LAG = Gauge("mimamori_consumer_lag_messages", "Messages not yet read, per partition",
+                     ["topic", "partition"])
+
+_server_lock = threading.Lock()
+_server_port: int | None = None
+
+
+def serve_metrics(port: int, address: str = "127.0.0.1") -> int:
+    """Start this process's metrics endpoint once; return its port."""
+    global _server_port
+    with _server_lock:
+        if _server_port is None:
+            server, _thread = start_http_server(port, addr=address)
+            _server_port = server.server_port
+            log.info("metrics on http://%s:%d/metrics", address, _server_port)
+        return _server_port

@@ -1,0 +1,90 @@
+"""The face pipeline: media.scraped -> parse -> decode -> dedupe -> detect -> align -> embed -> write.
+
+``build_pipeline`` adds every transform to a given ``beam.Pipeline``, so the CLI runs it
+on Prism or Flink and a test runs it on a ``TestPipeline``. Everything from the Kafka
+source to the writers stays in one fused stage (no shuffle), which is what makes the
+source's commit-on-finalize mean "committed after written" (see streams/kafka_source.py).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import apache_beam as beam
+
+from mimamori.config import Settings
+from streams.kafka_source import ReadFromKafka
+from transforms.align import AlignFaces
+from transforms.decode import FetchAndDecode
+from transforms.dedupe import SIGHTING, Dedupe
+from transforms.detect import DetectFaces
+from transforms.elements import MediaItem
+from transforms.embed import EmbedFaces
+from transforms.metrics import serve_metrics
+from transforms.parse import ParseMediaEvent
+from transforms.stage import DEAD_LETTER
+from transforms.write import WriteDeadLetters, WriteIndexedMedia, WriteSightings
+
+WITH_FACES = "with_faces"
+
+
+@dataclass(frozen=True)
+class SourceOptions:
+    """Which slice of the topic to read, and under which consumer group."""
+
+    group_id: str | None = None
+    start_time_ms: int | None = None
+    stop_time_ms: int | None = None
+    until_idle_s: float | None = None
+    topic: str | None = None
+
+
+class _ServeMetrics(beam.DoFn):
+    """Starts the worker's Prometheus endpoint once per process, then passes elements on."""
+
+    def __init__(self, settings: Settings):
+        self.settings = settings
+
+    def setup(self) -> None:
+        serve_metrics(self.settings.metrics.port, self.settings.metrics.bind_address)
+
+    def process(self, element):
+        yield element
+
+
+def _route_by_faces(item: MediaItem):
+    if item.faces:
+        yield beam.pvalue.TaggedOutput(WITH_FACES, item)
+    else:
+        yield item
+
+
+def build_pipeline(pipeline: beam.Pipeline, settings: Settings, source: SourceOptions = SourceOptions(),
+                   records: beam.PTransform | None = None) -> None:
+    """Add the face pipeline to ``pipeline``. ``records`` replaces the Kafka source (tests)."""
+    if records is None:
+        records = ReadFromKafka(
+            settings.kafka.client_options(),
+            source.topic or settings.kafka.topics.media_scraped.name,
+            source.group_id if source.group_id is not None else settings.kafka.consumer_group,
+            start_time_ms=source.start_time_ms,
+            stop_time_ms=source.stop_time_ms,
+            until_idle_s=source.until_idle_s,
+        )
+    raw = pipeline | "ReadMediaScraped" >> records | "ServeMetrics" >> beam.ParDo(_ServeMetrics(settings))
+
+    def stage(pcoll, name: str, dofn: beam.DoFn, *extra_outputs: str):
+        outputs = pcoll | name >> beam.ParDo(dofn).with_outputs(DEAD_LETTER, *extra_outputs, main="main")
+        outputs[DEAD_LETTER] | f"DeadLetters[{name}]" >> beam.ParDo(WriteDeadLetters(settings))
+        return outputs
+
+    parsed = stage(raw, "Parse", ParseMediaEvent())
+    decoded = stage(parsed.main, "FetchAndDecode", FetchAndDecode(settings))
+    deduped = stage(decoded.main, "Dedupe", Dedupe(settings), SIGHTING)
+    deduped[SIGHTING] | "WriteSightings" >> beam.ParDo(WriteSightings(settings))
+    detected = stage(deduped.main, "DetectFaces", DetectFaces(settings))
+    aligned = stage(detected.main, "AlignFaces", AlignFaces(settings))
+    routed = aligned.main | "RouteByFaces" >> beam.FlatMap(_route_by_faces).with_outputs(WITH_FACES, main="none")
+    embedded = routed[WITH_FACES] | "EmbedFaces" >> EmbedFaces(settings)
+    embedded | "WriteIndexedMedia" >> beam.ParDo(WriteIndexedMedia(settings))
+    routed.none | "WriteMediaWithoutFaces" >> beam.ParDo(WriteIndexedMedia(settings))

@@ -1,0 +1,74 @@
+"""The shape every per-media stage shares: time it, count it, and turn bad input into dead letters.
+
+A stage yields its results; an exception with a ``reason`` (bad input: a broken file, a
+malformed event) becomes a dead letter with that reason, an unexpected exception becomes
+one with reason ``internal_error``, and the pipeline goes on. Outages of the services a
+stage talks to are not the input's fault: those exceptions propagate, the bundle fails
+and is retried, and no offset is committed for it.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import traceback
+from collections.abc import Iterator
+from typing import Any
+
+import apache_beam as beam
+from apache_beam import pvalue
+
+from streams.events import DeadLetter, KafkaRecord
+from transforms import metrics
+
+log = logging.getLogger(__name__)
+DEAD_LETTER = "dead_letter"
+
+
+def retryable_errors() -> tuple[type[BaseException], ...]:
+    """Errors of the infrastructure (connection refused, timeouts), not of the input."""
+    import urllib3
+    from kafka.errors import KafkaError
+    from pymilvus.exceptions import MilvusException
+
+    return (ConnectionError, TimeoutError, urllib3.exceptions.HTTPError, MilvusException, KafkaError)
+
+
+def dead_letter(record: KafkaRecord, reason: str, stage: str, error: str, media_id: str | None) -> DeadLetter:
+    metrics.DEAD_LETTERS.labels(reason=reason, stage=stage).inc()
+    return DeadLetter(reason=reason, stage=stage, error=error, original=record.describe(), media_id=media_id)
+
+
+class Stage(beam.DoFn):
+    """A per-element stage; subclasses implement ``handle``."""
+
+    stage = "stage"
+
+    def handle(self, element: Any) -> Iterator[Any]:
+        raise NotImplementedError
+
+    def process(self, element: Any) -> Iterator[Any]:
+        began = time.perf_counter()
+        try:
+            yield from self.handle(element)
+        except retryable_errors():
+            raise
+        except Exception as error:
+            record, media_id = _origin(element)
+            reason = getattr(error, "reason", None)
+            if reason is None:
+                reason = "internal_error"
+                log.warning("%s failed on %s: %s", self.stage, media_id, traceback.format_exc())
+            text = f"{type(error).__name__}: {error}"
+            yield pvalue.TaggedOutput(DEAD_LETTER, dead_letter(record, reason, self.stage, text, media_id))
+        finally:
+            metrics.STAGE_SECONDS.labels(stage=self.stage).observe(time.perf_counter() - began)
+            metrics.STAGE_ELEMENTS.labels(stage=self.stage).inc()
+
+
+def _origin(element: Any) -> tuple[KafkaRecord, str | None]:
+    if isinstance(element, KafkaRecord):
+        return element, element.key.decode("utf-8", "replace") if element.key else None
+    if isinstance(element, tuple):  # (key, item) after keying for inference
+        element = element[1]
+    return element.record, element.event.media_id

@@ -1,0 +1,234 @@
+"""Write what the pipeline found: crops, faces, media, sightings, events. Idempotently.
+
+Order per batch: crops (MinIO) -> faces (Milvus) -> media rows -> sightings -> the
+``faces.indexed`` events. A media row means "fully indexed", so it is written only after
+its faces; if the process dies in between, the replay finds no media row and redoes
+the item, and every write lands on the same key again:
+
+* face id = hash(media sha256, frame time, face index, model version);
+* crop key = ``<model>/<sha256[:2]>/<sha256>/<frame ms>-<face index>.jpg``, addressed by content;
+* media key = hash(sha256); sighting key = hash(media id, source URL, sha256).
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import time
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
+from typing import Any, TypeVar
+
+import apache_beam as beam
+
+from mimamori.config import Settings
+from models.embedders import embedder_version
+from stores.faces import ensure_face_collection
+from stores.media import ensure_media_collections, int64_key
+from stores.objects import object_client
+from streams.events import DeadLetter, face_indexed_json, parse_time
+from streams.producer import shared_producer
+from transforms import metrics
+from transforms.elements import MediaItem
+from transforms.stage import retryable_errors
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+
+def face_id(media_sha256: str, frame_ms: int, face_index: int, model_version: str) -> int:
+    return int64_key(media_sha256, str(frame_ms), str(face_index), model_version)
+
+
+def crop_key(model_name: str, media_sha256: str, frame_ms: int, face_index: int) -> str:
+    return f"{model_name}/{media_sha256[:2]}/{media_sha256}/{frame_ms}-{face_index}.jpg"
+
+
+def with_retries(action: Callable[[], T], what: str, attempts: int = 5, first_delay_s: float = 0.5) -> T:
+    """Retry an infrastructure call with exponential backoff; the last failure propagates."""
+    delay = first_delay_s
+    for attempt in range(1, attempts + 1):
+        try:
+            return action()
+        except retryable_errors() as error:
+            if attempt == attempts:
+                raise
+            log.warning("%s failed (attempt %d/%d): %s; retrying in %.1f s", what, attempt, attempts, error, delay)
+            time.sleep(delay)
+            delay *= 2
+    raise AssertionError("unreachable")
+
+
+def _epoch(value: str | None) -> int:
+    parsed = parse_time(value)
+    return int(parsed.timestamp()) if parsed else 0
+
+
+def sighting_row(item: MediaItem, canonical_sha256: str, match: str) -> dict[str, Any]:
+    event = item.event
+    return {
+        "sighting_key": int64_key(event.media_id, event.source_url, item.media.sha256),
+        "phash": item.phash,
+        "media_sha256": item.media.sha256,
+        "canonical_sha256": canonical_sha256,
+        "match": match,
+        "media_id": event.media_id,
+        "source_url": event.source_url,
+        "page_url": event.page_url or "",
+        "platform": event.platform,
+        "posted_at": _epoch(event.posted_at),
+        "scraped_at": _epoch(event.scraped_at),
+    }
+
+
+class _BatchingWriter(beam.DoFn):
+    """Buffers items and writes them in batches; whatever is left is written at bundle end."""
+
+    def __init__(self, settings: Settings, max_rows: int = 256):
+        self.settings = settings
+        self.max_rows = max_rows
+
+    def start_bundle(self) -> None:
+        self.buffer: list[MediaItem] = []
+        self.rows = 0
+
+    def process(self, item: MediaItem) -> Iterator[Any]:
+        self.buffer.append(item)
+        self.rows += max(1, len(item.faces))
+        if self.rows >= self.max_rows:
+            self._flush()
+        return iter(())
+
+    def finish_bundle(self) -> None:
+        self._flush()
+
+    def _flush(self) -> None:
+        if self.buffer:
+            began = time.perf_counter()
+            self.write(self.buffer)
+            metrics.BATCH_SIZE.labels(stage=type(self).__name__).observe(len(self.buffer))
+            metrics.STAGE_SECONDS.labels(stage="write").observe(time.perf_counter() - began)
+        self.buffer, self.rows = [], 0
+
+    def write(self, items: list[MediaItem]) -> None:
+        raise NotImplementedError
+
+    def upsert(self, collection, rows: list[dict[str, Any]]) -> None:
+        if not rows:
+            return
+        name = collection.name
+
+        def attempt() -> None:
+            began = time.perf_counter()
+            try:
+                collection.upsert(rows)
+            except retryable_errors():
+                metrics.MILVUS_WRITE_ERRORS.labels(collection=name).inc()
+                raise
+            metrics.MILVUS_WRITE_SECONDS.labels(collection=name).observe(time.perf_counter() - began)
+
+        with_retries(attempt, f"upsert into {name}")
+
+
+class WriteIndexedMedia(_BatchingWriter):
+    """New media: its face crops, vectors, media row, sighting and faces.indexed events."""
+
+    def setup(self) -> None:
+        self.model = self.settings.models.embedder.name
+        self.model_version = embedder_version(self.settings.models.embedder)
+        self.faces = ensure_face_collection(self.settings)
+        self.media, self.sightings = ensure_media_collections(self.settings)
+        self.objects = object_client(self.settings)
+        self.crops_bucket = self.settings.minio.buckets.crops.name
+        self.producer = shared_producer(self.settings.kafka)
+
+    def write(self, items: list[MediaItem]) -> None:
+        now = datetime.now(UTC)
+        face_rows, events = [], []
+        for item in items:
+            for face, vector in zip(item.faces, item.embeddings if item.embeddings is not None else [], strict=True):
+                key = crop_key(self.model, item.media.sha256, face.frame_ms, face.face_index)
+                jpeg = io.BytesIO()
+                face.aligned.save(jpeg, "JPEG", quality=90)
+                size = jpeg.tell()
+                jpeg.seek(0)
+                with_retries(lambda key=key, jpeg=jpeg, size=size: self.objects.put_object(
+                    self.crops_bucket, key, jpeg, size, content_type="image/jpeg"), f"put crop {key}")
+                row = {
+                    "face_id": face_id(item.media.sha256, face.frame_ms, face.face_index, self.model_version),
+                    "embedding": vector.tolist(),
+                    "media_sha256": item.media.sha256,
+                    "frame_ms": face.frame_ms,
+                    "face_index": face.face_index,
+                    "source_url": item.event.source_url,
+                    "platform": item.event.platform,
+                    "posted_at": _epoch(item.event.posted_at),
+                    "indexed_at": int(now.timestamp()),
+                    # Milvus 2.3 JSON fields hold objects, not arrays.
+                    "box": dict(zip(("x1", "y1", "x2", "y2"), (round(float(v), 1) for v in face.detection.box),
+                                    strict=True)),
+                    "det_score": face.detection.score,
+                    "quality": float(face.quality.get("quality", 0.0)),
+                    "model_version": self.model_version,
+                    "crop_key": key,
+                }
+                face_rows.append(row)
+                events.append((row, item))
+        self.upsert(self.faces, face_rows)
+        self.upsert(self.media, [{
+            "media_key": int64_key(item.media.sha256),
+            "phash": item.phash,
+            "sha256": item.media.sha256,
+            "kind": item.media.kind,
+            "width": item.media.width,
+            "height": item.media.height,
+            "face_count": len(item.faces),
+            "first_media_id": item.event.media_id,
+            "model_version": self.model_version,
+            "indexed_at": int(now.timestamp()),
+        } for item in items])
+        self.upsert(self.sightings, [sighting_row(item, item.media.sha256, "original") for item in items])
+        topic = self.settings.kafka.topics.faces_indexed.name
+        stamp = now.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+        for row, item in events:
+            document = {k: row[k] for k in ("face_id", "media_sha256", "frame_ms", "face_index", "model_version",
+                                            "det_score", "quality", "crop_key", "source_url", "platform")}
+            document.update(media_id=item.event.media_id, collection=self.faces.name, indexed_at=stamp,
+                            box=list(row["box"].values()))
+            self.producer.send(topic, key=str(row["face_id"]).encode(), value=face_indexed_json(document))
+        with_retries(lambda: self.producer.flush(timeout=30), "flush faces.indexed")
+        for item in items:
+            metrics.MEDIA.labels(outcome="indexed" if item.faces else "no_face").inc()
+        metrics.FACES_INDEXED.labels(model=self.model).inc(len(face_rows))
+
+
+class WriteSightings(_BatchingWriter):
+    """Media already indexed: only where it was seen, linked to the indexed copy."""
+
+    def setup(self) -> None:
+        _media, self.sightings = ensure_media_collections(self.settings)
+
+    def write(self, items: list[MediaItem]) -> None:
+        rows = [sighting_row(item, item.known.sha256, item.known.match) for item in items if item.known]
+        self.upsert(self.sightings, rows)
+        for item in items:
+            metrics.MEDIA.labels(outcome=f"sighting_{item.known.match if item.known else 'unknown'}").inc()
+
+
+class WriteDeadLetters(beam.DoFn):
+    """Dead letters to the ``media.dlq`` topic, keyed by media id; flushed before the bundle ends."""
+
+    def __init__(self, settings: Settings):
+        self.settings = settings
+
+    def setup(self) -> None:
+        self.producer = shared_producer(self.settings.kafka)
+        self.topic = self.settings.kafka.topics.media_dlq.name
+
+    def process(self, letter: DeadLetter) -> Iterator[Any]:
+        key = letter.media_id.encode() if letter.media_id else None
+        self.producer.send(self.topic, key=key, value=letter.to_json())
+        return iter(())
+
+    def finish_bundle(self) -> None:
+        with_retries(lambda: self.producer.flush(timeout=30), "flush media.dlq")
