@@ -119,6 +119,9 @@ class IndexConfig(Section):
 
 class MilvusConfig(Section):
     uri: str = "http://127.0.0.1:19530"
+    # Collections of indexed media (per model) and of sightings (where media was seen).
+    media_collection_prefix: str = "media"
+    sightings_collection: str = "sightings_v1"
     # Milvus's HTTP port with /healthz (behind the local stack's bridge).
     health_url: str = "http://127.0.0.1:9091/healthz"
     token_file: Path | None = None
@@ -181,6 +184,18 @@ class StackConfig(Section):
     start_timeout_s: float = 120.0
 
 
+class PipelineConfig(Section):
+    """Limits that keep hostile or broken media from hurting a worker, and dedupe settings."""
+
+    max_media_bytes: int = 64 * 1024 * 1024
+    max_pixels: int = 64_000_000
+    min_side: int = 32
+    max_video_frames: int = 32
+    video_frame_interval_s: float = 1.0
+    # pHash (64 bits) Hamming distance up to which media counts as a near duplicate.
+    near_duplicate_distance: int = 6
+
+
 class RunnerConfig(Section):
     default: Literal["prism", "flink", "direct"] = "prism"
     prism_path: Path | None = None
@@ -202,6 +217,7 @@ class Settings(BaseSettings):
     milvus: MilvusConfig = MilvusConfig()
     models: ModelsConfig = ModelsConfig()
     stack: StackConfig = StackConfig()
+    pipeline: PipelineConfig = PipelineConfig()
     runner: RunnerConfig = RunnerConfig()
     metrics: MetricsConfig = MetricsConfig()
 

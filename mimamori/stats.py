@@ -52,14 +52,14 @@ def collect_stats(settings: Settings) -> dict[str, Any]:
             model = name[len(prefix):].rsplit("_v", 1)[0]
             models.setdefault(model, {})["faces"] = _count(Collection(name, using=alias))
             models[model]["collection"] = name
-        elif name.startswith("media_"):
-            model = name[len("media_"):].rsplit("_v", 1)[0]
+        elif name.startswith(settings.milvus.media_collection_prefix + "_"):
+            model = name[len(settings.milvus.media_collection_prefix) + 1:].rsplit("_v", 1)[0]
             media = Collection(name, using=alias)
             models.setdefault(model, {})["media"] = _count(media)
             models[model]["media_without_faces"] = _count(media, "face_count == 0")
     sightings: dict[str, int] = {}
-    if "sightings_v1" in names:
-        collection = Collection("sightings_v1", using=alias)
+    if settings.milvus.sightings_collection in names:
+        collection = Collection(settings.milvus.sightings_collection, using=alias)
         for match in ("original", "exact", "near"):
             sightings[match] = _count(collection, f'match == "{match}"')
     return {"models": models, "sightings": sightings, "dead_letters": dead_letters_by_reason(settings)}

@@ -31,11 +31,11 @@ def int64_key(*parts: str) -> int:
 
 def media_collection_name(settings: Settings, model_name: str | None = None) -> str:
     model = (model_name or settings.models.embedder.name).replace("-", "_")
-    return f"media_{model}_v{SCHEMA_VERSION}"
+    return f"{settings.milvus.media_collection_prefix}_{model}_v{SCHEMA_VERSION}"
 
 
 def sightings_collection_name(settings: Settings) -> str:
-    return f"sightings_v{SCHEMA_VERSION}"
+    return settings.milvus.sightings_collection
 
 
 def _ensure(settings: Settings, name: str, fields: list[FieldSchema], kind: str,
@@ -95,9 +95,9 @@ class KnownMedia:
 class MediaIndex:
     """Looks up whether media content is already indexed (exactly, or nearly by perceptual hash)."""
 
-    def __init__(self, settings: Settings, near_distance: int = 6, aspect_tolerance: float = 0.02):
+    def __init__(self, settings: Settings, aspect_tolerance: float = 0.02):
         self.media, self.sightings = ensure_media_collections(settings)
-        self.near_distance = near_distance
+        self.near_distance = settings.pipeline.near_duplicate_distance
         self.aspect_tolerance = aspect_tolerance
 
     def find(self, sha256: str, media_id: str, phash: bytes, width: int, height: int) -> KnownMedia | None:

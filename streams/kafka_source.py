@@ -181,9 +181,13 @@ class _ReadPartition(beam.DoFn):
             elif restriction.stop != UNBOUNDED and consumer.position(tp) >= restriction.stop:
                 finished = True
 
+        # Runs once the runner has committed this bundle's work: the writes are done. Registered
+        # even when there is nothing to commit: Prism asks every SDF bundle to finalize, and the
+        # SDK reports an error for a bundle that registered no finalizer.
         if last_offset is not None and self.group_id:
-            # Runs once the runner has committed this bundle's work: the writes are done.
             bundle_finalizer.register(lambda tp=tp, offset=last_offset + 1: self._commit(tp, offset))
+        else:
+            bundle_finalizer.register(lambda: None)
 
         stop = tracker.current_restriction().stop
         idle = time.monotonic() - self._last_activity[key]

@@ -41,7 +41,7 @@ def stack(settings: Settings) -> Iterator:
         stack.down()
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def testdata() -> Path:
     if not TESTDATA.exists():
         pytest.skip(f"{TESTDATA} is missing (CI always has ../shared/testdata beside the repository)")

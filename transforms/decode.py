@@ -24,9 +24,12 @@ def perceptual_hash(item_image) -> bytes:
 class FetchAndDecode(Stage):
     stage = "decode"
 
-    def __init__(self, settings: Settings, limits: MediaLimits = MediaLimits()):
+    def __init__(self, settings: Settings):
         self.settings = settings
-        self.limits = limits
+        config = settings.pipeline
+        self.limits = MediaLimits(max_bytes=config.max_media_bytes, max_pixels=config.max_pixels,
+                                  min_side=config.min_side, max_frames=config.max_video_frames,
+                                  frame_interval_s=config.video_frame_interval_s)
 
     def setup(self) -> None:
         self.client = object_client(self.settings)

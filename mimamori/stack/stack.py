@@ -87,12 +87,14 @@ class Stack:
     def create_resources(self) -> None:
         """Topics, buckets, collections and indexes, as configured (idempotent)."""
         from stores.faces import ensure_face_collection
+        from stores.media import ensure_media_collections
         from stores.objects import ensure_buckets
         from streams.topics import ensure_topics
 
         ensure_buckets(self.settings)
         ensure_topics(self.settings)
         ensure_face_collection(self.settings)
+        ensure_media_collections(self.settings)
 
     def down(self, purge: bool = False) -> list[str]:
         stopped: list[str] = []

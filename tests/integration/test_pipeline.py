@@ -1,0 +1,214 @@
+"""The face pipeline end to end on the real stack: Kafka -> Beam on Prism -> Milvus, MinIO, media.dlq.
+
+Phase 1 publishes the shared photos and the video; phase 2 re-uploads (exact, near and
+edited copies), unusual-but-valid encodings and fifteen kinds of bad input; phase 3
+replays every offset under a new consumer group and checks that no count moves.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import uuid
+from collections import Counter
+
+import pytest
+from apache_beam.testing.test_pipeline import TestPipeline as BeamTestPipeline
+from kafka import KafkaConsumer, KafkaProducer, TopicPartition
+from pymilvus import Collection, utility
+
+from mimamori.runner import pipeline_options
+from stores.faces import ensure_face_collection
+from stores.media import ensure_media_collections
+from stores.milvus import connect
+from stores.objects import ensure_buckets, object_client
+from streams.events import MediaEvent, now_utc
+from streams.ingest import raw_object_key
+from streams.topics import admin_client, ensure_topics
+from tests.integration import samples as sample_sets
+from transforms.pipeline import SourceOptions, build_pipeline
+
+pytestmark = pytest.mark.integration
+MAX_MEDIA_BYTES = 4_000_000
+
+
+@pytest.fixture(scope="module")
+def pipeline_settings(stack, settings):
+    tag = uuid.uuid4().hex[:8]
+    s = settings.model_copy(deep=True)
+    for topic in (s.kafka.topics.media_scraped, s.kafka.topics.faces_indexed, s.kafka.topics.media_dlq):
+        topic.name = f"test.{tag}.{topic.name}"
+        topic.partitions = 2
+    s.kafka.consumer_group = f"test-{tag}"
+    s.milvus.collection_prefix = f"t{tag}_faces"
+    s.milvus.media_collection_prefix = f"t{tag}_media"
+    s.milvus.sightings_collection = f"t{tag}_sightings"
+    s.minio.buckets.media.name = f"test-{tag}-media"
+    s.minio.buckets.crops.name = f"test-{tag}-crops"
+    s.pipeline.max_media_bytes = MAX_MEDIA_BYTES
+    ensure_topics(s, [s.kafka.topics.media_scraped, s.kafka.topics.faces_indexed, s.kafka.topics.media_dlq])
+    ensure_buckets(s)
+    ensure_face_collection(s)
+    ensure_media_collections(s)
+    yield s
+    admin = admin_client(s)
+    admin.delete_topics([s.kafka.topics.media_scraped.name, s.kafka.topics.faces_indexed.name,
+                         s.kafka.topics.media_dlq.name])
+    admin.close()
+    alias = connect(s)
+    for name in utility.list_collections(using=alias):
+        if name.startswith(f"t{tag}_"):
+            utility.drop_collection(name, using=alias)
+    client = object_client(s)
+    for bucket in (s.minio.buckets.media.name, s.minio.buckets.crops.name):
+        for obj in client.list_objects(bucket, recursive=True):
+            client.remove_object(bucket, obj.object_name)
+        client.remove_bucket(bucket)
+
+
+def publish(settings, samples: list[sample_sets.Sample], phase: str) -> dict[str, str]:
+    """Store each sample's bytes and publish its event; return media id -> sample name."""
+    client = object_client(settings)
+    producer = KafkaProducer(**settings.kafka.client_options(), acks="all")
+    topic = settings.kafka.topics.media_scraped.name
+    ids = {}
+    for sample in samples:
+        media_id = f"{phase}:{sample.name}"
+        ids[media_id] = sample.name
+        if sample.raw_event is not None:
+            producer.send(topic, key=media_id.encode(), value=sample.raw_event)
+            continue
+        sha = hashlib.sha256(sample.data or b"missing" + sample.name.encode()).hexdigest()
+        key = raw_object_key(sha)
+        if sample.data is not None:
+            client.put_object(settings.minio.buckets.media.name, key, io.BytesIO(sample.data), len(sample.data))
+        event = MediaEvent(media_id=media_id, source_url=f"https://example.test/{phase}/{sample.name}",
+                           platform="example", scraped_at=now_utc(), content_type=sample.content_type,
+                           object_key=key, sha256=sample.sha256_override or (sha if sample.data else None))
+        producer.send(topic, key=media_id.encode(), value=event.to_json())
+    producer.flush()
+    producer.close()
+    return ids
+
+
+def run_pipeline(settings, group: str) -> None:
+    options = pipeline_options(settings, "prism")
+    with BeamTestPipeline(options=options, blocking=True) as pipeline:
+        build_pipeline(pipeline, settings, SourceOptions(group_id=group, until_idle_s=4))
+
+
+def read_topic(settings, topic: str) -> list[dict]:
+    consumer = KafkaConsumer(**settings.kafka.client_options(), enable_auto_commit=False)
+    tps = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic)]
+    consumer.assign(tps)
+    consumer.seek_to_beginning(*tps)
+    end = consumer.end_offsets(tps)
+    documents = []
+    while any(consumer.position(tp) < end[tp] for tp in tps):
+        for records in consumer.poll(timeout_ms=1000).values():
+            documents += [json.loads(r.value) for r in records]
+    consumer.close()
+    return documents
+
+
+def query_all(collection: Collection, fields: list[str]) -> list[dict]:
+    collection.load()
+    return collection.query("", output_fields=fields, limit=16384, consistency_level="Strong")
+
+
+def snapshot(settings) -> dict[str, int]:
+    faces = ensure_face_collection(settings)
+    media, sightings = ensure_media_collections(settings)
+    return {"faces": len(query_all(faces, ["face_id"])), "media": len(query_all(media, ["media_key"])),
+            "sightings": len(query_all(sightings, ["sighting_key"]))}
+
+
+@pytest.fixture(scope="module")
+def processed(pipeline_settings, testdata):
+    """Run phases 1 and 2 once for every test of this module."""
+    s = pipeline_settings
+    phase1 = sample_sets.good_samples(testdata)
+    ids = publish(s, phase1, "p1")
+    run_pipeline(s, s.kafka.consumer_group)
+    phase2 = (sample_sets.reupload_samples(testdata) + sample_sets.hard_but_valid_samples(testdata)
+              + sample_sets.bad_samples(testdata, MAX_MEDIA_BYTES))
+    ids.update(publish(s, phase2, "p2"))
+    run_pipeline(s, s.kafka.consumer_group)
+    by_name = {sample.name: sample for sample in phase1 + phase2}
+    return {"ids": ids, "samples": by_name}
+
+
+def test_each_face_of_the_good_media_is_stored_once_with_its_crop(pipeline_settings, processed):
+    s = pipeline_settings
+    faces = query_all(ensure_face_collection(s), ["face_id", "media_sha256", "frame_ms", "face_index", "crop_key"])
+    media, sightings = ensure_media_collections(s)
+    media_rows = {row["sha256"]: row for row in query_all(media, ["sha256", "face_count", "first_media_id"])}
+    per_media = Counter(face["media_sha256"] for face in faces)
+    identities = Counter((f["media_sha256"], f["frame_ms"], f["face_index"]) for f in faces)
+    assert max(identities.values()) == 1, "a face is stored twice"
+
+    for media_id, name in processed["ids"].items():
+        expect = processed["samples"][name].expect
+        sample = processed["samples"][name]
+        if not (expect.startswith("faces:") or expect == "indexed"):
+            continue
+        sha = hashlib.sha256(sample.data).hexdigest()
+        assert sha in media_rows, f"{name} was not indexed"
+        assert media_rows[sha]["face_count"] == per_media[sha], name
+        if expect.startswith("faces:"):
+            assert per_media[sha] == int(expect.split(":")[1]), f"{name}: {per_media[sha]} faces"
+        else:
+            assert per_media[sha] >= 1, f"{name}: no face found"
+
+    client = object_client(s)
+    for face in faces:
+        assert client.stat_object(s.minio.buckets.crops.name, face["crop_key"]).size > 1000
+
+    indexed_events = read_topic(s, s.kafka.topics.faces_indexed.name)
+    assert {e["face_id"] for e in indexed_events} == {f["face_id"] for f in faces}
+
+
+def test_reuploads_are_sightings_without_new_vectors(pipeline_settings, processed):
+    s = pipeline_settings
+    faces = query_all(ensure_face_collection(s), ["media_sha256"])
+    face_media = {f["media_sha256"] for f in faces}
+    _media, sightings = ensure_media_collections(s)
+    rows = {r["media_id"]: r for r in query_all(sightings, ["media_id", "match", "media_sha256", "canonical_sha256"])}
+    originals = {name: hashlib.sha256(sample.data).hexdigest()
+                 for name, sample in processed["samples"].items() if sample.data}
+    expected_canonical = {"paul_exact": "paul_rudd", "group_exact": "multiface",
+                          "paul_reencoded": "paul_rudd", "kate_resized": "kate_siegel"}
+    for media_id, name in processed["ids"].items():
+        expect = processed["samples"][name].expect
+        if not expect.startswith("sighting:"):
+            continue
+        row = rows[media_id]
+        assert row["match"] == expect.split(":")[1], f"{name}: {row['match']}"
+        assert row["canonical_sha256"] == originals[expected_canonical[name]], name
+        if row["match"] == "near":
+            assert row["media_sha256"] not in face_media, f"{name} was embedded again"
+    for media_id, name in processed["ids"].items():
+        if processed["samples"][name].expect.startswith(("faces:", "indexed")):
+            assert rows[media_id]["match"] == "original", name
+
+
+def test_each_bad_input_is_a_dead_letter_with_its_reason_and_nothing_else(pipeline_settings, processed):
+    letters = read_topic(pipeline_settings, pipeline_settings.kafka.topics.media_dlq.name)
+    got = {letter["original"]["key"]: letter for letter in letters}  # events are keyed by media id
+    expected = {media_id: processed["samples"][name].expect.split(":")[1]
+                for media_id, name in processed["ids"].items()
+                if processed["samples"][name].expect.startswith("dlq:")}
+    assert len(expected) >= 15
+    assert {k: v["reason"] for k, v in got.items()} == expected
+    assert len(letters) == len(expected), "a bad input was dead-lettered twice"
+    for letter in letters:
+        assert letter["stage"] and letter["error"] and letter["original"]["value_base64"]
+
+
+def test_replaying_the_same_offsets_changes_no_count(pipeline_settings, processed):
+    s = pipeline_settings
+    before = snapshot(s)
+    replay = s.model_copy(deep=True)
+    run_pipeline(replay, f"{s.kafka.consumer_group}-replay")  # a new group reads every offset again
+    assert snapshot(s) == before
