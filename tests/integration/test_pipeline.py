@@ -142,13 +142,13 @@ def processed(pipeline_settings, testdata):
 def test_each_face_of_the_good_media_is_stored_once_with_its_crop(pipeline_settings, processed):
     s = pipeline_settings
     faces = query_all(ensure_face_collection(s), ["face_id", "media_sha256", "frame_ms", "face_index", "crop_key"])
-    media, sightings = ensure_media_collections(s)
+    media, _sightings = ensure_media_collections(s)
     media_rows = {row["sha256"]: row for row in query_all(media, ["sha256", "face_count", "first_media_id"])}
     per_media = Counter(face["media_sha256"] for face in faces)
     identities = Counter((f["media_sha256"], f["frame_ms"], f["face_index"]) for f in faces)
     assert max(identities.values()) == 1, "a face is stored twice"
 
-    for media_id, name in processed["ids"].items():
+    for _media_id, name in processed["ids"].items():
         expect = processed["samples"][name].expect
         sample = processed["samples"][name]
         if not (expect.startswith("faces:") or expect == "indexed"):
