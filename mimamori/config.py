@@ -192,6 +192,9 @@ class PipelineConfig(Section):
     min_side: int = 32
     max_video_frames: int = 32
     video_frame_interval_s: float = 1.0
+    # Records one source bundle reads at most: smaller bundles commit offsets sooner and lower
+    # latency; larger ones amortise per-bundle work.
+    max_records_per_bundle: int = 100
     # pHash (64 bits) Hamming distance up to which media counts as a near duplicate.
     near_duplicate_distance: int = 6
 

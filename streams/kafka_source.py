@@ -160,8 +160,9 @@ class _ReadPartition(beam.DoFn):
         last_offset: int | None = None
         deadline = time.monotonic() + self.poll_s
         finished = False
-        while time.monotonic() < deadline and not finished:
-            records = consumer.poll(timeout_ms=200, max_records=self.max_records).get(tp, [])
+        claimed = 0
+        while time.monotonic() < deadline and not finished and claimed < self.max_records:
+            records = consumer.poll(timeout_ms=200, max_records=self.max_records - claimed).get(tp, [])
             for record in records:
                 if not tracker.try_claim(record.offset):
                     finished = True  # past the stop offset
@@ -171,6 +172,7 @@ class _ReadPartition(beam.DoFn):
                 if current is None or Timestamp.of(seconds) > current:
                     watermark.set_watermark(Timestamp.of(seconds))
                 last_offset = record.offset
+                claimed += 1
                 yield beam.window.TimestampedValue(
                     KafkaRecord(record.topic, record.partition, record.offset, record.timestamp,
                                 record.key, record.value),
@@ -210,8 +212,9 @@ class ReadFromKafka(beam.PTransform):
 
     def __init__(self, client_options: dict[str, Any], topic: str, group_id: str | None,
                  start_time_ms: int | None = None, stop_time_ms: int | None = None,
-                 until_idle_s: float | None = None):
+                 until_idle_s: float | None = None, max_records_per_bundle: int = 100):
         super().__init__()
+        self.max_records_per_bundle = max_records_per_bundle
         self.client_options = client_options
         self.topic = topic
         self.group_id = group_id
@@ -227,5 +230,6 @@ class ReadFromKafka(beam.PTransform):
             | "Start" >> beam.Impulse()
             | "PlanPartitions" >> beam.FlatMap(
                 _plan, self.client_options, self.topic, self.group_id, self.start_time_ms, self.stop_time_ms)
-            | "ReadPartitions" >> beam.ParDo(_ReadPartition(self.client_options, self.group_id, self.until_idle_s))
+            | "ReadPartitions" >> beam.ParDo(_ReadPartition(self.client_options, self.group_id, self.until_idle_s,
+                                                            max_records=self.max_records_per_bundle))
         )

@@ -59,8 +59,12 @@ class FaceEmbeddingHandler(PytorchModelHandlerTensor):
     def __init__(self, settings: Settings, max_faces_per_batch: int = 64):
         self.settings = settings
         device = pick_device(settings.models.device)
+        # A fixed batch weight: BatchElements' adaptive size starts at one, and an element that
+        # weighs more than the current size would make it emit an empty batch. One media item
+        # holds at most max_faces_per_image faces, so it always fits.
+        weight = max(max_faces_per_batch, settings.models.detector.max_faces_per_image)
         super().__init__(device="GPU" if device.type == "cuda" else "CPU", inference_fn=embed_batch,
-                         element_size_fn=_faces_in, max_batch_size=max_faces_per_batch)
+                         element_size_fn=_faces_in, min_batch_size=weight, max_batch_size=weight)
 
     def load_model(self) -> torch.nn.Module:
         loaded = load_embedder(self.settings.models.embedder)

@@ -70,6 +70,7 @@ def build_pipeline(pipeline: beam.Pipeline, settings: Settings, source: SourceOp
             start_time_ms=source.start_time_ms,
             stop_time_ms=source.stop_time_ms,
             until_idle_s=source.until_idle_s,
+            max_records_per_bundle=settings.pipeline.max_records_per_bundle,
         )
     raw = pipeline | "ReadMediaScraped" >> records | "ServeMetrics" >> beam.ParDo(_ServeMetrics(settings))
 

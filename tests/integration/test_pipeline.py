@@ -7,17 +7,25 @@ replays every offset under a new consumer group and checks that no count moves.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import io
 import json
+import os
+import signal
+import subprocess
+import sys
+import time
 import uuid
 from collections import Counter
 
 import pytest
+import yaml
 from apache_beam.testing.test_pipeline import TestPipeline as BeamTestPipeline
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 from pymilvus import Collection, utility
 
+from mimamori import edits
 from mimamori.runner import pipeline_options
 from stores.faces import ensure_face_collection
 from stores.media import ensure_media_collections
@@ -33,8 +41,9 @@ pytestmark = pytest.mark.integration
 MAX_MEDIA_BYTES = 4_000_000
 
 
-@pytest.fixture(scope="module")
-def pipeline_settings(stack, settings):
+@contextlib.contextmanager
+def isolated_settings(settings):
+    """Settings with topics, consumer group, collections and buckets of their own; removed afterwards."""
     tag = uuid.uuid4().hex[:8]
     s = settings.model_copy(deep=True)
     for topic in (s.kafka.topics.media_scraped, s.kafka.topics.faces_indexed, s.kafka.topics.media_dlq):
@@ -47,24 +56,32 @@ def pipeline_settings(stack, settings):
     s.minio.buckets.media.name = f"test-{tag}-media"
     s.minio.buckets.crops.name = f"test-{tag}-crops"
     s.pipeline.max_media_bytes = MAX_MEDIA_BYTES
-    ensure_topics(s, [s.kafka.topics.media_scraped, s.kafka.topics.faces_indexed, s.kafka.topics.media_dlq])
+    topics = [s.kafka.topics.media_scraped, s.kafka.topics.faces_indexed, s.kafka.topics.media_dlq]
+    ensure_topics(s, topics)
     ensure_buckets(s)
     ensure_face_collection(s)
     ensure_media_collections(s)
-    yield s
-    admin = admin_client(s)
-    admin.delete_topics([s.kafka.topics.media_scraped.name, s.kafka.topics.faces_indexed.name,
-                         s.kafka.topics.media_dlq.name])
-    admin.close()
-    alias = connect(s)
-    for name in utility.list_collections(using=alias):
-        if name.startswith(f"t{tag}_"):
-            utility.drop_collection(name, using=alias)
-    client = object_client(s)
-    for bucket in (s.minio.buckets.media.name, s.minio.buckets.crops.name):
-        for obj in client.list_objects(bucket, recursive=True):
-            client.remove_object(bucket, obj.object_name)
-        client.remove_bucket(bucket)
+    try:
+        yield s
+    finally:
+        admin = admin_client(s)
+        admin.delete_topics([t.name for t in topics])
+        admin.close()
+        alias = connect(s)
+        for name in utility.list_collections(using=alias):
+            if name.startswith(f"t{tag}_"):
+                utility.drop_collection(name, using=alias)
+        client = object_client(s)
+        for bucket in (s.minio.buckets.media.name, s.minio.buckets.crops.name):
+            for obj in client.list_objects(bucket, recursive=True):
+                client.remove_object(bucket, obj.object_name)
+            client.remove_bucket(bucket)
+
+
+@pytest.fixture(scope="module")
+def pipeline_settings(stack, settings):
+    with isolated_settings(settings) as s:
+        yield s
 
 
 def publish(settings, samples: list[sample_sets.Sample], phase: str) -> dict[str, str]:
@@ -212,3 +229,47 @@ def test_replaying_the_same_offsets_changes_no_count(pipeline_settings, processe
     replay = s.model_copy(deep=True)
     run_pipeline(replay, f"{s.kafka.consumer_group}-replay")  # a new group reads every offset again
     assert snapshot(s) == before
+
+
+def test_sigkill_mid_run_loses_no_face_and_duplicates_none(stack, settings, testdata, tmp_path):
+    """Kill `mimamori run` with SIGKILL while it writes, run it again: every face once."""
+    images = sample_sets.photos(testdata)
+    many = [sample_sets.Sample(f"{name}_crop{i}", sample_sets.encode(edits.crop(image, 0.04 * i), "JPEG"),
+                               "image/jpeg", "indexed")
+            for name, image in images.items() for i in range(1, 6)]
+    with isolated_settings(settings) as s:
+        s.pipeline.max_records_per_bundle = 2  # many small bundles, so the kill lands between commits
+        ids = publish(s, many, "kill")
+        site = tmp_path / "site.yaml"
+        site.write_text(yaml.safe_dump(s.model_dump(mode="json")))
+        env = {**os.environ, "MIMAMORI_CONFIG": str(site)}
+        proc = subprocess.Popen([sys.executable, "-m", "mimamori.cli", "run", "--until-idle", "5"], env=env,
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+        faces = ensure_face_collection(s)
+        deadline = time.monotonic() + 300
+        try:
+            while time.monotonic() < deadline and proc.poll() is None:
+                if query_all(faces, ["face_id"]):
+                    break
+                time.sleep(0.3)
+            assert proc.poll() is None, "the pipeline finished before it could be killed"
+            assert query_all(faces, ["face_id"]), "no face was written within 5 minutes"
+        finally:
+            os.killpg(proc.pid, signal.SIGKILL)  # the run and the Prism runner it started
+            proc.wait()
+        killed_at = snapshot(s)
+        assert killed_at["media"] < len(many), "everything was written before the kill; nothing was tested"
+
+        run_pipeline(s, s.kafka.consumer_group)
+
+        rows = query_all(faces, ["media_sha256", "frame_ms", "face_index"])
+        identities = Counter((r["media_sha256"], r["frame_ms"], r["face_index"]) for r in rows)
+        assert max(identities.values()) == 1, "a face is stored twice"
+        media, sightings = ensure_media_collections(s)
+        media_rows = query_all(media, ["sha256", "face_count"])
+        per_media = Counter(r["media_sha256"] for r in rows)
+        for row in media_rows:
+            assert per_media[row["sha256"]] == row["face_count"], "a media item lost faces"
+        seen = {r["media_id"] for r in query_all(sightings, ["media_id"])}
+        assert seen == set(ids), "a media item was lost"
+        assert sum(r["face_count"] for r in media_rows) == len(rows) > killed_at["faces"]
