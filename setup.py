@@ -42,12 +42,13 @@ setup(
         "pydantic-settings>=2.3,<3",
         "pyyaml>=6",
         "jsonschema>=4.20",
+        "imagehash>=4.3",
+        "torchvision>=0.19",
+        "av>=12",  # video decoding (PyAV)
         *FACENET_RUNTIME_DEPS,
     ],
     extras_require={
         "dev": ["pytest>=8", "pytest-timeout>=2.3", "ruff>=0.6"],
-        # Video decoding (PyAV); optional because it is a large wheel.
-        "video": ["av>=12"],
     },
     entry_points={"console_scripts": ["mimamori=mimamori.cli:main"]},
 )
