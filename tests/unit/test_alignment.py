@@ -27,11 +27,11 @@ def test_aligned_crop_puts_the_landmarks_on_the_template():
     for x, y in landmarks:
         for dx in range(-3, 4):
             for dy in range(-3, 4):
-                pixels[int(round(x)) + dx, int(round(y)) + dy] = (255, 255, 255)
+                pixels[round(x) + dx, round(y) + dy] = (255, 255, 255)
     crop = np.asarray(align_face(frame, landmarks, spec).convert("L"))
     assert crop.shape == (spec.input_size, spec.input_size)
     for x, y in template:
-        assert crop[int(round(y)), int(round(x))] > 200
+        assert crop[round(y), round(x)] > 200
 
 
 def test_quality_prefers_large_frontal_faces():
