@@ -30,6 +30,7 @@ from apache_beam.utils.timestamp import Duration, Timestamp
 from kafka import KafkaConsumer, TopicPartition
 from kafka.structs import OffsetAndMetadata
 
+from mimamori.metrics import CONSUMER_LAG
 from streams.events import KafkaRecord
 
 log = logging.getLogger(__name__)
@@ -182,6 +183,11 @@ class _ReadPartition(beam.DoFn):
                 self._last_activity[key] = time.monotonic()
             elif restriction.stop != UNBOUNDED and consumer.position(tp) >= restriction.stop:
                 finished = True
+
+        highwater = consumer.highwater(tp)  # known after a fetch; None before the first one
+        if highwater is not None:
+            CONSUMER_LAG.labels(topic=tp.topic, partition=str(tp.partition)).set(
+                max(0, highwater - consumer.position(tp)))
 
         # Runs once the runner has committed this bundle's work: the writes are done. Registered
         # even when there is nothing to commit: Prism asks every SDF bundle to finalize, and the

@@ -11,9 +11,9 @@ from collections.abc import Iterator
 
 from apache_beam import pvalue
 
+from mimamori import metrics
 from mimamori.config import Settings
 from stores.media import KnownMedia, MediaIndex
-from transforms import metrics
 from transforms.elements import MediaItem
 from transforms.stage import Stage
 

@@ -6,9 +6,9 @@ from collections.abc import Iterator
 
 import torch
 
+from mimamori import metrics
 from mimamori.config import Settings
 from models.detector import FaceDetector, pick_device
-from transforms import metrics
 from transforms.elements import Face, MediaItem
 from transforms.stage import Stage
 

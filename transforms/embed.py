@@ -9,6 +9,7 @@ back per item. Vectors are L2-normalised; the model version goes with every one 
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterable, Sequence
 from typing import Any
 
@@ -18,10 +19,10 @@ import torch
 from apache_beam.ml.inference.base import KeyedModelHandler, PredictionResult, RunInference
 from apache_beam.ml.inference.pytorch_inference import PytorchModelHandlerTensor
 
+from mimamori import metrics
 from mimamori.config import Settings
 from models.detector import pick_device
 from models.embedders import load_embedder
-from transforms import metrics
 from transforms.detect import limit_torch_threads
 from transforms.elements import MediaItem
 
@@ -40,6 +41,7 @@ def _faces_in(element: Any) -> int:
 def embed_batch(batch: Sequence[torch.Tensor], model: torch.nn.Module, device: str,
                 inference_args: dict[str, Any] | None = None, model_id: str | None = None
                 ) -> Iterable[PredictionResult]:
+    began = time.perf_counter()
     counts = [t.shape[0] for t in batch]
     metrics.BATCH_SIZE.labels(stage="embed").observe(sum(counts))
     target = torch.device(device) if isinstance(device, str) else device
@@ -50,6 +52,7 @@ def embed_batch(batch: Sequence[torch.Tensor], model: torch.nn.Module, device: s
         vectors = model(images).float()
         vectors = torch.nn.functional.normalize(vectors, dim=1).cpu().numpy()
     outputs = np.split(vectors, np.cumsum(counts)[:-1])
+    metrics.STAGE_SECONDS.labels(stage="embed").observe(time.perf_counter() - began)
     return [PredictionResult(example, inference, model_id) for example, inference in zip(batch, outputs, strict=True)]
 
 

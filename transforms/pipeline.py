@@ -13,6 +13,7 @@ from dataclasses import dataclass
 import apache_beam as beam
 
 from mimamori.config import Settings
+from mimamori.metrics import serve_metrics
 from streams.kafka_source import ReadFromKafka
 from transforms.align import AlignFaces
 from transforms.decode import FetchAndDecode
@@ -20,7 +21,6 @@ from transforms.dedupe import SIGHTING, Dedupe
 from transforms.detect import DetectFaces
 from transforms.elements import MediaItem
 from transforms.embed import EmbedFaces
-from transforms.metrics import serve_metrics
 from transforms.parse import ParseMediaEvent
 from transforms.stage import DEAD_LETTER
 from transforms.write import WriteDeadLetters, WriteIndexedMedia, WriteSightings

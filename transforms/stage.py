@@ -18,8 +18,8 @@ from typing import Any
 import apache_beam as beam
 from apache_beam import pvalue
 
+from mimamori import metrics
 from streams.events import DeadLetter, KafkaRecord
-from transforms import metrics
 
 log = logging.getLogger(__name__)
 DEAD_LETTER = "dead_letter"

@@ -21,6 +21,7 @@ from typing import Any, TypeVar
 
 import apache_beam as beam
 
+from mimamori import metrics
 from mimamori.config import Settings
 from models.embedders import embedder_version
 from stores.faces import ensure_face_collection
@@ -28,7 +29,6 @@ from stores.media import ensure_media_collections, int64_key
 from stores.objects import object_client
 from streams.events import DeadLetter, face_indexed_json, parse_time
 from streams.producer import shared_producer
-from transforms import metrics
 from transforms.elements import MediaItem
 from transforms.stage import retryable_errors
 

@@ -1,0 +1,200 @@
+"""Pipeline throughput against a bare detect+align+embed loop, measured in one run.
+
+    .venv/bin/python bench/pipeline.py [--images 40] [--runner prism]
+
+Both sides process the same images in one process each (Prism's LOOPBACK workers run in
+this process), with the same models and settings:
+
+* **pipeline**: images are published to a fresh topic, the pipeline reads them from Kafka
+  and writes faces, crops, media rows and sightings to Milvus and MinIO. The rate is taken
+  over the steady part of the run: from when 10% of the media rows exist to when all do, so
+  Prism's start-up and the model loading are not counted (nor are they in the loop).
+* **bare loop**: decode -> detect -> align -> embed in a plain Python loop, no I/O.
+
+Per-stage times come from the pipeline's own Prometheus histograms. The printed Markdown
+goes into docs/benchmarks.md with the command that made it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import platform
+import sys
+import threading
+import time
+import uuid
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+from PIL import Image  # noqa: E402
+
+from mimamori import edits  # noqa: E402
+from mimamori.config import load_settings  # noqa: E402
+
+TESTDATA = ROOT.parent / "shared" / "testdata"
+
+
+def bench_images(count: int) -> list[bytes]:
+    """Distinct JPEGs: each shared photo cropped by a different amount."""
+    photos = [Image.open(p).convert("RGB") for p in sorted((TESTDATA / "faces").glob("*.jpg"))]
+    images = []
+    for i in range(count):
+        photo = photos[i % len(photos)]
+        cropped = edits.crop(photo, 0.02 + 0.3 * (i // len(photos)) / max(1, count // len(photos)))
+        buffer = io.BytesIO()
+        cropped.save(buffer, "JPEG", quality=90)
+        images.append(buffer.getvalue())
+    return images
+
+
+def bare_loop(settings, images: list[bytes]) -> dict[str, float]:
+    from models.alignment import align_face, face_quality
+    from models.detector import FaceDetector, pick_device
+    from models.embedders import load_embedder
+    from models.registry import embedder_spec
+    from transforms.detect import limit_torch_threads
+    from transforms.media import decode_media
+
+    device = pick_device(settings.models.device)
+    limit_torch_threads(device)
+    detector = FaceDetector(settings.models.detector, device)
+    embedder = load_embedder(settings.models.embedder).module.to(device)
+    spec = embedder_spec(settings.models.embedder.name)
+    timings = {"decode": 0.0, "detect": 0.0, "align": 0.0, "embed": 0.0}
+    faces = 0
+    began = time.perf_counter()
+    for data in images:
+        t = time.perf_counter()
+        media = decode_media(data, "image/jpeg")
+        timings["decode"] += time.perf_counter() - t
+        t = time.perf_counter()
+        found = detector.detect([media.frames[0].image])[0]
+        timings["detect"] += time.perf_counter() - t
+        t = time.perf_counter()
+        crops = []
+        for detection in found:
+            aligned = align_face(media.frames[0].image, detection.landmarks, spec)
+            face_quality(aligned, detection.box, detection.landmarks)
+            crops.append(np.asarray(aligned, dtype=np.uint8))
+        timings["align"] += time.perf_counter() - t
+        if crops:
+            t = time.perf_counter()
+            with torch.inference_mode():
+                embedder(torch.from_numpy(np.stack(crops)).permute(0, 3, 1, 2).float().to(device))
+            timings["embed"] += time.perf_counter() - t
+        faces += len(crops)
+    elapsed = time.perf_counter() - began
+    return {"seconds": elapsed, "images_per_s": len(images) / elapsed, "faces": faces, **timings}
+
+
+def pipeline_run(settings, images: list[bytes], runner: str) -> dict[str, float]:
+    import apache_beam as beam
+
+    from mimamori import metrics
+    from mimamori.runner import pipeline_options
+    from stores.faces import ensure_face_collection
+    from stores.media import ensure_media_collections
+    from stores.objects import ensure_buckets, object_client
+    from streams.events import MediaEvent, now_utc
+    from streams.ingest import store_bytes
+    from streams.producer import shared_producer
+    from streams.topics import ensure_topics
+    from transforms.pipeline import SourceOptions, build_pipeline
+
+    topics = [settings.kafka.topics.media_scraped, settings.kafka.topics.faces_indexed,
+              settings.kafka.topics.media_dlq]
+    ensure_topics(settings, topics)
+    ensure_buckets(settings)
+    ensure_face_collection(settings)
+    media_collection, _ = ensure_media_collections(settings)
+    client, producer = object_client(settings), shared_producer(settings.kafka)
+    for i, data in enumerate(images):
+        key, sha = store_bytes(client, settings.minio.buckets.media.name, data, "image/jpeg")
+        event = MediaEvent(media_id=f"bench:{i}", source_url=f"https://example.test/bench/{i}.jpg",
+                           platform="bench", scraped_at=now_utc(), content_type="image/jpeg",
+                           object_key=key, sha256=sha)
+        producer.send(settings.kafka.topics.media_scraped.name, key=event.media_id.encode(), value=event.to_json())
+    producer.flush()
+
+    marks: dict[str, float] = {}
+    done = threading.Event()
+
+    def watch() -> None:  # when do 10% and 100% of the media rows exist?
+        while not done.is_set():
+            rows = media_collection.query("", output_fields=["count(*)"])[0]["count(*)"]
+            now = time.perf_counter()
+            if rows >= max(1, len(images) // 10) and "first" not in marks:
+                marks["first"], marks["first_rows"] = now, rows
+            if rows >= len(images):
+                marks["last"] = now
+                return
+            time.sleep(0.1)
+
+    watcher = threading.Thread(target=watch, daemon=True)
+    watcher.start()
+    began = time.perf_counter()
+    with beam.Pipeline(options=pipeline_options(settings, runner)) as pipeline:
+        build_pipeline(pipeline, settings, SourceOptions(until_idle_s=5))
+    done.set()
+    watcher.join(5)
+    if "last" not in marks:
+        raise SystemExit("the pipeline finished without writing every media row")
+    stage_seconds = {}
+    for family in metrics.STAGE_SECONDS.collect():
+        for sample in family.samples:
+            if sample.name.endswith("_sum"):
+                stage_seconds[sample.labels["stage"]] = sample.value
+    steady = marks["last"] - marks["first"]
+    return {"wall_seconds": time.perf_counter() - began,
+            "images_per_s": (len(images) - marks["first_rows"]) / steady if steady > 0 else float("nan"),
+            **stage_seconds}
+
+
+def isolated(settings):
+    tag = uuid.uuid4().hex[:8]
+    s = settings.model_copy(deep=True)
+    for topic in (s.kafka.topics.media_scraped, s.kafka.topics.faces_indexed, s.kafka.topics.media_dlq):
+        topic.name = f"bench.{tag}.{topic.name}"
+        topic.partitions = 2
+    s.kafka.consumer_group = f"bench-{tag}"
+    s.milvus.collection_prefix = f"b{tag}_faces"
+    s.milvus.media_collection_prefix = f"b{tag}_media"
+    s.milvus.sightings_collection = f"b{tag}_sightings"
+    s.minio.buckets.media.name = f"bench-{tag}-media"
+    s.minio.buckets.crops.name = f"bench-{tag}-crops"
+    s.pipeline.near_duplicate_distance = -1  # every image is embedded, as in the loop
+    return s
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--images", type=int, default=40)
+    parser.add_argument("--runner", default="prism", choices=["prism", "direct"])
+    args = parser.parse_args()
+    settings = isolated(load_settings("local"))
+    images = bench_images(args.images)
+    loop = bare_loop(settings, images)
+    run = pipeline_run(settings, images, args.runner)
+    ratio = run["images_per_s"] / loop["images_per_s"]
+    print(f"| {args.images} images, {platform.machine()}, {torch.get_num_threads()} torch thread(s), "
+          f"device {settings.models.device} | images/s |")
+    print("| --- | --- |")
+    print(f"| bare detect+align+embed loop | {loop['images_per_s']:.2f} |")
+    print(f"| pipeline, Kafka in -> Milvus written ({args.runner}, steady state) | {run['images_per_s']:.2f} |")
+    print(f"| ratio pipeline / loop | {ratio:.2f} |")
+    print()
+    print("| stage | loop s | pipeline s |")
+    print("| --- | --- | --- |")
+    for stage in ("parse", "decode", "dedupe", "detect", "align", "embed", "write"):
+        print(f"| {stage} | {loop.get(stage, 0.0):.2f} | {run.get(stage, 0.0):.2f} |")
+    print(f"\npipeline wall time {run['wall_seconds']:.1f} s including start-up and the 5 s idle end; "
+          f"loop {loop['seconds']:.1f} s for {loop['faces']} faces")
+
+
+if __name__ == "__main__":
+    main()
