@@ -195,6 +195,8 @@ class PipelineConfig(Section):
     # Records one source bundle reads at most: smaller bundles commit offsets sooner and lower
     # latency; larger ones amortise per-bundle work.
     max_records_per_bundle: int = 100
+    # How long one source bundle reads before it hands over (and its offsets can be committed).
+    bundle_read_s: float = 2.0
     # pHash (64 bits) Hamming distance up to which media counts as a near duplicate.
     near_duplicate_distance: int = 6
 

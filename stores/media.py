@@ -101,12 +101,16 @@ class MediaIndex:
         self.aspect_tolerance = aspect_tolerance
 
     def find(self, sha256: str, media_id: str, phash: bytes, width: int, height: int) -> KnownMedia | None:
+        # Session consistency: this process reads its own writes without waiting for the
+        # cluster-wide timestamp that Strong waits for (~0.2 s a call). A copy indexed a moment
+        # ago by another worker may be missed; it is then indexed again under the same keys,
+        # which changes nothing (every write is an upsert).
         rows = self.media.query(f'sha256 == "{sha256}"', output_fields=["first_media_id"], limit=1,
-                                consistency_level="Strong")
+                                consistency_level="Session")
         if rows:
             return KnownMedia(sha256, "original" if rows[0]["first_media_id"] == media_id else "exact", 0)
         hits = self.media.search([phash], "phash", {"metric_type": "HAMMING", "params": {}}, limit=3,
-                                 output_fields=["sha256", "width", "height"], consistency_level="Strong")[0]
+                                 output_fields=["sha256", "width", "height"], consistency_level="Session")[0]
         aspect = width / height
         for hit in hits:
             other = hit.entity.get("width") / max(1, hit.entity.get("height"))

@@ -218,9 +218,11 @@ class ReadFromKafka(beam.PTransform):
 
     def __init__(self, client_options: dict[str, Any], topic: str, group_id: str | None,
                  start_time_ms: int | None = None, stop_time_ms: int | None = None,
-                 until_idle_s: float | None = None, max_records_per_bundle: int = 100):
+                 until_idle_s: float | None = None, max_records_per_bundle: int = 100,
+                 bundle_read_s: float = 2.0):
         super().__init__()
         self.max_records_per_bundle = max_records_per_bundle
+        self.bundle_read_s = bundle_read_s
         self.client_options = client_options
         self.topic = topic
         self.group_id = group_id
@@ -237,5 +239,6 @@ class ReadFromKafka(beam.PTransform):
             | "PlanPartitions" >> beam.FlatMap(
                 _plan, self.client_options, self.topic, self.group_id, self.start_time_ms, self.stop_time_ms)
             | "ReadPartitions" >> beam.ParDo(_ReadPartition(self.client_options, self.group_id, self.until_idle_s,
+                                                            poll_s=self.bundle_read_s,
                                                             max_records=self.max_records_per_bundle))
         )

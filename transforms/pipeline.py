@@ -71,6 +71,7 @@ def build_pipeline(pipeline: beam.Pipeline, settings: Settings, source: SourceOp
             stop_time_ms=source.stop_time_ms,
             until_idle_s=source.until_idle_s,
             max_records_per_bundle=settings.pipeline.max_records_per_bundle,
+            bundle_read_s=settings.pipeline.bundle_read_s,
         )
     raw = pipeline | "ReadMediaScraped" >> records | "ServeMetrics" >> beam.ParDo(_ServeMetrics(settings))
 

@@ -48,9 +48,11 @@ class Stage(beam.DoFn):
         raise NotImplementedError
 
     def process(self, element: Any) -> Iterator[Any]:
+        # Outputs are collected before they are passed on: in a fused stage, yielding runs the
+        # downstream transforms inline, and their time must not count as this stage's.
         began = time.perf_counter()
         try:
-            yield from self.handle(element)
+            outputs = list(self.handle(element))
         except retryable_errors():
             raise
         except Exception as error:
@@ -60,10 +62,11 @@ class Stage(beam.DoFn):
                 reason = "internal_error"
                 log.warning("%s failed on %s: %s", self.stage, media_id, traceback.format_exc())
             text = f"{type(error).__name__}: {error}"
-            yield pvalue.TaggedOutput(DEAD_LETTER, dead_letter(record, reason, self.stage, text, media_id))
+            outputs = [pvalue.TaggedOutput(DEAD_LETTER, dead_letter(record, reason, self.stage, text, media_id))]
         finally:
             metrics.STAGE_SECONDS.labels(stage=self.stage).observe(time.perf_counter() - began)
             metrics.STAGE_ELEMENTS.labels(stage=self.stage).inc()
+        yield from outputs
 
 
 def _origin(element: Any) -> tuple[KafkaRecord, str | None]:
