@@ -89,7 +89,7 @@ def cmd_run(args: argparse.Namespace, beam_args: list[str]) -> int:
     from transforms.pipeline import SourceOptions, build_pipeline
 
     settings = _settings(args)
-    options = pipeline_options(settings, args.runner or settings.runner.default, beam_args)
+    options = pipeline_options(settings, args.runner or settings.runner.default, beam_args, args.until_idle)
     began = time.monotonic()
     with beam.Pipeline(options=options) as pipeline:
         build_pipeline(pipeline, settings, SourceOptions(until_idle_s=args.until_idle))

@@ -205,6 +205,7 @@ class RunnerConfig(Section):
     default: Literal["prism", "flink", "direct"] = "prism"
     prism_path: Path | None = None
     flink_master: str = "[local]"
+    flink_checkpoint_interval_ms: int = 5000
 
 
 class MetricsConfig(Section):

@@ -18,7 +18,9 @@ class _QuietFinalizeErrors(logging.Filter):
         return "not in a finalizable state" not in record.getMessage()
 
 
-def pipeline_options(settings: Settings, runner: str, beam_args: list[str] | None = None) -> PipelineOptions:
+def pipeline_options(settings: Settings, runner: str, beam_args: list[str] | None = None,
+                     until_idle_s: float | None = None) -> PipelineOptions:
+    """Options for ``runner``; ``until_idle_s`` lets a streaming runner end once the sources are done."""
     beam_args = list(beam_args or [])
     if runner == "prism":
         prism = PrismRunner(settings).install()
@@ -26,9 +28,16 @@ def pipeline_options(settings: Settings, runner: str, beam_args: list[str] | Non
     elif runner == "flink":
         from mimamori.stack.flink import flink_job_server_jar
 
+        # Flink finalizes bundles (and so the source commits offsets) when a checkpoint
+        # completes: without checkpoints nothing would ever be committed.
         options = {"runner": "FlinkRunner", "flink_master": settings.runner.flink_master,
                    "environment_type": "LOOPBACK", "streaming": True,
+                   "checkpointing_interval": settings.runner.flink_checkpoint_interval_ms,
                    "flink_job_server_jar": str(flink_job_server_jar(settings))}
+        if until_idle_s is not None:
+            # With checkpoints on, Flink keeps finished sources (the Impulse) alive forever; let
+            # them stop so the job can end when every partition read has ended.
+            options["shutdown_sources_after_idle_ms"] = 1000
     elif runner == "direct":
         options = {"runner": "DirectRunner"}
     else:

@@ -68,9 +68,13 @@ def ingest(settings: Settings, paths: Iterable[Path], platform: str, source_url:
         data = path.read_bytes()
         content_type = mimetypes.guess_type(path.name)[0] or "application/octet-stream"
         key, sha = store_bytes(client, bucket, data, content_type)
+        url = source_url or path.resolve().as_uri()
+        # One media id per (content, place): the same file published from another URL is
+        # another upload, which the pipeline records as a sighting of the first.
+        where = hashlib.sha256(url.encode()).hexdigest()[:8]
         event = MediaEvent(
-            media_id=re.sub(r"[^A-Za-z0-9._:@/-]", "_", f"{media_id_prefix}:{sha[:16]}:{path.name}")[:200],
-            source_url=source_url or path.resolve().as_uri(),
+            media_id=re.sub(r"[^A-Za-z0-9._:@/-]", "_", f"{media_id_prefix}:{sha[:16]}:{where}:{path.name}")[:200],
+            source_url=url,
             platform=platform,
             scraped_at=now_utc(),
             content_type=content_type,

@@ -88,10 +88,26 @@ def plan_partition_reads(
         consumer.close()
 
 
+class _PartitionRange(OffsetRange):
+    """An offset range that remembers when its partition last had a message (wall clock).
+
+    It travels with the restriction through every checkpoint, so "idle for N seconds" holds
+    on any runner, whichever worker and DoFn instance resumes the read.
+    """
+
+    def __init__(self, start: int, stop: int, last_activity: float):
+        super().__init__(start, stop)
+        self.last_activity = last_activity
+
+    def split_at(self, split_pos: int) -> tuple[_PartitionRange, _PartitionRange]:
+        return (_PartitionRange(self.start, split_pos, self.last_activity),
+                _PartitionRange(split_pos, self.stop, self.last_activity))
+
+
 class _OffsetRangeProvider(RestrictionProvider):
-    def initial_restriction(self, element: PartitionRead) -> OffsetRange:
+    def initial_restriction(self, element: PartitionRead) -> _PartitionRange:
         stop = element.stop_offset if element.stop_offset is not None else UNBOUNDED
-        return OffsetRange(element.start_offset, max(stop, element.start_offset))
+        return _PartitionRange(element.start_offset, max(stop, element.start_offset), time.time())
 
     def create_tracker(self, restriction: OffsetRange) -> OffsetRestrictionTracker:
         return OffsetRestrictionTracker(restriction)
@@ -121,7 +137,6 @@ class _ReadPartition(beam.DoFn):
     def setup(self) -> None:
         self._consumer: KafkaConsumer | None = None
         self._committer: KafkaConsumer | None = None
-        self._last_activity: dict[tuple[str, int], float] = {}
 
     def teardown(self) -> None:
         for client in (self._consumer, self._committer):
@@ -151,12 +166,10 @@ class _ReadPartition(beam.DoFn):
         watermark=beam.DoFn.WatermarkEstimatorParam(ManualWatermarkEstimator.default_provider()),
     ) -> Iterator[beam.window.TimestampedValue]:
         tp = TopicPartition(element.topic, element.partition)
-        key = (element.topic, element.partition)
         restriction = tracker.current_restriction()
         consumer = self._reader()
         consumer.assign([tp])
         consumer.seek(tp, restriction.start)
-        self._last_activity.setdefault(key, time.monotonic())
 
         last_offset: int | None = None
         deadline = time.monotonic() + self.poll_s
@@ -180,7 +193,8 @@ class _ReadPartition(beam.DoFn):
                     seconds,
                 )
             if records:
-                self._last_activity[key] = time.monotonic()
+                # The tracker's live range: the time goes with the residual at the checkpoint.
+                tracker.current_restriction().last_activity = time.time()
             elif restriction.stop != UNBOUNDED and consumer.position(tp) >= restriction.stop:
                 finished = True
 
@@ -198,7 +212,7 @@ class _ReadPartition(beam.DoFn):
             bundle_finalizer.register(lambda: None)
 
         stop = tracker.current_restriction().stop
-        idle = time.monotonic() - self._last_activity[key]
+        idle = time.time() - getattr(tracker.current_restriction(), "last_activity", time.time())
         if finished or (stop != UNBOUNDED and (last_offset or restriction.start - 1) + 1 >= stop):
             tracker.try_claim(stop)  # claiming the end marks the restriction done
             return

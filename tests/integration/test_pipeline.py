@@ -109,8 +109,8 @@ def publish(settings, samples: list[sample_sets.Sample], phase: str) -> dict[str
     return ids
 
 
-def run_pipeline(settings, group: str) -> None:
-    options = pipeline_options(settings, "prism")
+def run_pipeline(settings, group: str, runner: str = "prism") -> None:
+    options = pipeline_options(settings, runner, until_idle_s=4)
     with BeamTestPipeline(options=options, blocking=True) as pipeline:
         build_pipeline(pipeline, settings, SourceOptions(group_id=group, until_idle_s=4))
 
@@ -273,3 +273,26 @@ def test_sigkill_mid_run_loses_no_face_and_duplicates_none(stack, settings, test
         seen = {r["media_id"] for r in query_all(sightings, ["media_id"])}
         assert seen == set(ids), "a media item was lost"
         assert sum(r["face_count"] for r in media_rows) == len(rows) > killed_at["faces"]
+
+
+def test_the_same_pipeline_runs_on_flink(stack, settings, testdata):
+    """Beam's Flink runner (job server from Maven jars, [local] master, LOOPBACK workers)."""
+    good = [sample for sample in sample_sets.good_samples(testdata) if sample.name in ("multiface", "paul_rudd")]
+    bad = [sample for sample in sample_sets.bad_samples(testdata, MAX_MEDIA_BYTES) if sample.name == "one_pixel"]
+    with isolated_settings(settings) as s:
+        publish(s, good + bad, "flink")
+        run_pipeline(s, s.kafka.consumer_group, runner="flink")
+        rows = query_all(ensure_face_collection(s), ["media_sha256"])
+        per_media = Counter(r["media_sha256"] for r in rows)
+        for sample in good:
+            assert per_media[hashlib.sha256(sample.data).hexdigest()] == int(sample.expect.split(":")[1])
+        letters = read_topic(s, s.kafka.topics.media_dlq.name)
+        assert [letter["reason"] for letter in letters] == ["image_too_small"]
+        # Offsets were committed in bundle finalization, which Flink runs after checkpoints.
+        consumer = KafkaConsumer(**s.kafka.client_options(), group_id=s.kafka.consumer_group)
+        topic = s.kafka.topics.media_scraped.name
+        tps = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic)]
+        end = consumer.end_offsets(tps)
+        committed = {tp: consumer.committed(tp) or 0 for tp in tps}
+        consumer.close()
+        assert committed == end
