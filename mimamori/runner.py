@@ -24,7 +24,9 @@ def pipeline_options(settings: Settings, runner: str, beam_args: list[str] | Non
     beam_args = list(beam_args or [])
     if runner == "prism":
         prism = PrismRunner(settings).install()
-        options = {"runner": "PrismRunner", "prism_location": str(prism), "environment_type": "LOOPBACK"}
+        # Prism's info log is read line by line by this Python process: keep it to warnings.
+        options = {"runner": "PrismRunner", "prism_location": str(prism), "environment_type": "LOOPBACK",
+                   "prism_log_level": "warn"}
     elif runner == "flink":
         from mimamori.stack.flink import flink_job_server_jar
 
