@@ -104,13 +104,28 @@ class _PartitionRange(OffsetRange):
                 _PartitionRange(split_pos, self.stop, self.last_activity))
 
 
+class _PartitionTracker(OffsetRestrictionTracker):
+    """Allows checkpoints (the runner resumes the remainder later) but no split of a partition.
+
+    A runner splits a slow bundle's restriction in two to read it in parallel. For a Kafka
+    partition that would be wrong twice over: two readers would commit the group's offset out
+    of order (a later range committing first loses the earlier one on a crash), and half of an
+    unbounded range starts at an offset Kafka will not reach for centuries.
+    """
+
+    def try_split(self, fraction_of_remainder: float):
+        if fraction_of_remainder > 0:
+            return None
+        return super().try_split(0)
+
+
 class _OffsetRangeProvider(RestrictionProvider):
     def initial_restriction(self, element: PartitionRead) -> _PartitionRange:
         stop = element.stop_offset if element.stop_offset is not None else UNBOUNDED
         return _PartitionRange(element.start_offset, max(stop, element.start_offset), time.time())
 
     def create_tracker(self, restriction: OffsetRange) -> OffsetRestrictionTracker:
-        return OffsetRestrictionTracker(restriction)
+        return _PartitionTracker(restriction)
 
     def restriction_size(self, element: PartitionRead, restriction: OffsetRange) -> int:
         return 1 if restriction.stop == UNBOUNDED else restriction.size()

@@ -20,3 +20,11 @@ def shared_producer(config: KafkaConfig) -> KafkaProducer:
             _producers[key] = KafkaProducer(**config.client_options(), acks="all", enable_idempotence=True,
                                             linger_ms=20, max_request_size=2 * 1024 * 1024)
         return _producers[key]
+
+
+def close_all(timeout_s: float = 5.0) -> None:
+    """Flush and close every shared producer (before the brokers go away, e.g. in tests)."""
+    with _lock:
+        for producer in _producers.values():
+            producer.close(timeout=timeout_s)
+        _producers.clear()

@@ -37,6 +37,9 @@ def stack(settings: Settings) -> Iterator:
     stack = Stack(settings)
     started = stack.up()
     yield stack
+    from streams.producer import close_all
+
+    close_all()
     if started and not os.environ.get("MIMAMORI_KEEP_STACK"):
         stack.down()
 

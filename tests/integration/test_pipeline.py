@@ -296,3 +296,34 @@ def test_the_same_pipeline_runs_on_flink(stack, settings, testdata):
         committed = {tp: consumer.committed(tp) or 0 for tp in tps}
         consumer.close()
         assert committed == end
+
+
+def test_workers_serve_prometheus_metrics(pipeline_settings, processed):
+    """LOOPBACK workers run in this process: its metrics endpoint shows the run."""
+    import urllib.request
+
+    from mimamori import metrics
+
+    assert metrics._server_port, "the pipeline did not start a metrics endpoint"
+    with urllib.request.urlopen(f"http://127.0.0.1:{metrics._server_port}/metrics", timeout=5) as response:
+        text = response.read().decode()
+    for name in ("mimamori_stage_duration_seconds_bucket", "mimamori_faces_indexed_total",
+                 "mimamori_dead_letters_total", "mimamori_dedupe_hits_total", "mimamori_faces_per_media_bucket",
+                 "mimamori_milvus_write_duration_seconds_count", "mimamori_consumer_lag_messages"):
+        assert name in text, name
+    assert 'mimamori_dead_letters_total{reason="decompression_bomb",stage="decode"}' in text
+
+
+def test_stats_report_what_the_stores_hold(pipeline_settings, processed):
+    from mimamori.stats import collect_stats
+
+    stats = collect_stats(pipeline_settings)
+    model = stats["models"][pipeline_settings.models.embedder.name.replace("-", "_")]
+    assert model["faces"] == snapshot(pipeline_settings)["faces"] > 0
+    assert model["media"] == snapshot(pipeline_settings)["media"]
+    assert stats["sightings"]["exact"] == 2 and stats["sightings"]["near"] == 2
+    letters = Counter(letter["reason"] for letter in read_topic(pipeline_settings,
+                                                                pipeline_settings.kafka.topics.media_dlq.name))
+    assert stats["dead_letters"] == dict(sorted(letters.items()))
+    assert set(letters) == {sample.expect.split(":")[1] for sample in processed["samples"].values()
+                            if sample.expect.startswith("dlq:")}

@@ -44,3 +44,4 @@ def test_a_dead_letter_carries_the_original_message():
     letter = DeadLetter("corrupt_image", "decode", "cannot decode", record.describe(), "site:1")
     back = DeadLetter.from_json(letter.to_json())
     assert back.original["offset"] == 41 and back.original["value_base64"] == "AGJpbmFyeQ=="
+
