@@ -86,7 +86,8 @@ class EmbedFaces(beam.PTransform):
     def expand(self, items: beam.PCollection) -> beam.PCollection:
         return (
             items
-            | "KeyByItem" >> beam.Map(lambda item: (item, faces_tensor(item)))
+            | "KeyByItem" >> beam.Map(lambda item: (item, faces_tensor(item))).with_output_types(
+                beam.typehints.Tuple[MediaItem, Any])
             | "RunInference" >> RunInference(KeyedModelHandler(FaceEmbeddingHandler(self.settings)))
             | "AttachEmbeddings" >> beam.MapTuple(_attach)
         )

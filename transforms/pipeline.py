@@ -19,7 +19,7 @@ from transforms.align import AlignFaces
 from transforms.decode import FetchAndDecode
 from transforms.dedupe import SIGHTING, Dedupe
 from transforms.detect import DetectFaces
-from transforms.elements import MediaItem
+from transforms.elements import Incoming, MediaItem
 from transforms.embed import EmbedFaces
 from transforms.parse import ParseMediaEvent
 from transforms.stage import DEAD_LETTER
@@ -75,18 +75,23 @@ def build_pipeline(pipeline: beam.Pipeline, settings: Settings, source: SourceOp
         )
     raw = pipeline | "ReadMediaScraped" >> records | "ServeMetrics" >> beam.ParDo(_ServeMetrics(settings))
 
-    def stage(pcoll, name: str, dofn: beam.DoFn, *extra_outputs: str):
-        outputs = pcoll | name >> beam.ParDo(dofn).with_outputs(DEAD_LETTER, *extra_outputs, main="main")
+    def stage(pcoll, name: str, dofn: beam.DoFn, *extra_outputs: str, output_type: type = MediaItem):
+        # The element type picks InMemoryCoder (transforms/elements.py) for the main output.
+        outputs = pcoll | name >> beam.ParDo(dofn).with_output_types(output_type).with_outputs(
+            DEAD_LETTER, *extra_outputs, main="main")
         outputs[DEAD_LETTER] | f"DeadLetters[{name}]" >> beam.ParDo(WriteDeadLetters(settings))
         return outputs
 
-    parsed = stage(raw, "Parse", ParseMediaEvent())
+    parsed = stage(raw, "Parse", ParseMediaEvent(), output_type=Incoming)
     decoded = stage(parsed.main, "FetchAndDecode", FetchAndDecode(settings))
     deduped = stage(decoded.main, "Dedupe", Dedupe(settings), SIGHTING)
+    deduped[SIGHTING].element_type = MediaItem
     deduped[SIGHTING] | "WriteSightings" >> beam.ParDo(WriteSightings(settings))
     detected = stage(deduped.main, "DetectFaces", DetectFaces(settings))
     aligned = stage(detected.main, "AlignFaces", AlignFaces(settings))
-    routed = aligned.main | "RouteByFaces" >> beam.FlatMap(_route_by_faces).with_outputs(WITH_FACES, main="none")
+    routed = aligned.main | "RouteByFaces" >> beam.FlatMap(_route_by_faces).with_output_types(
+        MediaItem).with_outputs(WITH_FACES, main="none")
+    routed[WITH_FACES].element_type = MediaItem
     embedded = routed[WITH_FACES] | "EmbedFaces" >> EmbedFaces(settings)
     embedded | "WriteIndexedMedia" >> beam.ParDo(WriteIndexedMedia(settings))
     routed.none | "WriteMediaWithoutFaces" >> beam.ParDo(WriteIndexedMedia(settings))
