@@ -159,17 +159,9 @@ def pipeline_run(settings, images: list[bytes], runner: str) -> dict[str, float]
 
 
 def isolated(settings):
-    tag = uuid.uuid4().hex[:8]
-    s = settings.model_copy(deep=True)
-    for topic in (s.kafka.topics.media_scraped, s.kafka.topics.faces_indexed, s.kafka.topics.media_dlq):
-        topic.name = f"bench.{tag}.{topic.name}"
+    s = settings.namespaced(f"b{uuid.uuid4().hex[:8]}")
+    for topic in s.kafka.topics.all():
         topic.partitions = 2
-    s.kafka.consumer_group = f"bench-{tag}"
-    s.milvus.collection_prefix = f"b{tag}_faces"
-    s.milvus.media_collection_prefix = f"b{tag}_media"
-    s.milvus.sightings_collection = f"b{tag}_sightings"
-    s.minio.buckets.media.name = f"bench-{tag}-media"
-    s.minio.buckets.crops.name = f"bench-{tag}-crops"
     s.pipeline.near_duplicate_distance = -1  # every image is embedded, as in the loop
     return s
 

@@ -192,6 +192,8 @@ class PipelineConfig(Section):
     min_side: int = 32
     max_video_frames: int = 32
     video_frame_interval_s: float = 1.0
+    # Mean absolute difference (0-255) of two downscaled grey frames that counts as a cut.
+    video_scene_change: float = 30.0
     # Records one source bundle reads at most: smaller bundles commit offsets sooner and lower
     # latency; larger ones amortise per-bundle work.
     max_records_per_bundle: int = 100
@@ -244,6 +246,24 @@ class Settings(BaseSettings):
         if self.minio.credentials_file is None:
             self.minio.credentials_file = self.stack.home / "minio" / "credentials.json"
         return self
+
+    def namespaced(self, tag: str) -> Settings:
+        """A copy whose topics, consumer group, collections and buckets all carry ``tag``.
+
+        Tests and benchmarks run beside real data on one stack without touching it.
+        """
+        copy = self.model_copy(deep=True)
+        for topic in copy.kafka.topics.all():
+            topic.name = f"{tag}.{topic.name}"
+        copy.kafka.consumer_group = f"{tag}-{copy.kafka.consumer_group}"
+        prefix = tag.replace("-", "_").replace(".", "_")
+        copy.milvus.collection_prefix = f"{prefix}_{copy.milvus.collection_prefix}"
+        copy.milvus.media_collection_prefix = f"{prefix}_{copy.milvus.media_collection_prefix}"
+        copy.milvus.sightings_collection = f"{prefix}_{copy.milvus.sightings_collection}"
+        for bucket in copy.minio.buckets.all():
+            if bucket is not copy.minio.buckets.milvus:  # Milvus's own bucket is fixed at its start
+                bucket.name = f"{tag}-{bucket.name}".lower().replace("_", "-").replace(".", "-")
+        return copy
 
     # -- names derived from configuration ------------------------------------------------------
     def face_collection(self, model_name: str | None = None) -> str:

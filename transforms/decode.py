@@ -11,7 +11,7 @@ from minio.error import S3Error
 from mimamori.config import Settings
 from stores.objects import object_client
 from transforms.elements import Incoming, MediaItem
-from transforms.media import MediaError, MediaLimits, decode_media
+from transforms.media import MediaError, decode_media
 from transforms.stage import Stage
 
 
@@ -26,10 +26,7 @@ class FetchAndDecode(Stage):
 
     def __init__(self, settings: Settings):
         self.settings = settings
-        config = settings.pipeline
-        self.limits = MediaLimits(max_bytes=config.max_media_bytes, max_pixels=config.max_pixels,
-                                  min_side=config.min_side, max_frames=config.max_video_frames,
-                                  frame_interval_s=config.video_frame_interval_s)
+        self.limits = settings.pipeline
 
     def setup(self) -> None:
         self.client = object_client(self.settings)
@@ -42,8 +39,8 @@ class FetchAndDecode(Stage):
             if error.code in ("NoSuchKey", "NoSuchObject", "NoSuchBucket"):
                 raise MediaError("object_missing", f"no object {self.bucket}/{key}") from None
             raise
-        if stat.size is not None and stat.size > self.limits.max_bytes:
-            raise MediaError("file_too_large", f"{stat.size} bytes, over the limit of {self.limits.max_bytes}")
+        if stat.size is not None and stat.size > self.limits.max_media_bytes:
+            raise MediaError("file_too_large", f"{stat.size} bytes, over the limit of {self.limits.max_media_bytes}")
         response = self.client.get_object(self.bucket, key)
         try:
             return response.read()

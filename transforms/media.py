@@ -16,6 +16,8 @@ from dataclasses import dataclass, field
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from mimamori.config import PipelineConfig
+
 VIDEO_TYPES = ("video/mp4", "video/webm", "video/quicktime")
 VIDEO_SIGNATURES = (b"ftyp", b"\x1a\x45\xdf\xa3")  # ISO BMFF (MP4, MOV) at offset 4; Matroska/WebM at 0
 
@@ -24,17 +26,6 @@ class MediaError(ValueError):
     def __init__(self, reason: str, message: str):
         super().__init__(message)
         self.reason = reason
-
-
-@dataclass(frozen=True)
-class MediaLimits:
-    max_bytes: int = 64 * 1024 * 1024
-    max_pixels: int = 64_000_000
-    min_side: int = 32
-    max_frames: int = 32
-    frame_interval_s: float = 1.0
-    # Mean absolute difference (0-255) of two downscaled grey frames that counts as a cut.
-    scene_change: float = 30.0
 
 
 @dataclass
@@ -75,18 +66,19 @@ def _is_video(data: bytes, content_type: str) -> bool:
     return content_type in VIDEO_TYPES or data[4:8] == VIDEO_SIGNATURES[0] or data[:4] == VIDEO_SIGNATURES[1]
 
 
-def decode_media(data: bytes, content_type: str, limits: MediaLimits = MediaLimits()) -> DecodedMedia:
+def decode_media(data: bytes, content_type: str, limits: PipelineConfig | None = None) -> DecodedMedia:
+    limits = limits or PipelineConfig()
     if not data:
         raise MediaError("empty_file", "the object is empty (0 bytes)")
-    if len(data) > limits.max_bytes:
-        raise MediaError("file_too_large", f"{len(data)} bytes, over the limit of {limits.max_bytes}")
+    if len(data) > limits.max_media_bytes:
+        raise MediaError("file_too_large", f"{len(data)} bytes, over the limit of {limits.max_media_bytes}")
     digest = sha256_hex(data)
     if _is_video(data, content_type):
         return _decode_video(data, digest, limits)
     return _decode_image(data, digest, limits)
 
 
-def _decode_image(data: bytes, digest: str, limits: MediaLimits) -> DecodedMedia:
+def _decode_image(data: bytes, digest: str, limits: PipelineConfig) -> DecodedMedia:
     Image.MAX_IMAGE_PIXELS = limits.max_pixels
     try:
         with warnings.catch_warnings():
@@ -100,13 +92,13 @@ def _decode_image(data: bytes, digest: str, limits: MediaLimits) -> DecodedMedia
             frames = []
             count = getattr(image, "n_frames", 1)
             if count > 1:  # an animation: sample frames evenly, first one included
-                step = max(1, count // limits.max_frames)
+                step = max(1, count // limits.max_video_frames)
                 elapsed = 0
                 for index in range(0, count, step):
                     image.seek(index)
                     frames.append(Frame(elapsed, to_rgb(image)))
                     elapsed += int(image.info.get("duration", 100)) * step
-                    if len(frames) >= limits.max_frames:
+                    if len(frames) >= limits.max_video_frames:
                         break
                 return DecodedMedia(digest, "animation", width, height, frames)
             image.load()
@@ -122,7 +114,7 @@ def _decode_image(data: bytes, digest: str, limits: MediaLimits) -> DecodedMedia
         raise MediaError("corrupt_image", f"cannot decode: {error}") from None
 
 
-def _decode_video(data: bytes, digest: str, limits: MediaLimits) -> DecodedMedia:
+def _decode_video(data: bytes, digest: str, limits: PipelineConfig) -> DecodedMedia:
     import av
 
     frames: list[Frame] = []
@@ -143,12 +135,12 @@ def _decode_video(data: bytes, digest: str, limits: MediaLimits) -> DecodedMedia
                 time_ms = int(frame.time * 1000)
                 image = frame.to_image()
                 thumb = np.asarray(image.convert("L").resize((64, 36)), dtype=np.float32)
-                cut = previous is not None and float(np.abs(thumb - previous).mean()) > limits.scene_change
+                cut = previous is not None and float(np.abs(thumb - previous).mean()) > limits.video_scene_change
                 previous = thumb
                 if time_ms >= next_sample_ms or cut:
                     frames.append(Frame(time_ms, image.convert("RGB")))
-                    next_sample_ms = time_ms + limits.frame_interval_s * 1000
-                    if len(frames) >= limits.max_frames:
+                    next_sample_ms = time_ms + limits.video_frame_interval_s * 1000
+                    if len(frames) >= limits.max_video_frames:
                         break
     except MediaError:
         raise

@@ -44,17 +44,10 @@ MAX_MEDIA_BYTES = 4_000_000
 @contextlib.contextmanager
 def isolated_settings(settings):
     """Settings with topics, consumer group, collections and buckets of their own; removed afterwards."""
-    tag = uuid.uuid4().hex[:8]
-    s = settings.model_copy(deep=True)
-    for topic in (s.kafka.topics.media_scraped, s.kafka.topics.faces_indexed, s.kafka.topics.media_dlq):
-        topic.name = f"test.{tag}.{topic.name}"
+    tag = f"t{uuid.uuid4().hex[:8]}"
+    s = settings.namespaced(tag)
+    for topic in s.kafka.topics.all():
         topic.partitions = 2
-    s.kafka.consumer_group = f"test-{tag}"
-    s.milvus.collection_prefix = f"t{tag}_faces"
-    s.milvus.media_collection_prefix = f"t{tag}_media"
-    s.milvus.sightings_collection = f"t{tag}_sightings"
-    s.minio.buckets.media.name = f"test-{tag}-media"
-    s.minio.buckets.crops.name = f"test-{tag}-crops"
     s.pipeline.max_media_bytes = MAX_MEDIA_BYTES
     topics = [s.kafka.topics.media_scraped, s.kafka.topics.faces_indexed, s.kafka.topics.media_dlq]
     ensure_topics(s, topics)
@@ -69,7 +62,7 @@ def isolated_settings(settings):
         admin.close()
         alias = connect(s)
         for name in utility.list_collections(using=alias):
-            if name.startswith(f"t{tag}_"):
+            if name.startswith(f"{tag}_"):
                 utility.drop_collection(name, using=alias)
         client = object_client(s)
         for bucket in (s.minio.buckets.media.name, s.minio.buckets.crops.name):

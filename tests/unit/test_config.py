@@ -52,3 +52,14 @@ def test_collection_name_carries_the_model():
     settings = load_settings("local")
     assert settings.face_collection("facenet-vggface2") != settings.face_collection("dlib-resnet")
     assert "dlib_resnet" in settings.face_collection("dlib-resnet")
+
+
+def test_namespaced_settings_share_no_name_with_the_original():
+    settings = load_settings("local")
+    other = settings.namespaced("t1234")
+    assert {t.name for t in other.kafka.topics.all()}.isdisjoint(t.name for t in settings.kafka.topics.all())
+    assert other.kafka.consumer_group != settings.kafka.consumer_group
+    assert other.face_collection() != settings.face_collection()
+    assert other.milvus.sightings_collection != settings.milvus.sightings_collection
+    assert other.minio.buckets.media.name != settings.minio.buckets.media.name
+    assert other.minio.buckets.milvus.name == settings.minio.buckets.milvus.name  # fixed when Milvus starts

@@ -5,15 +5,16 @@ from __future__ import annotations
 import pytest
 from PIL import Image
 
+from mimamori.config import PipelineConfig
 from tests.integration import samples
-from transforms.media import MediaError, MediaLimits, decode_media, to_rgb
+from transforms.media import MediaError, decode_media, to_rgb
 
-LIMITS = MediaLimits(max_bytes=4_000_000)
+LIMITS = PipelineConfig(max_media_bytes=4_000_000)
 
 
 def test_each_bad_sample_fails_with_its_reason(testdata):
     checked = 0
-    for sample in samples.bad_samples(testdata, LIMITS.max_bytes):
+    for sample in samples.bad_samples(testdata, LIMITS.max_media_bytes):
         reason = sample.expect.split(":")[1]
         if sample.data is None or reason in ("sha256_mismatch",):
             continue  # decided before or after decoding (missing object, event checks)
@@ -56,7 +57,7 @@ def test_exif_orientation_is_applied():
 
 def test_video_frames_are_sampled_with_their_times(testdata):
     data = (testdata / "video" / "video.mp4").read_bytes()
-    media = decode_media(data, "video/mp4", MediaLimits(max_frames=8, frame_interval_s=0.5))
+    media = decode_media(data, "video/mp4", PipelineConfig(max_video_frames=8, video_frame_interval_s=0.5))
     times = [frame.time_ms for frame in media.frames]
     assert media.kind == "video" and 2 <= len(times) <= 8
     assert times == sorted(times) and times[0] < 600
