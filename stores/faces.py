@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import json
 
-from pymilvus import Collection, CollectionSchema, DataType, FieldSchema, utility
+from pymilvus import Collection, CollectionSchema, DataType, FieldSchema
 
 from mimamori.config import Settings
 from models.registry import embedder_spec
-from stores.milvus import connect
+from stores.milvus import ensure_collection
 
 SCHEMA_VERSION = 1
 
@@ -39,27 +39,9 @@ def face_schema(dimension: int, model_name: str) -> CollectionSchema:
 def ensure_face_collection(settings: Settings, model_name: str | None = None) -> Collection:
     """Create the face collection and its vector index if missing (idempotent), and load it."""
     model_name = model_name or settings.models.embedder.name
-    spec = embedder_spec(model_name)
-    alias = connect(settings)
-    name = settings.face_collection(model_name)
-    if utility.has_collection(name, using=alias):
-        collection = Collection(name, using=alias)
-        found = json.loads(collection.description or "{}")
-        if found.get("model") != model_name or found.get("schema_version") != SCHEMA_VERSION:
-            raise RuntimeError(f"collection {name} holds {found}, not model {model_name} "
-                               f"schema v{SCHEMA_VERSION}: refusing to mix vectors")
-    else:
-        collection = Collection(name, face_schema(spec.dimension, model_name), using=alias,
-                                shards_num=settings.milvus.shards)
-    if not collection.has_index(index_name="embedding"):
-        index = settings.milvus.index
-        collection.create_index(
-            "embedding",
-            {"index_type": index.index_type, "metric_type": index.metric_type, "params": index.params},
-            index_name="embedding",
-        )
-    for field in ("media_sha256", "platform"):
-        if not collection.has_index(index_name=field):
-            collection.create_index(field, {"index_type": "Trie"}, index_name=field)
-    collection.load()
-    return collection
+    index = settings.milvus.index
+    return ensure_collection(
+        settings, settings.face_collection(model_name),
+        face_schema(embedder_spec(model_name).dimension, model_name), "embedding",
+        {"index_type": index.index_type, "metric_type": index.metric_type, "params": index.params},
+        ["media_sha256", "platform"])

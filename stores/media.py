@@ -14,10 +14,10 @@ import hashlib
 import json
 from dataclasses import dataclass
 
-from pymilvus import Collection, CollectionSchema, DataType, FieldSchema, utility
+from pymilvus import Collection, CollectionSchema, DataType, FieldSchema
 
 from mimamori.config import Settings
-from stores.milvus import connect
+from stores.milvus import ensure_collection
 
 PHASH_BITS = 64
 SCHEMA_VERSION = 1
@@ -40,20 +40,10 @@ def sightings_collection_name(settings: Settings) -> str:
 
 def _ensure(settings: Settings, name: str, fields: list[FieldSchema], kind: str,
             scalar_indexes: list[str]) -> Collection:
-    alias = connect(settings)
-    if utility.has_collection(name, using=alias):
-        collection = Collection(name, using=alias)
-    else:
-        schema = CollectionSchema(fields, description=json.dumps({"kind": kind, "schema_version": SCHEMA_VERSION}))
-        collection = Collection(name, schema, using=alias, shards_num=settings.milvus.shards)
-    if not collection.has_index(index_name="phash"):
-        collection.create_index("phash", {"index_type": "BIN_FLAT", "metric_type": "HAMMING", "params": {}},
-                                index_name="phash")
-    for field in scalar_indexes:
-        if not collection.has_index(index_name=field):
-            collection.create_index(field, {"index_type": "Trie"}, index_name=field)
-    collection.load()
-    return collection
+    """A collection searched by perceptual hash (exact Hamming search over 64-bit vectors)."""
+    schema = CollectionSchema(fields, description=json.dumps({"kind": kind, "schema_version": SCHEMA_VERSION}))
+    return ensure_collection(settings, name, schema, "phash",
+                             {"index_type": "BIN_FLAT", "metric_type": "HAMMING", "params": {}}, scalar_indexes)
 
 
 def ensure_media_collections(settings: Settings, model_name: str | None = None) -> tuple[Collection, Collection]:

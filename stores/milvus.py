@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import uuid
+from collections.abc import Sequence
+from typing import Any
 
 from pymilvus import Collection, CollectionSchema, DataType, FieldSchema, connections, utility
 
@@ -14,9 +17,13 @@ def _token(settings: Settings) -> str:
     return path.read_text().strip() if path and path.exists() else ""
 
 
+def _alias(settings: Settings) -> str:
+    return f"mimamori-{settings.milvus.uri}-{settings.milvus.database}"
+
+
 def connect(settings: Settings, timeout_s: float = 10.0) -> str:
     """Open (or reuse) a connection for these settings; return its pymilvus alias."""
-    alias = f"mimamori-{settings.milvus.uri}-{settings.milvus.database}"
+    alias = _alias(settings)
     if not connections.has_connection(alias):
         connections.connect(alias=alias, uri=settings.milvus.uri, token=_token(settings),
                             db_name=settings.milvus.database, timeout=timeout_s)
@@ -24,7 +31,7 @@ def connect(settings: Settings, timeout_s: float = 10.0) -> str:
 
 
 def disconnect(settings: Settings) -> None:
-    alias = f"mimamori-{settings.milvus.uri}-{settings.milvus.database}"
+    alias = _alias(settings)
     if connections.has_connection(alias):
         connections.disconnect(alias)
 
@@ -54,3 +61,28 @@ def wait_until_writable(settings: Settings, timeout_s: float = 120.0) -> None:
         return True
 
     wait_until(writable, timeout_s, "Milvus accepting writes", interval_s=1.0)
+
+
+def ensure_collection(settings: Settings, name: str, schema: CollectionSchema, vector_field: str,
+                      vector_index: dict[str, Any], scalar_fields: Sequence[str] = ()) -> Collection:
+    """Create the collection, its vector index and Trie indexes on ``scalar_fields`` if missing; load it.
+
+    Idempotent. The schema's description (kind, schema version, model) is the collection's
+    identity: an existing collection under this name with another one is refused, so rows
+    of two schemas or two models never mix.
+    """
+    alias = connect(settings)
+    if utility.has_collection(name, using=alias):
+        collection = Collection(name, using=alias)
+        found = json.loads(collection.description or "{}")
+        if found != json.loads(schema.description):
+            raise RuntimeError(f"collection {name} holds {found}, not {schema.description}: refusing to mix vectors")
+    else:
+        collection = Collection(name, schema, using=alias, shards_num=settings.milvus.shards)
+    if not collection.has_index(index_name=vector_field):
+        collection.create_index(vector_field, vector_index, index_name=vector_field)
+    for field in scalar_fields:
+        if not collection.has_index(index_name=field):
+            collection.create_index(field, {"index_type": "Trie"}, index_name=field)
+    collection.load()
+    return collection
