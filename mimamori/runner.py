@@ -2,20 +2,10 @@
 
 from __future__ import annotations
 
-import logging
-
 from apache_beam.options.pipeline_options import PipelineOptions
 
 from mimamori.config import Settings
 from mimamori.stack.prism import PrismRunner
-
-
-class _QuietFinalizeErrors(logging.Filter):
-    """Prism asks the SDK to finalize bundles that registered no finalizer; the SDK logs an
-    error for each although nothing failed. Hide exactly those."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        return "not in a finalizable state" not in record.getMessage()
 
 
 def pipeline_options(settings: Settings, runner: str, beam_args: list[str] | None = None,
@@ -44,5 +34,4 @@ def pipeline_options(settings: Settings, runner: str, beam_args: list[str] | Non
         options = {"runner": "DirectRunner"}
     else:
         raise ValueError(f"unknown runner {runner!r}: prism, flink or direct")
-    logging.getLogger("apache_beam.runners.worker.sdk_worker").addFilter(_QuietFinalizeErrors())
     return PipelineOptions(beam_args, save_main_session=False, **options)

@@ -6,11 +6,11 @@ import json
 from collections import Counter
 from typing import Any
 
-from kafka import KafkaConsumer, TopicPartition
 from pymilvus import Collection, utility
 
 from mimamori.config import Settings
 from stores.milvus import connect
+from streams.topics import read_topic
 
 
 def _count(collection: Collection, expression: str = "") -> int:
@@ -21,25 +21,13 @@ def _count(collection: Collection, expression: str = "") -> int:
 
 def dead_letters_by_reason(settings: Settings) -> dict[str, int]:
     """Read the dead-letter topic from start to end and count the reasons."""
-    topic = settings.kafka.topics.media_dlq.name
-    consumer = KafkaConsumer(**settings.kafka.client_options(), enable_auto_commit=False)
-    try:
-        partitions = consumer.partitions_for_topic(topic) or set()
-        tps = [TopicPartition(topic, p) for p in partitions]
-        consumer.assign(tps)
-        consumer.seek_to_beginning(*tps)
-        end = consumer.end_offsets(tps)
-        reasons: Counter[str] = Counter()
-        while any(consumer.position(tp) < end[tp] for tp in tps):
-            for records in consumer.poll(timeout_ms=1000).values():
-                for record in records:
-                    try:
-                        reasons[json.loads(record.value).get("reason", "unknown")] += 1
-                    except (ValueError, AttributeError):
-                        reasons["unreadable"] += 1
-        return dict(sorted(reasons.items()))
-    finally:
-        consumer.close()
+    reasons: Counter[str] = Counter()
+    for record in read_topic(settings, settings.kafka.topics.media_dlq.name):
+        try:
+            reasons[json.loads(record.value).get("reason", "unknown")] += 1
+        except (ValueError, AttributeError):
+            reasons["unreadable"] += 1
+    return dict(sorted(reasons.items()))
 
 
 def collect_stats(settings: Settings) -> dict[str, Any]:

@@ -48,10 +48,11 @@ def now_utc() -> str:
     return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
-def parse_time(value: str | None) -> datetime | None:
+def epoch_seconds(value: str | None) -> int:
+    """An RFC 3339 time as whole seconds since the epoch; 0 when absent."""
     if value is None:
-        return None
-    return datetime.fromisoformat(value.replace("Z", "+00:00"))
+        return 0
+    return int(datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp())
 
 
 @dataclass(frozen=True)
@@ -92,8 +93,7 @@ class MediaEvent:
 
     @property
     def posted_at_epoch(self) -> int:
-        posted = parse_time(self.posted_at)
-        return int(posted.timestamp()) if posted else 0
+        return epoch_seconds(self.posted_at)
 
 
 @dataclass(frozen=True)

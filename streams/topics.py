@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import contextlib
 
-from kafka import KafkaAdminClient
+from kafka import KafkaAdminClient, KafkaConsumer, TopicPartition
 from kafka.admin import NewPartitions, NewTopic
+from kafka.consumer.fetcher import ConsumerRecord
 from kafka.errors import TopicAlreadyExistsError
 
 from mimamori.config import Settings, TopicConfig
@@ -37,3 +38,20 @@ def ensure_topics(settings: Settings, topics: list[TopicConfig] | None = None) -
                 admin.create_partitions(grow)
     finally:
         admin.close()
+
+
+def read_topic(settings: Settings, topic: str) -> list[ConsumerRecord]:
+    """Every record now on ``topic``, from the beginning to the current end (no group, no commit)."""
+    consumer = KafkaConsumer(**settings.kafka.client_options(), enable_auto_commit=False)
+    try:
+        tps = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic) or ()]
+        consumer.assign(tps)
+        consumer.seek_to_beginning(*tps)
+        end = consumer.end_offsets(tps)
+        records: list[ConsumerRecord] = []
+        while any(consumer.position(tp) < end[tp] for tp in tps):
+            for batch in consumer.poll(timeout_ms=1000).values():
+                records += batch
+        return records
+    finally:
+        consumer.close()

@@ -27,7 +27,7 @@ from models.embedders import embedder_version
 from stores.faces import ensure_face_collection
 from stores.media import ensure_media_collections, int64_key
 from stores.objects import object_client
-from streams.events import DeadLetter, face_indexed_json, parse_time
+from streams.events import DeadLetter, epoch_seconds, face_indexed_json
 from streams.producer import shared_producer
 from transforms.elements import MediaItem
 from transforms.stage import retryable_errors
@@ -59,11 +59,6 @@ def with_retries(action: Callable[[], T], what: str, attempts: int = 5, first_de
     raise AssertionError("unreachable")
 
 
-def _epoch(value: str | None) -> int:
-    parsed = parse_time(value)
-    return int(parsed.timestamp()) if parsed else 0
-
-
 def sighting_row(item: MediaItem, canonical_sha256: str, match: str) -> dict[str, Any]:
     event = item.event
     return {
@@ -76,8 +71,8 @@ def sighting_row(item: MediaItem, canonical_sha256: str, match: str) -> dict[str
         "source_url": event.source_url,
         "page_url": event.page_url or "",
         "platform": event.platform,
-        "posted_at": _epoch(event.posted_at),
-        "scraped_at": _epoch(event.scraped_at),
+        "posted_at": event.posted_at_epoch,
+        "scraped_at": epoch_seconds(event.scraped_at),
     }
 
 
@@ -162,7 +157,7 @@ class WriteIndexedMedia(_BatchingWriter):
                     "face_index": face.face_index,
                     "source_url": item.event.source_url,
                     "platform": item.event.platform,
-                    "posted_at": _epoch(item.event.posted_at),
+                    "posted_at": item.event.posted_at_epoch,
                     "indexed_at": int(now.timestamp()),
                     # Milvus 2.3 JSON fields hold objects, not arrays.
                     "box": dict(zip(("x1", "y1", "x2", "y2"), (round(float(v), 1) for v in face.detection.box),

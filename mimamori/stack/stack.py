@@ -85,13 +85,12 @@ class Stack:
                 future.result()
 
     def create_resources(self) -> None:
-        """Topics, buckets, collections and indexes, as configured (idempotent)."""
+        """Topics, collections and indexes, as configured (idempotent). Buckets are made in
+        ``up`` as soon as MinIO runs, because Milvus needs its own before it starts."""
         from stores.faces import ensure_face_collection
         from stores.media import ensure_media_collections
-        from stores.objects import ensure_buckets
         from streams.topics import ensure_topics
 
-        ensure_buckets(self.settings)
         ensure_topics(self.settings)
         ensure_face_collection(self.settings)
         ensure_media_collections(self.settings)

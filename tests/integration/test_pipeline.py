@@ -34,6 +34,7 @@ from stores.objects import ensure_buckets, object_client
 from streams.events import MediaEvent, now_utc
 from streams.ingest import raw_object_key
 from streams.topics import admin_client, ensure_topics
+from streams.topics import read_topic as read_records
 from tests.integration import samples as sample_sets
 from transforms.pipeline import SourceOptions, build_pipeline
 
@@ -109,17 +110,7 @@ def run_pipeline(settings, group: str, runner: str = "prism") -> None:
 
 
 def read_topic(settings, topic: str) -> list[dict]:
-    consumer = KafkaConsumer(**settings.kafka.client_options(), enable_auto_commit=False)
-    tps = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic)]
-    consumer.assign(tps)
-    consumer.seek_to_beginning(*tps)
-    end = consumer.end_offsets(tps)
-    documents = []
-    while any(consumer.position(tp) < end[tp] for tp in tps):
-        for records in consumer.poll(timeout_ms=1000).values():
-            documents += [json.loads(r.value) for r in records]
-    consumer.close()
-    return documents
+    return [json.loads(record.value) for record in read_records(settings, topic)]
 
 
 def query_all(collection: Collection, fields: list[str]) -> list[dict]:
