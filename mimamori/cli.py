@@ -13,6 +13,7 @@ from dataclasses import asdict
 
 from mimamori.config import load_settings
 from mimamori.stack.process import StackError
+from models.registry import MissingWeightsError
 
 
 def _stack(args: argparse.Namespace):
@@ -178,7 +179,7 @@ def main(argv: list[str] | None = None) -> int:
         if getattr(args, "takes_beam_args", False):
             return args.func(args, extra)
         return args.func(args)
-    except StackError as error:
+    except (StackError, MissingWeightsError) as error:
         print(f"mimamori: {error}", file=sys.stderr)
         return 2
 

@@ -133,7 +133,9 @@ class MilvusConfig(Section):
 
 
 class EmbedderConfig(Section):
-    name: str = "facenet-vggface2"
+    # A name from models/registry.py. dlib-resnet's weights ship in a package; FaceNet's
+    # come from weights_path.
+    name: str = "dlib-resnet"
     weights_path: Path | None = None
     # Only tests may run an embedder without real weights; production refuses to start.
     allow_random_weights: bool = False

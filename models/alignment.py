@@ -8,7 +8,7 @@ frame, so a small face detected on a downscaled copy still gets every pixel it h
 from __future__ import annotations
 
 import numpy as np
-from PIL import Image
+from PIL import Image, ImageFilter
 
 from models.registry import EmbedderSpec
 
@@ -34,13 +34,46 @@ def similarity_transform(source: np.ndarray, target: np.ndarray) -> np.ndarray:
 
 
 def align_face(frame: Image.Image, landmarks: np.ndarray, spec: EmbedderSpec) -> Image.Image:
-    """Warp the face with these five landmarks to the embedder's input crop."""
-    matrix = similarity_transform(landmarks, np.array(spec.landmarks_in_crop()))
-    # PIL wants the inverse map: output pixel -> input pixel.
-    full = np.vstack([matrix, [0.0, 0.0, 1.0]])
-    inverse = np.linalg.inv(full)[:2].ravel()
-    return frame.transform((spec.input_size, spec.input_size), Image.Transform.AFFINE, tuple(inverse),
-                           resample=Image.Resampling.BICUBIC, fillcolor=(0, 0, 0))
+    """Warp the face with these five landmarks to the embedder's input crop.
+
+    The geometry follows dlib's ``extract_image_chip``, which defines the chips dlib's
+    network was trained on: the similarity is fitted from the crop's template to the image
+    (least squares in that direction), crop pixels 0 and size-1 sit on the template frame's
+    edges, the image is halved with a Gaussian pyramid while the crop is still less than
+    half its scale (so a big face is not aliased), and the rest is bilinear.
+    """
+    size = spec.input_size
+    template = np.array(spec.landmarks_in_crop()) * (size - 1) / size
+    landmarks = np.asarray(landmarks, dtype=np.float64)
+    to_image = similarity_transform(template, landmarks)
+    scale = float(np.sqrt(abs(np.linalg.det(to_image[:, :2]))))  # image pixels per crop pixel
+
+    # Work on the part of the frame the crop covers (with a border for the pyramid filter).
+    corners = np.array([[0, 0], [size - 1, 0], [0, size - 1], [size - 1, size - 1]], dtype=np.float64)
+    covered = corners @ to_image[:, :2].T + to_image[:, 2]
+    border = 4 * max(1.0, scale)
+    left, top = (np.floor(covered.min(axis=0) - border)).astype(int)
+    right, bottom = (np.ceil(covered.max(axis=0) + border)).astype(int)
+    left, top = max(0, left), max(0, top)
+    right, bottom = min(frame.width, right), min(frame.height, bottom)
+    if right <= left or bottom <= top:
+        return Image.new("RGB", (size, size))
+    region = frame.crop((left, top, right, bottom))
+    offset = np.array([left, top], dtype=np.float64)
+
+    factor = 1
+    while scale / (factor * 2) > 1.0 and min(region.size) >= 4:
+        region = region.filter(ImageFilter.GaussianBlur(1.0)).reduce(2)
+        factor *= 2
+    # Crop pixel -> region pixel, with pixel centres at +0.5 as PIL expects.
+    to_region = to_image.copy()
+    to_region[:, 2] -= offset
+    to_region = np.vstack([to_region / factor, [0.0, 0.0, 1.0]])
+    to_region[:2, 2] += (1.0 / factor - 1.0) * 0.5  # centre of a halved pixel block
+    centre = np.array([[1.0, 0.0, 0.5], [0.0, 1.0, 0.5], [0.0, 0.0, 1.0]])
+    matrix = centre @ to_region @ np.linalg.inv(centre)
+    return region.transform((size, size), Image.Transform.AFFINE, tuple(matrix[:2].ravel()),
+                            resample=Image.Resampling.BILINEAR, fillcolor=(0, 0, 0))
 
 
 def face_quality(aligned: Image.Image, box: np.ndarray, landmarks: np.ndarray) -> dict[str, float]:

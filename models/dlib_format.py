@@ -116,6 +116,12 @@ class DlibStream:
         return (self.int(), self.int(), self.int(), self.int())
 
 
+def _skip_training_multipliers(stream: DlibStream) -> None:
+    """Learning-rate and weight-decay multipliers of weights and biases: training only."""
+    for _ in range(4):
+        stream.float()
+
+
 def _read_layer(stream: DlibStream) -> DlibLayer:
     kind = stream.string()
     if kind == "con_4":
@@ -123,8 +129,7 @@ def _read_layer(stream: DlibStream) -> DlibLayer:
         fields = {name: stream.int() for name in
                   ("num_filters", "nr", "nc", "stride_y", "stride_x", "padding_y", "padding_x")}
         fields["filters"], fields["biases"] = stream.alias_tensor(), stream.alias_tensor()
-        for name in ("lr_mult", "wd_mult", "bias_lr_mult", "bias_wd_mult"):
-            stream.float()
+        _skip_training_multipliers(stream)
         return DlibLayer(kind, params, fields)
     if kind == "affine_":
         params = stream.tensor()
@@ -140,8 +145,7 @@ def _read_layer(stream: DlibStream) -> DlibLayer:
         params = stream.tensor()
         fields["weights"], fields["biases"] = stream.alias_tensor(), stream.alias_tensor()
         fields["bias_mode"] = stream.int()  # 0 = with bias, 1 = fc_no_bias
-        for name in ("lr_mult", "wd_mult", "bias_lr_mult", "bias_wd_mult"):
-            stream.float()
+        _skip_training_multipliers(stream)
         return DlibLayer(kind, params, fields)
     raise DlibFormatError(f"unsupported dlib layer {kind!r} at byte {stream.pos}")
 

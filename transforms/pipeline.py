@@ -14,6 +14,7 @@ import apache_beam as beam
 
 from mimamori.config import Settings
 from mimamori.metrics import serve_metrics
+from models.embedders import check_weights
 from streams.kafka_source import ReadFromKafka
 from transforms.align import AlignFaces
 from transforms.decode import FetchAndDecode
@@ -62,6 +63,7 @@ def _route_by_faces(item: MediaItem):
 def build_pipeline(pipeline: beam.Pipeline, settings: Settings, source: SourceOptions = SourceOptions(),
                    records: beam.PTransform | None = None) -> None:
     """Add the face pipeline to ``pipeline``. ``records`` replaces the Kafka source (tests)."""
+    check_weights(settings.models.embedder)  # fail here, not in every worker
     if records is None:
         records = ReadFromKafka(
             settings.kafka.client_options(),

@@ -1,4 +1,5 @@
 import numpy as np
+import pytest
 from PIL import Image
 
 from models.alignment import align_face, face_quality, similarity_transform
@@ -16,22 +17,34 @@ def test_similarity_transform_recovers_a_known_transform():
     np.testing.assert_allclose(matrix[:, 2], shift, atol=1e-9)
 
 
-def test_aligned_crop_puts_the_landmarks_on_the_template():
-    spec = embedder_spec("facenet-vggface2")
+@pytest.mark.parametrize("scale", [0.8, 2.5, 6.0])  # up-sampled, one and two pyramid levels
+@pytest.mark.parametrize("model", ["facenet-vggface2", "dlib-resnet"])
+def test_aligned_crop_puts_the_landmarks_on_the_template(model, scale):
+    spec = embedder_spec(model)
     template = np.array(spec.landmarks_in_crop())
     # Draw five dots where a rotated, scaled face would have its landmarks.
-    matrix = similarity_transform(template, template * 2.5 + 40)
+    matrix = similarity_transform(template, template * scale + 40)
     landmarks = template @ matrix[:, :2].T + matrix[:, 2]
-    frame = Image.new("RGB", (600, 600), (0, 0, 0))
+    frame = Image.new("RGB", (1200, 1200), (0, 0, 0))
     pixels = frame.load()
+    dot = max(1, round(1.2 * scale))
     for x, y in landmarks:
         for dx in range(-3, 4):
             for dy in range(-3, 4):
                 pixels[round(x) + dx, round(y) + dy] = (255, 255, 255)
-    crop = np.asarray(align_face(frame, landmarks, spec).convert("L"))
+    crop = np.asarray(align_face(frame, landmarks, spec).convert("L"), dtype=np.float64)
     assert crop.shape == (spec.input_size, spec.input_size)
-    for x, y in template:
-        assert crop[round(y), round(x)] > 200
+    # Crop pixels 0 and size-1 sit on the template frame's edges (dlib's chip convention).
+    expected = template * (spec.input_size - 1) / spec.input_size
+    for x, y in expected:
+        cx, cy = round(x), round(y)
+        window = crop[cy - 4:cy + 5, cx - 4:cx + 5]
+        weights = window / window.sum()
+        ys, xs = np.mgrid[cy - 4:cy + 5, cx - 4:cx + 5]
+        # Each dot was drawn at a rounded frame pixel: up to half a frame pixel off.
+        tolerance = 0.5 / scale + 0.3
+        assert window.max() > 80
+        assert abs((weights * xs).sum() - x) < tolerance and abs((weights * ys).sum() - y) < tolerance
 
 
 def test_quality_prefers_large_frontal_faces():
