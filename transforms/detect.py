@@ -4,19 +4,12 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-import torch
-
 from mimamori import metrics
 from mimamori.config import Settings
-from models.detector import FaceDetector, pick_device
+from models.detector import FaceDetector
+from models.devices import limit_torch_threads, pick_device
 from transforms.elements import Face, MediaItem
 from transforms.stage import Stage
-
-
-def limit_torch_threads(device: torch.device) -> None:
-    """On CPU, one torch thread per worker: parallelism comes from workers, not from oversubscription."""
-    if device.type == "cpu":
-        torch.set_num_threads(1)
 
 
 class DetectFaces(Stage):

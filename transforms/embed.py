@@ -21,9 +21,8 @@ from apache_beam.ml.inference.pytorch_inference import PytorchModelHandlerTensor
 
 from mimamori import metrics
 from mimamori.config import Settings
-from models.detector import pick_device
-from models.embedders import load_embedder
-from transforms.detect import limit_torch_threads
+from models.devices import limit_torch_threads, pick_device
+from models.embedders import embed_chips, load_embedder, prepare_for_device
 from transforms.elements import MediaItem
 
 
@@ -45,12 +44,7 @@ def embed_batch(batch: Sequence[torch.Tensor], model: torch.nn.Module, device: s
     counts = [t.shape[0] for t in batch]
     metrics.BATCH_SIZE.labels(stage="embed").observe(sum(counts))
     target = torch.device(device) if isinstance(device, str) else device
-    half = target.type == "cuda"
-    with torch.inference_mode():
-        images = torch.cat(list(batch)).to(target, non_blocking=True)
-        images = images.half() if half else images.float()
-        vectors = model(images).float()
-        vectors = torch.nn.functional.normalize(vectors, dim=1).cpu().numpy()
+    vectors = embed_chips(model, torch.cat(list(batch)), target)
     outputs = np.split(vectors, np.cumsum(counts)[:-1])
     metrics.STAGE_SECONDS.labels(stage="embed").observe(time.perf_counter() - began)
     return [PredictionResult(example, inference, model_id) for example, inference in zip(batch, outputs, strict=True)]
@@ -70,10 +64,8 @@ class FaceEmbeddingHandler(PytorchModelHandlerTensor):
                          element_size_fn=_faces_in, min_batch_size=weight, max_batch_size=weight)
 
     def load_model(self) -> torch.nn.Module:
-        loaded = load_embedder(self.settings.models.embedder)
         limit_torch_threads(self._device)
-        module = loaded.module.to(self._device)
-        return module.half() if self._device.type == "cuda" else module
+        return prepare_for_device(load_embedder(self.settings.models.embedder).module, self._device)
 
 
 class EmbedFaces(beam.PTransform):

@@ -311,3 +311,30 @@ def test_stats_report_what_the_stores_hold(pipeline_settings, processed):
     assert stats["dead_letters"] == dict(sorted(letters.items()))
     assert set(letters) == {sample.expect.split(":")[1] for sample in processed["samples"].values()
                             if sample.expect.startswith("dlq:")}
+
+
+def test_switching_the_embedder_switches_the_collection_and_vectors_never_mix(stack, settings, testdata):
+    """The same media through two models: each model's vectors land in its own collection only."""
+    from mimamori.config import EmbedderConfig
+    from models.registry import embedder_spec
+
+    with isolated_settings(settings) as dlib_settings:
+        portrait = next(s for s in sample_sets.good_samples(testdata) if s.name == "paul_rudd")
+        publish(dlib_settings, [portrait], "models")
+        facenet_settings = dlib_settings.model_copy(deep=True)
+        facenet_settings.models.embedder = EmbedderConfig(name="facenet-vggface2", allow_random_weights=True)
+        assert dlib_settings.models.embedder.name == "dlib-resnet"
+
+        run_pipeline(dlib_settings, "models-dlib")
+        run_pipeline(facenet_settings, "models-facenet")  # the same topic, replayed for the other model
+
+        names = set()
+        for s in (dlib_settings, facenet_settings):
+            spec = embedder_spec(s.models.embedder.name)
+            collection = ensure_face_collection(s)
+            names.add(collection.name)
+            rows = query_all(collection, ["model_version", "embedding"])
+            assert len(rows) == 1, f"{collection.name} holds {len(rows)} faces"
+            assert all(row["model_version"].startswith(spec.version + "@") for row in rows)
+            assert all(len(row["embedding"]) == spec.dimension for row in rows)
+        assert len(names) == 2

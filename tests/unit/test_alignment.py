@@ -29,8 +29,8 @@ def test_aligned_crop_puts_the_landmarks_on_the_template(model, scale):
     pixels = frame.load()
     dot = max(1, round(1.2 * scale))
     for x, y in landmarks:
-        for dx in range(-3, 4):
-            for dy in range(-3, 4):
+        for dx in range(-dot, dot + 1):
+            for dy in range(-dot, dot + 1):
                 pixels[round(x) + dx, round(y) + dy] = (255, 255, 255)
     crop = np.asarray(align_face(frame, landmarks, spec).convert("L"), dtype=np.float64)
     assert crop.shape == (spec.input_size, spec.input_size)

@@ -131,6 +131,7 @@ def test_chips_from_mtcnn_landmarks_describe_the_face_as_dlib_does(network, dlib
     theirs = np.stack([face["descriptor"] for face in dlib_faces])
     distances = np.linalg.norm(ours[:, None] - theirs[None], axis=2)
     same, others = np.diag(distances), distances[~np.eye(len(chips), dtype=bool)]
-    print("MTCNN chip vs dlib chip, same face:", np.round(same, 3), "closest other face:", round(float(others.min()), 3))
+    print("MTCNN chip vs dlib chip, same face:", np.round(same, 3),
+          "closest other face:", round(float(others.min()), 3))
     assert same.max() < 0.25
     assert others.min() > 2 * same.max()
