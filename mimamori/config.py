@@ -94,9 +94,11 @@ class BucketsConfig(Section):
     media: BucketConfig = BucketConfig(name="mimamori-media", expire_days=90)
     crops: BucketConfig = BucketConfig(name="mimamori-crops")
     milvus: BucketConfig = BucketConfig(name="mimamori-milvus")
+    # Clients' reference photos and their aligned face crops: deleted with the case, never expired.
+    references: BucketConfig = BucketConfig(name="mimamori-references")
 
     def all(self) -> list[BucketConfig]:
-        return [self.media, self.crops, self.milvus]
+        return [self.media, self.crops, self.milvus, self.references]
 
 
 class MinioConfig(Section):
@@ -127,6 +129,8 @@ class MilvusConfig(Section):
     token_file: Path | None = None
     database: str = "default"
     collection_prefix: str = "faces"
+    # Clients' enrolled reference faces (one collection per model, partitioned by case).
+    enrolled_collection_prefix: str = "enrolled"
     schema_version: int = 1
     shards: int = 2
     index: IndexConfig = IndexConfig()
@@ -215,6 +219,29 @@ class RunnerConfig(Section):
     flink_checkpoint_interval_ms: int = 5000
 
 
+class DatabaseConfig(Section):
+    """The case database: cases, consent, enrolled photos, matches, API keys and the audit log."""
+
+    # A SQLAlchemy URL. Empty: a SQLite file in the stack's home. Production: PostgreSQL
+    # (postgresql+psycopg://...), preferably from url_file so the password stays out of config.
+    url: str = ""
+    url_file: Path | None = None
+
+
+class ApiConfig(Section):
+    bind_address: str = "127.0.0.1"
+    port: int = 8080
+    max_upload_bytes: int = 20 * 1024 * 1024
+    # Links to face crops in MinIO expire after this long.
+    crop_link_ttl_s: int = 300
+    max_top_k: int = 100
+
+
+class WatchlistConfig(Section):
+    # Enrolled faces compared with each newly indexed face (top hits per face).
+    top_k: int = 5
+
+
 class MetricsConfig(Section):
     # Each pipeline worker serves Prometheus metrics on this port (0 picks a free one).
     port: int = 0
@@ -233,6 +260,9 @@ class Settings(BaseSettings):
     pipeline: PipelineConfig = PipelineConfig()
     runner: RunnerConfig = RunnerConfig()
     metrics: MetricsConfig = MetricsConfig()
+    database: DatabaseConfig = DatabaseConfig()
+    api: ApiConfig = ApiConfig()
+    watchlist: WatchlistConfig = WatchlistConfig()
 
     @classmethod
     def settings_customise_sources(
@@ -265,6 +295,7 @@ class Settings(BaseSettings):
         copy.milvus.collection_prefix = f"{prefix}_{copy.milvus.collection_prefix}"
         copy.milvus.media_collection_prefix = f"{prefix}_{copy.milvus.media_collection_prefix}"
         copy.milvus.sightings_collection = f"{prefix}_{copy.milvus.sightings_collection}"
+        copy.milvus.enrolled_collection_prefix = f"{prefix}_{copy.milvus.enrolled_collection_prefix}"
         for bucket in copy.minio.buckets.all():
             if bucket is not copy.minio.buckets.milvus:  # Milvus's own bucket is fixed at its start
                 bucket.name = f"{tag}-{bucket.name}".lower().replace("_", "-").replace(".", "-")
@@ -273,8 +304,19 @@ class Settings(BaseSettings):
     # -- names derived from configuration ------------------------------------------------------
     def face_collection(self, model_name: str | None = None) -> str:
         """The Milvus collection of one embedder's faces: vectors of two models never share one."""
-        model = (model_name or self.models.embedder.name).replace("-", "_").replace(".", "_")
-        return f"{self.milvus.collection_prefix}_{model}_v{self.milvus.schema_version}"
+        return f"{self.milvus.collection_prefix}_{self._model_tag(model_name)}_v{self.milvus.schema_version}"
+
+    def enrolled_collection(self, model_name: str | None = None) -> str:
+        """The Milvus collection of one embedder's enrolled reference faces (partitioned by case)."""
+        return f"{self.milvus.enrolled_collection_prefix}_{self._model_tag(model_name)}_v{self.milvus.schema_version}"
+
+    def _model_tag(self, model_name: str | None) -> str:
+        return (model_name or self.models.embedder.name).replace("-", "_").replace(".", "_")
+
+    def database_url(self) -> str:
+        if self.database.url_file is not None:
+            return self.database.url_file.read_text().strip()
+        return self.database.url or f"sqlite:///{self.stack.home / 'cases.sqlite3'}"
 
 
 def _deep_merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:

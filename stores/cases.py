@@ -1,0 +1,196 @@
+"""The case database: cases and their consent, enrolled photos, matches, API keys, audit log.
+
+SQLAlchemy 2 with Alembic migrations (``stores/migrations``): SQLite by default, PostgreSQL
+by URL in production. The schema is only ever changed by a migration; ``open_database``
+upgrades to the newest one before it hands out sessions.
+
+No face image and no vector is stored here: photos and crops live in MinIO, vectors in
+Milvus, and the audit log holds who did what to which case, never biometric data.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    DateTime,
+    Float,
+    ForeignKey,
+    Integer,
+    String,
+    TypeDecorator,
+    UniqueConstraint,
+    create_engine,
+    event,
+)
+from sqlalchemy.engine import Engine
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship, sessionmaker
+
+MIGRATIONS = Path(__file__).resolve().parent / "migrations"
+
+
+def utcnow() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+class UTCDateTime(TypeDecorator):
+    """Timezone-aware UTC datetimes on every backend (SQLite keeps no zone)."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: dt.datetime | None, dialect: Any) -> dt.datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime: mimamori stores UTC times with their zone")
+        value = value.astimezone(dt.UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: dt.datetime | None, dialect: Any) -> dt.datetime | None:
+        if value is not None and value.tzinfo is None:
+            value = value.replace(tzinfo=dt.UTC)
+        return value
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class Case(Base):
+    __tablename__ = "cases"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    display_name: Mapped[str] = mapped_column(String(200))  # a pseudonym is enough
+    # Similarity above which a face is a match for this case; None: the model's default.
+    match_threshold: Mapped[float | None] = mapped_column(Float, nullable=True)
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    created_by: Mapped[str] = mapped_column(String(200))
+
+    consents: Mapped[list[Consent]] = relationship(back_populates="case", cascade="all, delete-orphan")
+    photos: Mapped[list[EnrolledPhoto]] = relationship(back_populates="case", cascade="all, delete-orphan")
+    matches: Mapped[list[Match]] = relationship(back_populates="case", cascade="all, delete-orphan")
+
+
+class Consent(Base):
+    """Who consented, when, to what, until when, recorded by which staff member."""
+
+    __tablename__ = "consents"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    case_id: Mapped[str] = mapped_column(ForeignKey("cases.id", ondelete="CASCADE"), index=True)
+    given_by: Mapped[str] = mapped_column(String(200))  # the client, or their legal representative
+    relationship_to_client: Mapped[str] = mapped_column(String(100))
+    given_at: Mapped[dt.datetime] = mapped_column(UTCDateTime())
+    scope: Mapped[list[str]] = mapped_column(JSON)  # e.g. ["search", "watchlist", "takedown"]
+    expires_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    recorded_by: Mapped[str] = mapped_column(String(200))
+    recorded_at: Mapped[dt.datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    # SHA-256 of the signed consent document, which stays in the team's records system.
+    document_sha256: Mapped[str | None] = mapped_column(String(64), nullable=True)
+
+    case: Mapped[Case] = relationship(back_populates="consents")
+
+
+class EnrolledPhoto(Base):
+    __tablename__ = "enrolled_photos"
+    __table_args__ = (UniqueConstraint("case_id", "sha256", "model_version"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    case_id: Mapped[str] = mapped_column(ForeignKey("cases.id", ondelete="CASCADE"), index=True)
+    sha256: Mapped[str] = mapped_column(String(64))
+    object_key: Mapped[str] = mapped_column(String(300))  # the photo in the references bucket
+    crop_key: Mapped[str] = mapped_column(String(300))  # its aligned face crop
+    face_id: Mapped[int] = mapped_column(Integer)  # primary key of the vector in Milvus
+    model_version: Mapped[str] = mapped_column(String(128))
+    enrolled_at: Mapped[dt.datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    enrolled_by: Mapped[str] = mapped_column(String(200))
+
+    case: Mapped[Case] = relationship(back_populates="photos")
+
+
+class Match(Base):
+    """An indexed face that looks like a case's client, waiting for a reviewer."""
+
+    __tablename__ = "matches"
+    __table_args__ = (UniqueConstraint("case_id", "face_id"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    case_id: Mapped[str] = mapped_column(ForeignKey("cases.id", ondelete="CASCADE"), index=True)
+    face_id: Mapped[int] = mapped_column(Integer)  # in the face collection
+    media_sha256: Mapped[str] = mapped_column(String(64), index=True)
+    model_version: Mapped[str] = mapped_column(String(128))
+    similarity: Mapped[float] = mapped_column(Float)
+    source: Mapped[str] = mapped_column(String(20))  # "stream" or "retro" (found at enrolment)
+    status: Mapped[str] = mapped_column(String(20), default="pending_review")
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    # When the media event that brought this face was scraped (for time-to-match).
+    scraped_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    reviewed_by: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    reviewed_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+
+    case: Mapped[Case] = relationship(back_populates="matches")
+
+
+class ApiKey(Base):
+    """An API key: only its SHA-256 is stored (keys are 256-bit random, so no slow hash is needed)."""
+
+    __tablename__ = "api_keys"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    name: Mapped[str] = mapped_column(String(200))  # the staff member or service it belongs to
+    role: Mapped[str] = mapped_column(String(20))  # admin, reviewer or auditor
+    key_sha256: Mapped[str] = mapped_column(String(64), unique=True)
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    revoked_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+
+
+class AuditEvent(Base):
+    """Append-only (database triggers refuse updates and deletes). Never images or vectors."""
+
+    __tablename__ = "audit_events"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    at: Mapped[dt.datetime] = mapped_column(UTCDateTime(), default=utcnow, index=True)
+    actor: Mapped[str] = mapped_column(String(200))
+    role: Mapped[str] = mapped_column(String(20))
+    action: Mapped[str] = mapped_column(String(50))  # search, enroll, view, export, withdraw, ...
+    case_id: Mapped[str | None] = mapped_column(String(64), nullable=True, index=True)  # no FK: outlives the case
+    target: Mapped[str | None] = mapped_column(String(300), nullable=True)
+    result_count: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    outcome: Mapped[str] = mapped_column(String(20), default="ok")  # ok, denied, rejected
+    details: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+
+
+def _sqlite_foreign_keys(engine: Engine) -> None:
+    if engine.dialect.name == "sqlite":
+        @event.listens_for(engine, "connect")
+        def _on(connection, _record) -> None:
+            cursor = connection.cursor()
+            cursor.execute("PRAGMA foreign_keys=ON")
+            cursor.close()
+
+
+def migrate(engine: Engine) -> None:
+    """Upgrade the database to the newest migration (idempotent)."""
+    from alembic import command
+    from alembic.config import Config
+
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    with engine.begin() as connection:
+        config.attributes["connection"] = connection
+        command.upgrade(config, "head")
+
+
+def open_database(url: str) -> sessionmaker:
+    """An engine on ``url``, migrated to the newest schema; returns its session factory."""
+    if url.startswith("sqlite:///"):
+        Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+    engine = create_engine(url, future=True)
+    _sqlite_foreign_keys(engine)
+    migrate(engine)
+    return sessionmaker(engine, expire_on_commit=False)
