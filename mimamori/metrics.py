@@ -30,6 +30,7 @@ MILVUS_WRITE_SECONDS = Histogram("mimamori_milvus_write_duration_seconds", "Late
                                  ["collection"])
 MILVUS_WRITE_ERRORS = Counter("mimamori_milvus_write_errors_total", "Failed Milvus upserts (retried)",
                               ["collection"])
+WATCHLIST_MATCHES = Counter("mimamori_watchlist_matches_total", "New matches of indexed faces with enrolled cases")
 CONSUMER_LAG = Gauge("mimamori_consumer_lag_messages", "Messages not yet read, per partition",
                      ["topic", "partition"])
 

@@ -131,6 +131,9 @@ class Match(Base):
     scraped_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime(), nullable=True)
     reviewed_by: Mapped[str | None] = mapped_column(String(200), nullable=True)
     reviewed_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    # A re-upload of the same media is not a new match: its sightings (in Milvus, by media) are
+    # listed with the match, and the latest one's scrape time is kept here.
+    last_seen_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime(), nullable=True)
 
     case: Mapped[Case] = relationship(back_populates="matches")
 
@@ -165,12 +168,15 @@ class AuditEvent(Base):
     details: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
 
 
-def _sqlite_foreign_keys(engine: Engine) -> None:
+def _sqlite_pragmas(engine: Engine) -> None:
+    """Foreign keys on, and WAL so the API and pipeline workers can share one SQLite file."""
     if engine.dialect.name == "sqlite":
         @event.listens_for(engine, "connect")
         def _on(connection, _record) -> None:
             cursor = connection.cursor()
             cursor.execute("PRAGMA foreign_keys=ON")
+            cursor.execute("PRAGMA journal_mode=WAL")
+            cursor.execute("PRAGMA busy_timeout=30000")
             cursor.close()
 
 
@@ -191,6 +197,6 @@ def open_database(url: str) -> sessionmaker:
     if url.startswith("sqlite:///"):
         Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
     engine = create_engine(url, future=True)
-    _sqlite_foreign_keys(engine)
+    _sqlite_pragmas(engine)
     migrate(engine)
     return sessionmaker(engine, expire_on_commit=False)

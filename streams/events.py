@@ -145,3 +145,9 @@ def face_indexed_json(document: dict[str, Any]) -> bytes:
     document = {"schema_version": 1, **document}
     validate("face_indexed.v1", document)
     return json.dumps(document, separators=(",", ":")).encode()
+
+
+def match_json(document: dict[str, Any]) -> bytes:
+    document = {"schema_version": 1, **document}
+    validate("match.v1", document)
+    return json.dumps(document, separators=(",", ":")).encode()

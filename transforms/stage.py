@@ -30,8 +30,10 @@ def retryable_errors() -> tuple[type[BaseException], ...]:
     import urllib3
     from kafka.errors import KafkaError
     from pymilvus.exceptions import MilvusException
+    from sqlalchemy.exc import OperationalError  # the case database busy or unreachable
 
-    return (ConnectionError, TimeoutError, urllib3.exceptions.HTTPError, MilvusException, KafkaError)
+    return (ConnectionError, TimeoutError, urllib3.exceptions.HTTPError, MilvusException, KafkaError,
+            OperationalError)
 
 
 def dead_letter(record: KafkaRecord, reason: str, stage: str, error: str, media_id: str | None) -> DeadLetter:

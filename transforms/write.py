@@ -31,6 +31,7 @@ from streams.events import DeadLetter, epoch_seconds, face_indexed_json
 from streams.producer import shared_producer
 from transforms.elements import MediaItem
 from transforms.stage import retryable_errors
+from transforms.watchlist import IndexedFace, Watchlist
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -136,10 +137,11 @@ class WriteIndexedMedia(_BatchingWriter):
         self.objects = object_client(self.settings)
         self.crops_bucket = self.settings.minio.buckets.crops.name
         self.producer = shared_producer(self.settings.kafka)
+        self.watchlist = Watchlist(self.settings, self.model_version)
 
     def write(self, items: list[MediaItem]) -> None:
         now = datetime.now(UTC)
-        face_rows, events = [], []
+        face_rows, events, indexed = [], [], []
         for item in items:
             for face, vector in zip(item.faces, item.embeddings if item.embeddings is not None else [], strict=True):
                 key = crop_key(self.model, item.media.sha256, face.frame_ms, face.face_index)
@@ -169,6 +171,9 @@ class WriteIndexedMedia(_BatchingWriter):
                 }
                 face_rows.append(row)
                 events.append((row, item))
+                indexed.append(IndexedFace(row["face_id"], item.media.sha256, vector, item.event.media_id,
+                                           item.event.source_url, item.event.platform,
+                                           datetime.fromisoformat(item.event.scraped_at)))
         self.upsert(self.faces, face_rows)
         self.upsert(self.media, [{
             "media_key": int64_key(item.media.sha256),
@@ -192,6 +197,8 @@ class WriteIndexedMedia(_BatchingWriter):
                             box=list(row["box"].values()))
             self.producer.send(topic, key=str(row["face_id"]).encode(), value=face_indexed_json(document))
         with_retries(lambda: self.producer.flush(timeout=30), "flush faces.indexed")
+        # After the faces are written: a reviewer opening a match finds its face.
+        with_retries(lambda: self.watchlist.check(indexed), "watchlist check")
         for item in items:
             metrics.MEDIA.labels(outcome="indexed" if item.faces else "no_face").inc()
         metrics.FACES_INDEXED.labels(model=self.model).inc(len(face_rows))
@@ -202,10 +209,14 @@ class WriteSightings(_BatchingWriter):
 
     def setup(self) -> None:
         _media, self.sightings = ensure_media_collections(self.settings)
+        self.watchlist = Watchlist(self.settings, embedder_version(self.settings.models.embedder))
 
     def write(self, items: list[MediaItem]) -> None:
-        rows = [sighting_row(item, item.known.sha256, item.known.match) for item in items if item.known]
-        self.upsert(self.sightings, rows)
+        known = [item for item in items if item.known]
+        self.upsert(self.sightings, [sighting_row(item, item.known.sha256, item.known.match) for item in known])
+        with_retries(lambda: self.watchlist.link_sightings(
+            [(item.known.sha256, item.event.media_id, item.event.source_url, item.event.platform,
+              datetime.fromisoformat(item.event.scraped_at)) for item in known]), "watchlist sightings")
         for item in items:
             metrics.MEDIA.labels(outcome=f"sighting_{item.known.match if item.known else 'unknown'}").inc()
 

@@ -112,6 +112,7 @@ def upgrade() -> None:
     sa.Column('scraped_at', sa.DateTime(timezone=True), nullable=True),
     sa.Column('reviewed_by', sa.String(length=200), nullable=True),
     sa.Column('reviewed_at', sa.DateTime(timezone=True), nullable=True),
+    sa.Column('last_seen_at', sa.DateTime(timezone=True), nullable=True),
     sa.ForeignKeyConstraint(['case_id'], ['cases.id'], ondelete='CASCADE'),
     sa.PrimaryKeyConstraint('id'),
     sa.UniqueConstraint('case_id', 'face_id')

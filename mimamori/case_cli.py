@@ -1,0 +1,206 @@
+"""The case commands of the CLI: cases, enroll, search, matches, keys, api.
+
+A shell on the server is full access, so these act as ``cli:<user>`` with the role
+``operator``; every action still leaves an audit row.
+"""
+
+from __future__ import annotations
+
+import argparse
+import getpass
+import json
+import mimetypes
+import sys
+from pathlib import Path
+
+from mimamori.config import Settings
+
+
+def _actor():
+    from mimamori.audit import Actor
+
+    return Actor(f"cli:{getpass.getuser()}", "operator")
+
+
+def _casework(settings: Settings):
+    from mimamori.casework import Casework
+
+    return Casework(settings)
+
+
+def _photo(path: str) -> tuple[str, bytes, str]:
+    file = Path(path)
+    if not file.is_file():
+        raise SystemExit(f"mimamori: {path}: no such file")
+    return file.name, file.read_bytes(), mimetypes.guess_type(file.name)[0] or "application/octet-stream"
+
+
+def load_consent(path: Path):
+    import yaml
+    from pydantic import ValidationError
+
+    from mimamori.casework import ConsentRecord
+
+    try:
+        return ConsentRecord.model_validate(yaml.safe_load(path.read_text()))
+    except (OSError, yaml.YAMLError) as error:
+        raise SystemExit(f"mimamori: cannot read consent record {path}: {error}") from None
+    except ValidationError as error:
+        problems = "; ".join(f"{'.'.join(str(p) for p in e['loc']) or 'record'}: {e['msg']}" for e in error.errors())
+        raise SystemExit(f"mimamori: consent record {path} is not valid: {problems}") from None
+
+
+def cmd_cases_create(settings: Settings, args: argparse.Namespace) -> int:
+    _casework(settings).create_case(_actor(), args.case_id, args.name, args.threshold)
+    print(f"case {args.case_id} created")
+    return 0
+
+
+def cmd_cases_withdraw(settings: Settings, args: argparse.Namespace) -> int:
+    if not args.yes:
+        raise SystemExit("mimamori: withdrawal deletes the case's photos, vectors and matches for good; add --yes")
+    report = _casework(settings).withdraw(_actor(), args.case_id)
+    print(f"case {report.case_id} withdrawn: {report.vectors} vectors, {report.objects} objects, "
+          f"{report.photos} photos, {report.matches} matches deleted")
+    return 0
+
+
+def cmd_enroll(settings: Settings, args: argparse.Namespace) -> int:
+    consent = load_consent(args.consent) if args.consent else None
+    result = _casework(settings).enroll(_actor(), args.case, [_photo(p) for p in args.photos], consent)
+    print(f"case {result.case_id}: {len(result.photos)} photo(s) enrolled, "
+          f"{result.retro_matches} new match(es) among the faces already indexed")
+    return 0
+
+
+def cmd_search(settings: Settings, args: argparse.Namespace) -> int:
+    from mimamori import audit
+    from mimamori.search import FaceSearch
+
+    if (args.photo is None) == (args.case is None):
+        raise SystemExit("mimamori: give a PHOTO or --case ID")
+    work = _casework(settings)
+    if args.photo:
+        name, data, content_type = _photo(args.photo)
+        sha, face = work.face_of_photo(name, data, content_type)
+        vectors, target = face.vector[None, :], f"photo:{sha}"
+    else:
+        vectors, target = work.case_vectors(args.case), f"case:{args.case}"
+    hits = FaceSearch(settings).search(vectors, top_k=args.top_k, offset=args.offset, platform=args.platform)
+    audit.record(work.sessions, _actor(), "search", case_id=args.case, target=target, result_count=len(hits))
+    if args.json:
+        print(json.dumps([hit.to_dict() for hit in hits], indent=2))
+        return 0
+    for rank, hit in enumerate(hits, start=args.offset + 1):
+        print(f"{rank:3d}. {hit.similarity:.3f}  face {hit.face_id}  {hit.platform}  {hit.source_url}")
+        for sighting in hit.sightings:
+            print(f"       seen {sighting.scraped_at} on {sighting.platform}: {sighting.source_url} ({sighting.match})")
+    if not hits:
+        print("no faces found")
+    return 0
+
+
+def cmd_matches(settings: Settings, args: argparse.Namespace) -> int:
+    from sqlalchemy import select
+
+    from mimamori import audit
+    from stores.cases import Match
+
+    work = _casework(settings)
+    query = select(Match).order_by(Match.id.desc()).limit(args.limit)
+    if args.case:
+        query = query.where(Match.case_id == args.case)
+    if args.status:
+        query = query.where(Match.status == args.status)
+    with work.sessions() as session:
+        rows = list(session.scalars(query))
+    audit.record(work.sessions, _actor(), "view_matches", case_id=args.case, result_count=len(rows))
+    for m in rows:
+        print(f"match {m.id}: case {m.case_id}, face {m.face_id}, similarity {m.similarity:.3f}, {m.status}, "
+              f"{m.source}, {m.created_at:%Y-%m-%d %H:%M:%S}")
+    return 0
+
+
+def cmd_keys_create(settings: Settings, args: argparse.Namespace) -> int:
+    from mimamori import audit
+    from mimamori.auth import create_api_key
+
+    work = _casework(settings)
+    key = create_api_key(work.sessions, args.name, args.role)
+    audit.record(work.sessions, _actor(), "create_key", target=f"key:{args.name}", role_granted=args.role)
+    print(key)
+    print(f"(the {args.role} key of {args.name}; shown once, only its hash is kept)", file=sys.stderr)
+    return 0
+
+
+def cmd_keys_revoke(settings: Settings, args: argparse.Namespace) -> int:
+    from mimamori import audit
+    from mimamori.auth import revoke_api_key
+
+    work = _casework(settings)
+    count = revoke_api_key(work.sessions, args.name)
+    audit.record(work.sessions, _actor(), "revoke_key", target=f"key:{args.name}", result_count=count)
+    print(f"{count} key(s) of {args.name} revoked")
+    return 0
+
+
+def cmd_api(settings: Settings, args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from mimamori.api import create_app
+
+    uvicorn.run(create_app(settings), host=settings.api.bind_address, port=args.port or settings.api.port,
+                log_level="info")
+    return 0
+
+
+def add_case_commands(commands, bind) -> None:
+    """Register the case commands; ``bind(function)`` adapts a (settings, args) command for the CLI."""
+    cases = commands.add_parser("cases", help="create and withdraw cases")
+    actions = cases.add_subparsers(dest="cases_command", required=True, metavar="ACTION")
+    create = actions.add_parser("create", help="open a case")
+    create.add_argument("case_id", metavar="ID")
+    create.add_argument("--name", required=True, help="display name (a pseudonym is enough)")
+    create.add_argument("--threshold", type=float, help="match threshold (default: the model's)")
+    create.set_defaults(func=bind(cmd_cases_create))
+    withdraw = actions.add_parser("withdraw", help="delete a case's photos, vectors and matches everywhere")
+    withdraw.add_argument("case_id", metavar="ID")
+    withdraw.add_argument("--yes", action="store_true", help="confirm")
+    withdraw.set_defaults(func=bind(cmd_cases_withdraw))
+
+    enroll = commands.add_parser("enroll", help="enrol a client's reference photos (consent required)")
+    enroll.add_argument("--case", required=True, metavar="ID")
+    enroll.add_argument("--consent", type=Path, metavar="FILE",
+                        help="the consent record (YAML/JSON: given_by, given_at, scope, expires_at, recorded_by); "
+                             "needed unless one in force is already recorded")
+    enroll.add_argument("photos", nargs="+", metavar="PHOTO", help="photos with exactly one face each")
+    enroll.set_defaults(func=bind(cmd_enroll))
+
+    search = commands.add_parser("search", help="find indexed faces like a photo's face or a case's faces")
+    search.add_argument("photo", nargs="?", metavar="PHOTO")
+    search.add_argument("--case", metavar="ID", help="search with the case's enrolled faces instead of a photo")
+    search.add_argument("--top-k", type=int, default=10)
+    search.add_argument("--offset", type=int, default=0)
+    search.add_argument("--platform")
+    search.add_argument("--json", action="store_true")
+    search.set_defaults(func=bind(cmd_search))
+
+    matches = commands.add_parser("matches", help="list watchlist matches")
+    matches.add_argument("--case", metavar="ID")
+    matches.add_argument("--status", choices=["pending_review", "confirmed", "rejected"])
+    matches.add_argument("--limit", type=int, default=50)
+    matches.set_defaults(func=bind(cmd_matches))
+
+    keys = commands.add_parser("keys", help="API keys")
+    key_actions = keys.add_subparsers(dest="keys_command", required=True, metavar="ACTION")
+    key_create = key_actions.add_parser("create", help="create a key (printed once)")
+    key_create.add_argument("--name", required=True)
+    key_create.add_argument("--role", required=True, choices=["admin", "reviewer", "auditor"])
+    key_create.set_defaults(func=bind(cmd_keys_create))
+    key_revoke = key_actions.add_parser("revoke", help="revoke every key of a name")
+    key_revoke.add_argument("--name", required=True)
+    key_revoke.set_defaults(func=bind(cmd_keys_revoke))
+
+    api = commands.add_parser("api", help="serve the HTTP API (on api.bind_address, 127.0.0.1 locally)")
+    api.add_argument("--port", type=int)
+    api.set_defaults(func=bind(cmd_api))

@@ -1,0 +1,263 @@
+"""Cases: creation, consent, enrolment of reference photos, and withdrawal.
+
+A client's reference photos go through the same detect -> align -> embed code as the
+pipeline (models.face_encoder), so an enrolled face and an indexed face of the same person
+get comparable vectors. Enrolment needs a consent record that is in force; on enrolment a
+retro search over everything already indexed creates the matches that existed before.
+Withdrawal deletes the case's vectors, reference photos and crops, and rows; the audit log
+keeps a tombstone without biometric data.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import io
+from dataclasses import dataclass, field
+from typing import Literal
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+from sqlalchemy import select
+from sqlalchemy.orm import Session, sessionmaker
+
+from mimamori import audit
+from mimamori.audit import Actor
+from mimamori.config import Settings
+from mimamori.errors import CaseError, CaseExists, ConsentMissing, PhotoRejected, UnknownCase
+from stores.cases import Case, Consent, EnrolledPhoto, open_database, utcnow
+from stores.enrolled import EnrolledFaces
+from stores.objects import ensure_bucket, object_client
+from transforms.media import MediaError, decode_media
+
+Scope = Literal["search", "watchlist", "takedown"]
+
+
+class ConsentRecord(BaseModel):
+    """The consent a client (or their representative) gave, as staff recorded it."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    given_by: str = Field(min_length=1, max_length=200)
+    relationship_to_client: str = Field(default="self", min_length=1, max_length=100)
+    given_at: dt.datetime
+    scope: list[Scope] = Field(min_length=1)
+    expires_at: dt.datetime | None = None
+    recorded_by: str = Field(min_length=1, max_length=200)
+    document_sha256: str | None = Field(default=None, pattern=r"^[0-9a-f]{64}$")
+
+    @model_validator(mode="after")
+    def _times(self) -> ConsentRecord:
+        for name in ("given_at", "expires_at"):
+            value = getattr(self, name)
+            if value is not None and value.tzinfo is None:
+                raise ValueError(f"{name} needs a time zone (e.g. 2026-11-20T10:00:00Z)")
+        if self.given_at > utcnow() + dt.timedelta(minutes=5):
+            raise ValueError("given_at is in the future")
+        if self.expires_at is not None and self.expires_at <= self.given_at:
+            raise ValueError("expires_at is not after given_at")
+        return self
+
+
+def consent_in_force(consent: Consent, now: dt.datetime, scope: str | None = None) -> bool:
+    if consent.expires_at is not None and consent.expires_at <= now:
+        return False
+    return scope is None or scope in consent.scope
+
+
+@dataclass
+class EnrolmentResult:
+    case_id: str
+    photos: list[str] = field(default_factory=list)  # sha256 of each enrolled photo
+    retro_matches: int = 0
+
+
+@dataclass
+class WithdrawalReport:
+    case_id: str
+    vectors: int
+    objects: int
+    photos: int
+    matches: int
+
+
+class Casework:
+    """Case actions against the real stores; the API and the CLI both call this."""
+
+    def __init__(self, settings: Settings, sessions: sessionmaker | None = None):
+        self.settings = settings
+        self.sessions = sessions or open_database(settings.database_url())
+        self._encoder = None
+        self._enrolled: EnrolledFaces | None = None
+        self._objects = None
+
+    # -- lazily built clients (the API starts without loading models) ---------------------------
+    @property
+    def encoder(self):
+        if self._encoder is None:
+            from models.face_encoder import FaceEncoder
+
+            self._encoder = FaceEncoder(self.settings)
+        return self._encoder
+
+    @property
+    def enrolled(self) -> EnrolledFaces:
+        if self._enrolled is None:
+            self._enrolled = EnrolledFaces(self.settings)
+        return self._enrolled
+
+    @property
+    def objects(self):
+        if self._objects is None:
+            self._objects = object_client(self.settings)
+            ensure_bucket(self._objects, self.settings.minio.buckets.references)
+        return self._objects
+
+    # -- cases and consent ------------------------------------------------------------------------
+    def create_case(self, actor: Actor, case_id: str, display_name: str, match_threshold: float | None = None
+                    ) -> Case:
+        with self.sessions.begin() as session:
+            if session.get(Case, case_id) is not None:
+                raise CaseExists("case_exists", f"case {case_id} already exists")
+            case = Case(id=case_id, display_name=display_name, match_threshold=match_threshold,
+                        created_by=actor.name)
+            session.add(case)
+        audit.record(self.sessions, actor, "create_case", case_id=case_id)
+        return case
+
+    def get_case(self, session: Session, case_id: str) -> Case:
+        case = session.get(Case, case_id)
+        if case is None:
+            raise UnknownCase("unknown_case", f"no case {case_id}")
+        return case
+
+    def record_consent(self, actor: Actor, case_id: str, consent: ConsentRecord) -> None:
+        with self.sessions.begin() as session:
+            self.get_case(session, case_id)
+            session.add(Consent(case_id=case_id, **consent.model_dump()))
+        audit.record(self.sessions, actor, "record_consent", case_id=case_id, scope=list(consent.scope))
+
+    def active_consent(self, session: Session, case_id: str, scope: str | None = None) -> Consent | None:
+        now = utcnow()
+        consents = session.scalars(select(Consent).where(Consent.case_id == case_id)
+                                   .order_by(Consent.recorded_at.desc()))
+        return next((c for c in consents if consent_in_force(c, now, scope)), None)
+
+    # -- enrolment --------------------------------------------------------------------------------
+    def face_of_photo(self, name: str, data: bytes, content_type: str):
+        """The single face of a reference photo, or a clear refusal."""
+        try:
+            media = decode_media(data, content_type, self.settings.pipeline)
+        except MediaError as error:
+            raise PhotoRejected(error.reason, f"{name}: {error}") from None
+        if media.kind != "image":
+            raise PhotoRejected("not_a_photo", f"{name}: enrol photos, not videos")
+        frame = media.frames[0].image
+        faces = self.encoder.encode(frame)
+        if not faces:
+            raise PhotoRejected("no_face", f"{name}: no face found; use a photo where the face is clearly visible")
+        if len(faces) > 1:
+            raise PhotoRejected("several_faces", f"{name}: {len(faces)} faces found; use a photo of the client alone")
+        return media.sha256, faces[0]
+
+    def enroll(self, actor: Actor, case_id: str, photos: list[tuple[str, bytes, str]],
+               consent: ConsentRecord | None = None) -> EnrolmentResult:
+        """Enrol (name, bytes, content type) reference photos; every one must show exactly one face."""
+        try:
+            result = self._enroll(actor, case_id, photos, consent)
+        except CaseError as error:
+            audit.record(self.sessions, actor, "enroll", case_id=case_id, outcome="rejected", reason=error.reason)
+            raise
+        audit.record(self.sessions, actor, "enroll", case_id=case_id, result_count=result.retro_matches,
+                     photos=len(result.photos))
+        return result
+
+    def _enroll(self, actor: Actor, case_id: str, photos: list[tuple[str, bytes, str]],
+                consent: ConsentRecord | None) -> EnrolmentResult:
+        if consent is not None:
+            self.record_consent(actor, case_id, consent)
+        with self.sessions() as session:
+            self.get_case(session, case_id)
+            if self.active_consent(session, case_id) is None:
+                raise ConsentMissing("consent_missing",
+                                     f"case {case_id} has no consent record in force: record the client's consent "
+                                     "(--consent FILE) before enrolling photos")
+        if not photos:
+            raise PhotoRejected("no_photo", "no photo given")
+        # Check every photo before storing any: a request is enrolled whole or not at all.
+        faces = [(name, data, content_type, *self.face_of_photo(name, data, content_type))
+                 for name, data, content_type in photos]
+        bucket = self.settings.minio.buckets.references.name
+        version = self.encoder.version
+        result = EnrolmentResult(case_id)
+        for _name, data, content_type, sha, face in faces:
+            photo_key = f"cases/{case_id}/photos/{sha}"
+            crop_key = f"cases/{case_id}/crops/{sha}.jpg"
+            self.objects.put_object(bucket, photo_key, io.BytesIO(data), len(data), content_type=content_type)
+            crop = io.BytesIO()
+            face.aligned.save(crop, "JPEG", quality=90)
+            self.objects.put_object(bucket, crop_key, io.BytesIO(crop.getvalue()), crop.tell(),
+                                    content_type="image/jpeg")
+            face_id = self.enrolled.add(case_id, sha, version, face.vector)
+            with self.sessions.begin() as session:
+                exists = session.scalars(select(EnrolledPhoto).where(
+                    EnrolledPhoto.case_id == case_id, EnrolledPhoto.sha256 == sha,
+                    EnrolledPhoto.model_version == version)).first()
+                if exists is None:
+                    session.add(EnrolledPhoto(case_id=case_id, sha256=sha, object_key=photo_key, crop_key=crop_key,
+                                              face_id=face_id, model_version=version, enrolled_by=actor.name))
+            result.photos.append(sha)
+        result.retro_matches = self.retro_search(case_id, np.stack([face.vector for *_, face in faces]))
+        return result
+
+    def case_vectors(self, case_id: str) -> np.ndarray:
+        """The case's enrolled vectors (to search the index with them)."""
+        with self.sessions() as session:
+            self.get_case(session, case_id)
+        vectors = self.enrolled.vectors(case_id)
+        if len(vectors) == 0:
+            raise PhotoRejected("nothing_enrolled", f"case {case_id} has no enrolled photo yet")
+        return vectors
+
+    def threshold(self, case: Case) -> float:
+        return case.match_threshold if case.match_threshold is not None else self.encoder.spec.match_threshold
+
+    def retro_search(self, case_id: str, vectors: np.ndarray) -> int:
+        """Matches among the faces indexed before the enrolment; returns how many are new."""
+        from mimamori.search import FaceSearch
+        from transforms.watchlist import record_matches
+
+        with self.sessions() as session:
+            case = self.get_case(session, case_id)
+            threshold = self.threshold(case)
+        searcher = FaceSearch(self.settings)
+        found: dict[int, tuple[float, str]] = {}
+        for hits in searcher.nearest_faces(vectors, top_k=self.settings.api.max_top_k):
+            for hit in hits:
+                if hit.similarity >= threshold and hit.similarity > found.get(hit.face_id, (-1.0, ""))[0]:
+                    found[hit.face_id] = (hit.similarity, hit.media_sha256)
+        candidates = [(case_id, face_id, sha, similarity) for face_id, (similarity, sha) in found.items()]
+        return len(record_matches(self.sessions, candidates, self.encoder.version, "retro"))
+
+    # -- withdrawal -------------------------------------------------------------------------------
+    def withdraw(self, actor: Actor, case_id: str) -> WithdrawalReport:
+        """Delete everything the case holds, in every store; keep an audit tombstone."""
+        with self.sessions() as session:
+            self.get_case(session, case_id)
+        vectors = self.enrolled.count(case_id)
+        self.enrolled.delete_case(case_id)
+        bucket = self.settings.minio.buckets.references.name
+        objects = 0
+        for obj in self.objects.list_objects(bucket, prefix=f"cases/{case_id}/", recursive=True):
+            self.objects.remove_object(bucket, obj.object_name)
+            objects += 1
+        with self.sessions.begin() as session:
+            case = self.get_case(session, case_id)
+            photos, matches = len(case.photos), len(case.matches)
+            session.delete(case)  # consents, photos and matches go with it (cascade)
+        report = WithdrawalReport(case_id, vectors, objects, photos, matches)
+        audit.record(self.sessions, actor, "withdraw", case_id=case_id, vectors=vectors, objects=objects,
+                     photos=photos, matches=matches)
+        return report
+
+    def close(self) -> None:
+        self.sessions.kw["bind"].dispose()

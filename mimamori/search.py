@@ -1,0 +1,141 @@
+"""Search the indexed faces: by vectors (a photo's face) or by a case's enrolled faces.
+
+Each hit carries the face (similarity, box, quality), the media it was found in, every
+sighting of that media (URLs, platforms, dates: re-uploads are what staff look for) and a
+time-limited link to the face crop in MinIO. Filters on platform and posting date; paging
+with offset and limit.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+
+from mimamori.config import Settings
+from stores.faces import ensure_face_collection
+from stores.media import ensure_media_collections
+from stores.objects import object_client
+
+FACE_FIELDS = ["face_id", "media_sha256", "source_url", "platform", "posted_at", "indexed_at", "box", "det_score",
+               "quality", "model_version", "crop_key", "frame_ms"]
+
+
+@dataclass
+class Sighting:
+    media_id: str
+    source_url: str
+    page_url: str
+    platform: str
+    posted_at: str | None
+    scraped_at: str | None
+    match: str  # original, exact or near
+
+
+@dataclass
+class FaceHit:
+    face_id: int
+    similarity: float
+    media_sha256: str
+    source_url: str
+    platform: str
+    posted_at: str | None
+    box: dict[str, float]
+    quality: float
+    model_version: str
+    frame_ms: int
+    crop_key: str
+    crop_url: str | None = None
+    sightings: list[Sighting] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def _iso(epoch: int | None) -> str | None:
+    if not epoch:
+        return None
+    return dt.datetime.fromtimestamp(epoch, dt.UTC).isoformat().replace("+00:00", "Z")
+
+
+def _filter(platform: str | None, posted_from: dt.datetime | None, posted_to: dt.datetime | None) -> str | None:
+    clauses = []
+    if platform:
+        clauses.append(f"platform == {json.dumps(platform)}")
+    if posted_from:
+        clauses.append(f"posted_at >= {int(posted_from.timestamp())}")
+    if posted_to:
+        clauses.append(f"posted_at <= {int(posted_to.timestamp())}")
+    return " and ".join(clauses) or None
+
+
+class FaceSearch:
+    def __init__(self, settings: Settings):
+        self.settings = settings
+        self.faces = ensure_face_collection(settings)
+        _media, self.sightings = ensure_media_collections(settings)
+        self._objects = None
+
+    def nearest_faces(self, vectors: np.ndarray, top_k: int, offset: int = 0, platform: str | None = None,
+                      posted_from: dt.datetime | None = None, posted_to: dt.datetime | None = None
+                      ) -> list[list[FaceHit]]:
+        """The indexed faces closest to each vector, best first (no sightings or links)."""
+        if len(vectors) == 0:
+            return []
+        params = {"metric_type": self.settings.milvus.index.metric_type,
+                  "params": dict(self.settings.milvus.index.search_params), "offset": offset}
+        results = self.faces.search(np.asarray(vectors, dtype=np.float32).tolist(), "embedding", params,
+                                    limit=top_k, expr=_filter(platform, posted_from, posted_to),
+                                    output_fields=FACE_FIELDS, consistency_level="Strong")
+        return [[self._hit(hit) for hit in hits] for hits in results]
+
+    @staticmethod
+    def _hit(hit: Any) -> FaceHit:
+        e = hit.entity
+        return FaceHit(face_id=int(hit.id), similarity=round(float(hit.distance), 4),
+                       media_sha256=e.get("media_sha256"), source_url=e.get("source_url"),
+                       platform=e.get("platform"), posted_at=_iso(e.get("posted_at")), box=e.get("box"),
+                       quality=float(e.get("quality")), model_version=e.get("model_version"),
+                       frame_ms=int(e.get("frame_ms")), crop_key=e.get("crop_key"))
+
+    def search(self, vectors: np.ndarray, top_k: int = 10, offset: int = 0, platform: str | None = None,
+               posted_from: dt.datetime | None = None, posted_to: dt.datetime | None = None,
+               with_links: bool = True) -> list[FaceHit]:
+        """One ranked list for one or more query vectors (a face seen in several query vectors keeps its best)."""
+        best: dict[int, FaceHit] = {}
+        for hits in self.nearest_faces(vectors, top_k + offset, 0, platform, posted_from, posted_to):
+            for hit in hits:
+                if hit.face_id not in best or hit.similarity > best[hit.face_id].similarity:
+                    best[hit.face_id] = hit
+        ranked = sorted(best.values(), key=lambda h: h.similarity, reverse=True)[offset:offset + top_k]
+        self._attach_sightings(ranked)
+        if with_links:
+            for hit in ranked:
+                hit.crop_url = self.crop_link(hit.crop_key)
+        return ranked
+
+    def _attach_sightings(self, hits: list[FaceHit]) -> None:
+        shas = sorted({hit.media_sha256 for hit in hits})
+        if not shas:
+            return
+        rows = self.sightings.query(f"canonical_sha256 in {json.dumps(shas)}", limit=16384,
+                                    output_fields=["canonical_sha256", "media_id", "source_url", "page_url",
+                                                   "platform", "posted_at", "scraped_at", "match"],
+                                    consistency_level="Strong")
+        by_media: dict[str, list[Sighting]] = {}
+        for row in sorted(rows, key=lambda r: r["scraped_at"]):
+            by_media.setdefault(row["canonical_sha256"], []).append(Sighting(
+                row["media_id"], row["source_url"], row["page_url"], row["platform"], _iso(row["posted_at"]),
+                _iso(row["scraped_at"]), row["match"]))
+        for hit in hits:
+            hit.sightings = by_media.get(hit.media_sha256, [])
+
+    def crop_link(self, crop_key: str) -> str:
+        """A link to the face crop that expires after ``api.crop_link_ttl_s``."""
+        if self._objects is None:
+            self._objects = object_client(self.settings)
+        return self._objects.presigned_get_object(self.settings.minio.buckets.crops.name, crop_key,
+                                                  expires=dt.timedelta(seconds=self.settings.api.crop_link_ttl_s))

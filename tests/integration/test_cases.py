@@ -1,0 +1,241 @@
+"""Cases, enrolment, the watchlist in the stream, search, access control and withdrawal, on the real stack.
+
+One case is enrolled from one photo through the API; an edited re-upload of that photo
+goes through Kafka and the pipeline; the match must reach the database and the
+``matches`` topic, and a search with the photo must return it at rank 1. Then the case is
+withdrawn and every store is checked directly.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import io
+import json
+import time
+
+import hypothesis
+import pytest
+import schemathesis
+from fastapi.testclient import TestClient
+from PIL import Image
+from sqlalchemy import select
+
+from mimamori import edits
+from mimamori.api import create_app
+from mimamori.auth import create_api_key
+from mimamori.casework import Casework
+from stores.cases import AuditEvent, Case, Consent, EnrolledPhoto, Match
+from stores.enrolled import EnrolledFaces
+from stores.objects import object_client
+from tests.integration import samples as sample_sets
+from tests.integration.helpers import isolated_settings, publish, read_topic, run_pipeline
+
+pytestmark = pytest.mark.integration
+CASE = "case-0001"
+
+
+def consent(**changes) -> dict:
+    record = {"given_by": "the client", "relationship_to_client": "self",
+              "given_at": (dt.datetime.now(dt.UTC) - dt.timedelta(days=1)).isoformat(),
+              "scope": ["search", "watchlist", "takedown"],
+              "expires_at": (dt.datetime.now(dt.UTC) + dt.timedelta(days=365)).isoformat(),
+              "recorded_by": "staff-7"}
+    record.update(changes)
+    return record
+
+
+def jpeg(image: Image.Image, quality: int = 90) -> bytes:
+    buffer = io.BytesIO()
+    image.save(buffer, "JPEG", quality=quality)
+    return buffer.getvalue()
+
+
+@pytest.fixture(scope="module")
+def env(stack, settings, testdata):
+    with isolated_settings(settings) as s:
+        work = Casework(s)
+        app = create_app(s, work)
+        keys = {role: create_api_key(work.sessions, f"test-{role}", role) for role in ("admin", "reviewer", "auditor")}
+        with TestClient(app, raise_server_exceptions=False) as client:
+            yield {"settings": s, "work": work, "client": client, "keys": keys, "testdata": testdata}
+
+
+def auth(env, role: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {env['keys'][role]}"}
+
+
+def audit_rows(env, **where) -> list[AuditEvent]:
+    with env["work"].sessions() as session:
+        query = select(AuditEvent).order_by(AuditEvent.id)
+        for name, value in where.items():
+            query = query.where(getattr(AuditEvent, name) == value)
+        return list(session.scalars(query))
+
+
+@pytest.fixture(scope="module")
+def enrolled(env):
+    client = env["client"]
+    photo = (env["testdata"] / "faces" / "paul_rudd.jpg").read_bytes()
+    response = client.post("/cases", json={"id": CASE, "display_name": "Client P."}, headers=auth(env, "admin"))
+    assert response.status_code == 201, response.text
+    response = client.post(f"/cases/{CASE}/consent", json=consent(), headers=auth(env, "admin"))
+    assert response.status_code == 201, response.text
+    response = client.post(f"/cases/{CASE}/photos", files=[("photos", ("paul.jpg", photo, "image/jpeg"))],
+                           headers=auth(env, "admin"))
+    assert response.status_code == 201, response.text
+    assert response.json()["retro_matches"] == 0  # nothing indexed yet
+    return photo
+
+
+@pytest.fixture(scope="module")
+def streamed(env, enrolled):
+    """Publish an edited re-upload of the enrolled photo and run the pipeline; then an exact copy of it."""
+    s = env["settings"]
+    portrait = Image.open(io.BytesIO(enrolled)).convert("RGB")
+    reupload = jpeg(edits.border(edits.crop(portrait, 0.2), 0.05), 80)
+    sample = sample_sets.Sample("paul_reupload", reupload, "image/jpeg", "faces:1")
+    published = time.time()
+    publish(s, [sample], "live")
+    run_pipeline(s, s.kafka.consumer_group)
+    with env["work"].sessions() as session:
+        matches = list(session.scalars(select(Match).where(Match.case_id == CASE)))
+    copy = sample_sets.Sample("paul_reupload_again", reupload, "image/jpeg", "sighting:exact")
+    publish(s, [copy], "again")
+    run_pipeline(s, s.kafka.consumer_group)
+    return {"matches": matches, "published": published}
+
+
+def test_an_edited_reupload_is_matched_in_the_stream_and_announced(env, streamed):
+    matches = streamed["matches"]
+    assert len(matches) == 1
+    match = matches[0]
+    assert match.status == "pending_review" and match.source == "stream"
+    assert match.similarity >= env["work"].encoder.spec.match_threshold
+    delay = (match.created_at - match.scraped_at).total_seconds()
+    print(f"time from the event on media.scraped to the match in the database: {delay:.1f} s "
+          "(pipeline start-up included)")
+    events = [e for e in read_topic(env["settings"], env["settings"].kafka.topics.matches.name)
+              if e["case_id"] == CASE]
+    assert [e["kind"] for e in events].count("match") == 1
+    assert events[0]["match_id"] == match.id and events[0]["face_id"] == match.face_id
+
+
+def test_an_exact_copy_of_matched_media_is_linked_to_the_match_not_a_new_one(env, streamed):
+    with env["work"].sessions() as session:
+        matches = list(session.scalars(select(Match).where(Match.case_id == CASE)))
+    assert len(matches) == 1 and matches[0].last_seen_at is not None
+    events = [e for e in read_topic(env["settings"], env["settings"].kafka.topics.matches.name)
+              if e["case_id"] == CASE]
+    sightings = [e for e in events if e["kind"] == "sighting"]
+    assert len(sightings) == 1 and sightings[0]["media_id"] == "again:paul_reupload_again"
+
+
+def test_search_with_the_photo_returns_the_match_at_rank_1_with_its_sightings(env, enrolled, streamed):
+    response = env["client"].post("/search", files={"photo": ("paul.jpg", enrolled, "image/jpeg")},
+                                  params={"top_k": 5}, headers=auth(env, "reviewer"))
+    assert response.status_code == 200, response.text
+    results = response.json()["results"]
+    assert results and results[0]["face_id"] == streamed["matches"][0].face_id
+    assert results[0]["crop_url"].startswith("http://127.0.0.1:9000/")
+    assert {s["media_id"] for s in results[0]["sightings"]} == {"live:paul_reupload", "again:paul_reupload_again"}
+    by_case = env["client"].post("/search", data={"case_id": CASE}, headers=auth(env, "reviewer"))
+    assert by_case.status_code == 200 and by_case.json()["results"][0]["face_id"] == results[0]["face_id"]
+    rows = audit_rows(env, action="search", actor="test-reviewer")
+    assert rows[-2].target.startswith("photo:") and rows[-2].result_count == len(results)
+    assert rows[-1].case_id == CASE and rows[-1].target == f"case:{CASE}"
+
+
+def test_without_a_key_401_with_the_wrong_role_403_and_every_call_is_audited(env, enrolled):
+    client = env["client"]
+    before = len(audit_rows(env))
+    assert client.get(f"/cases/{CASE}").status_code == 401
+    assert client.get(f"/cases/{CASE}", headers={"Authorization": "Bearer mmk_forged"}).status_code == 401
+    response = client.post("/cases", json={"id": "x", "display_name": "x"}, headers=auth(env, "reviewer"))
+    assert response.status_code == 403 and response.json()["error"] == "forbidden"
+    assert client.get("/audit", headers=auth(env, "reviewer")).status_code == 403
+    assert client.get(f"/cases/{CASE}", headers=auth(env, "reviewer")).status_code == 200
+    audit = client.get("/audit", params={"limit": 10}, headers=auth(env, "auditor"))
+    assert audit.status_code == 200
+    rows = audit_rows(env)[before:]
+    assert [(r.actor, r.outcome) for r in rows] == [
+        ("anonymous", "denied"), ("anonymous", "denied"), ("test-reviewer", "denied"), ("test-reviewer", "denied"),
+        ("test-reviewer", "ok"), ("test-auditor", "ok")]
+    assert rows[4].action == "view_case" and rows[4].case_id == CASE
+    assert rows[5].action == "read_audit" and rows[5].result_count == 10
+
+
+def test_bad_input_gets_a_clear_4xx(env, enrolled):
+    client, admin, testdata = env["client"], auth(env, "admin"), env["testdata"]
+    group = (testdata / "faces" / "multiface.jpg").read_bytes()
+    blank = jpeg(Image.new("RGB", (400, 400), (200, 180, 160)))
+
+    def photos(case: str, name: str, data: bytes, content_type: str = "image/jpeg"):
+        return client.post(f"/cases/{case}/photos", files=[("photos", (name, data, content_type))], headers=admin)
+
+    cases = {
+        "wrong content type": (photos(CASE, "a.txt", b"hello", "text/plain"), 415, "unsupported_media_type"),
+        "oversized": (photos(CASE, "big.jpg", b"\xff" * (env["settings"].api.max_upload_bytes + 1)), 413, "too_large"),
+        "no face": (photos(CASE, "blank.jpg", blank), 422, "no_face"),
+        "several faces": (photos(CASE, "group.jpg", group), 422, "several_faces"),
+        "corrupt": (photos(CASE, "bad.jpg", b"\xff\xd8\xff\xe0 not really"), 422, "corrupt_image"),
+        "unknown case": (photos("nobody", "paul.jpg", enrolled), 404, "unknown_case"),
+        "bad consent": (client.post(f"/cases/{CASE}/consent", json=consent(scope=[]), headers=admin), 422,
+                        "invalid_request"),
+    }
+    client.post("/cases", json={"id": "expired", "display_name": "E."}, headers=admin)
+    past = dt.datetime.now(dt.UTC) - dt.timedelta(days=30)
+    client.post("/cases/expired/consent", json=consent(given_at=(past - dt.timedelta(days=1)).isoformat(),
+                                                       expires_at=past.isoformat()), headers=admin)
+    cases["expired consent"] = (photos("expired", "paul.jpg", enrolled), 409, "consent_missing")
+    for name, (response, status, reason) in cases.items():
+        assert response.status_code == status, (name, response.text)
+        body = response.json()
+        assert body["error"] == reason, (name, body)
+        assert "Traceback" not in response.text and body["detail"], name
+
+
+def test_withdrawal_deletes_the_case_from_every_store_and_keeps_a_tombstone(env, enrolled, streamed):
+    s, work = env["settings"], env["work"]
+    bucket = s.minio.buckets.references.name
+    objects = object_client(s)
+    assert EnrolledFaces(s).count(CASE) == 1
+    assert len(list(objects.list_objects(bucket, prefix=f"cases/{CASE}/", recursive=True))) == 2
+
+    response = env["client"].delete(f"/cases/{CASE}", headers=auth(env, "admin"))
+    assert response.status_code == 200, response.text
+    assert response.json() == {"case_id": CASE, "vectors": 1, "objects": 2, "photos": 1, "matches": 1}
+
+    assert EnrolledFaces(s).count(CASE) == 0
+    assert list(objects.list_objects(bucket, prefix=f"cases/{CASE}/", recursive=True)) == []
+    with work.sessions() as session:
+        for table in (Case, Consent, EnrolledPhoto, Match):
+            column = table.id if table is Case else table.case_id
+            assert list(session.scalars(select(table).where(column == CASE))) == [], table.__name__
+    tombstone = audit_rows(env, action="withdraw", case_id=CASE)[-1]
+    assert tombstone.outcome == "ok" and "embedding" not in json.dumps(tombstone.details)
+    assert env["client"].get(f"/cases/{CASE}", headers=auth(env, "admin")).status_code == 404
+
+
+# -- the OpenAPI schema, fuzzed -------------------------------------------------------------------
+def test_schemathesis_finds_no_server_error(env):
+    """Every operation of the served schema, with generated input, under each role's key and without one."""
+    response = env["client"].get("/openapi.json")
+    assert response.status_code == 200 and response.json()["info"]["title"] == "mimamori"
+    schema = schemathesis.openapi.from_asgi("/openapi.json", env["client"].app)
+    keys = (auth(env, "admin"), auth(env, "reviewer"), auth(env, "auditor"), {})
+    operations = [result.ok() for result in schema.get_all_operations()]
+    assert len(operations) >= 10
+
+    def fuzz(operation) -> None:
+        @hypothesis.given(case=operation.as_strategy())
+        @hypothesis.settings(max_examples=8, deadline=None, database=None,
+                             suppress_health_check=list(hypothesis.HealthCheck))
+        def never_a_server_error(case) -> None:
+            for headers in keys:
+                response = case.call(headers=headers)
+                assert response.status_code < 500, (operation.label, response.status_code, response.text[:300])
+
+        never_a_server_error()
+
+    for operation in operations:
+        fuzz(operation)

@@ -1,0 +1,96 @@
+import datetime as dt
+
+import pytest
+from pydantic import ValidationError
+from sqlalchemy import select, text
+from sqlalchemy.exc import IntegrityError
+
+from mimamori import audit
+from mimamori.audit import Actor
+from mimamori.auth import authenticate, create_api_key, revoke_api_key
+from mimamori.casework import ConsentRecord, consent_in_force
+from stores.cases import ApiKey, AuditEvent, Case, Consent, Match, open_database, utcnow
+from transforms.watchlist import record_matches
+
+NOW = dt.datetime.now(dt.UTC)
+
+
+@pytest.fixture
+def sessions(tmp_path):
+    return open_database(f"sqlite:///{tmp_path}/cases.sqlite3")
+
+
+def test_migrations_are_idempotent_and_times_come_back_in_utc(tmp_path):
+    url = f"sqlite:///{tmp_path}/cases.sqlite3"
+    sessions = open_database(url)
+    with sessions.begin() as session:
+        session.add(Case(id="c1", display_name="C.", created_by="staff"))
+    again = open_database(url)  # upgrading an up-to-date database changes nothing
+    with again() as session:
+        case = session.get(Case, "c1")
+        assert case.created_at.tzinfo is not None and abs((case.created_at - utcnow()).total_seconds()) < 60
+        assert session.execute(text("select version_num from alembic_version")).scalar() == "0001"
+
+
+def test_the_audit_log_is_append_only_in_the_database(sessions):
+    audit.record(sessions, Actor("alice", "reviewer"), "search", case_id="c1", result_count=3)
+    with pytest.raises(IntegrityError, match="append-only"), sessions.begin() as session:
+        session.execute(text("update audit_events set actor = 'mallory'"))
+    with pytest.raises(IntegrityError, match="append-only"), sessions.begin() as session:
+        session.execute(text("delete from audit_events"))
+    rows = audit.read(sessions)
+    assert [(r.actor, r.action, r.result_count) for r in rows] == [("alice", "search", 3)]
+
+
+def test_api_keys_are_stored_hashed_and_can_be_revoked(sessions):
+    key = create_api_key(sessions, "bob", "reviewer")
+    with sessions() as session:
+        stored = session.scalars(select(ApiKey)).one()
+    assert key not in stored.key_sha256 and len(stored.key_sha256) == 64
+    assert authenticate(sessions, key) == Actor("bob", "reviewer")
+    assert authenticate(sessions, key + "x") is None and authenticate(sessions, None) is None
+    assert revoke_api_key(sessions, "bob") == 1
+    assert authenticate(sessions, key) is None
+    with pytest.raises(ValueError, match="unknown role"):
+        create_api_key(sessions, "eve", "root")
+
+
+def consent(**changes) -> dict:
+    record = {"given_by": "client", "given_at": (NOW - dt.timedelta(days=2)).isoformat(),
+              "scope": ["search", "watchlist"], "expires_at": (NOW + dt.timedelta(days=30)).isoformat(),
+              "recorded_by": "staff"}
+    record.update(changes)
+    return record
+
+
+@pytest.mark.parametrize("changes, problem", [
+    ({"scope": []}, "scope"),
+    ({"scope": ["sell"]}, "scope"),
+    ({"given_at": (NOW + dt.timedelta(days=2)).isoformat()}, "future"),
+    ({"expires_at": (NOW - dt.timedelta(days=3)).isoformat()}, "not after"),
+    ({"given_at": "2026-01-01T10:00:00"}, "time zone"),
+    ({"recorded_by": ""}, "recorded_by"),
+    ({"surprise": 1}, "surprise"),
+])
+def test_a_consent_record_must_be_complete_and_coherent(changes, problem):
+    with pytest.raises(ValidationError, match=problem):
+        ConsentRecord.model_validate(consent(**changes))
+
+
+def test_consent_in_force_depends_on_expiry_and_scope():
+    record = Consent(case_id="c", given_by="c", relationship_to_client="self", given_at=NOW,
+                     scope=["search"], expires_at=NOW + dt.timedelta(days=1), recorded_by="s")
+    assert consent_in_force(record, NOW) and consent_in_force(record, NOW, "search")
+    assert not consent_in_force(record, NOW, "watchlist")
+    assert not consent_in_force(record, NOW + dt.timedelta(days=2))
+
+
+def test_a_match_is_recorded_once_per_case_and_face(sessions):
+    with sessions.begin() as session:
+        session.add(Case(id="c1", display_name="C.", created_by="staff"))
+    first = record_matches(sessions, [("c1", 7, "a" * 64, 0.97)], "m@v", "stream", {"a" * 64: NOW})
+    again = record_matches(sessions, [("c1", 7, "a" * 64, 0.98)], "m@v", "stream")
+    assert len(first) == 1 and first[0].status == "pending_review" and again == []
+    with sessions() as session:
+        assert session.scalars(select(Match)).one().scraped_at == NOW
+    assert len(audit.read(sessions)) == 0 and not list(sessions().scalars(select(AuditEvent)))

@@ -1,0 +1,154 @@
+"""The watchlist: every newly indexed face against the enrolled faces of open cases.
+
+The indexed-media writer hands each batch of faces it has just written to ``Watchlist.check``:
+one batched search of the (small) enrolled collection, then, for each case whose consent
+covers the watchlist and whose threshold the similarity reaches, a match row with status
+``pending_review`` in the case database and an event on the ``matches`` topic. A match is
+keyed by (case, face), so a replay or a retry never duplicates it. A re-upload of media
+already matched is not a new match: ``link_sightings`` counts it on the existing match and
+announces it on the topic (the sightings themselves are in Milvus, keyed by the media).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+import numpy as np
+from sqlalchemy import select
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm import sessionmaker
+
+from mimamori import metrics
+from mimamori.config import Settings
+from models.registry import embedder_spec
+from stores.cases import Case, Consent, Match, open_database, utcnow
+from stores.enrolled import EnrolledFaces
+from streams.events import match_json
+from streams.producer import shared_producer
+
+# (case id, face id, media sha256, similarity)
+Candidate = tuple[str, int, str, float]
+
+
+def record_matches(sessions: sessionmaker, candidates: Iterable[Candidate], model_version: str, source: str,
+                   scraped_at: dict[str, dt.datetime] | None = None) -> list[Match]:
+    """Insert matches that do not exist yet (unique per case and face); return the new ones."""
+    candidates = list(candidates)
+    if not candidates:
+        return []
+    scraped_at = scraped_at or {}
+    with sessions.begin() as session:
+        dialect = session.get_bind().dialect.name
+        insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+        new_ids = []
+        for case_id, face_id, sha, similarity in candidates:
+            statement = insert(Match).values(
+                case_id=case_id, face_id=face_id, media_sha256=sha, model_version=model_version,
+                similarity=similarity, source=source, status="pending_review", created_at=utcnow(),
+                scraped_at=scraped_at.get(sha),
+            ).on_conflict_do_nothing(index_elements=["case_id", "face_id"]).returning(Match.id)
+            inserted = session.execute(statement).scalar()
+            if inserted is not None:
+                new_ids.append(inserted)
+        return list(session.scalars(select(Match).where(Match.id.in_(new_ids)))) if new_ids else []
+
+
+@dataclass(frozen=True)
+class IndexedFace:
+    face_id: int
+    media_sha256: str
+    vector: np.ndarray
+    media_id: str
+    source_url: str
+    platform: str
+    scraped_at: dt.datetime | None
+
+
+class Watchlist:
+    """Lives in a pipeline worker (built in a DoFn's setup)."""
+
+    def __init__(self, settings: Settings, model_version: str):
+        self.settings = settings
+        self.model_version = model_version
+        self.default_threshold = embedder_spec(settings.models.embedder.name).match_threshold
+        self.sessions = open_database(settings.database_url())
+        self.enrolled = EnrolledFaces(settings)
+        self.producer = shared_producer(settings.kafka)
+        self.topic = settings.kafka.topics.matches.name
+
+    def _watched_cases(self) -> dict[str, float]:
+        """Case id -> threshold, for cases whose consent in force covers the watchlist."""
+        now = utcnow()
+        with self.sessions() as session:
+            thresholds = {case.id: case.match_threshold for case in session.scalars(select(Case))}
+            watched = {}
+            for consent in session.scalars(select(Consent)):
+                in_force = consent.expires_at is None or consent.expires_at > now
+                if in_force and "watchlist" in consent.scope and consent.case_id in thresholds:
+                    threshold = thresholds[consent.case_id]
+                    watched[consent.case_id] = threshold if threshold is not None else self.default_threshold
+        return watched
+
+    def check(self, faces: list[IndexedFace]) -> list[Match]:
+        if not faces:
+            return []
+        began = time.perf_counter()
+        watched = self._watched_cases()
+        if not watched:
+            return []
+        hits = self.enrolled.nearest(np.stack([f.vector for f in faces]), self.settings.watchlist.top_k,
+                                     sorted(watched))
+        best: dict[tuple[str, int], Candidate] = {}
+        for face, face_hits in zip(faces, hits, strict=True):
+            for hit in face_hits:
+                key = (hit.case_id, face.face_id)
+                if hit.similarity >= watched[hit.case_id] and (key not in best or hit.similarity > best[key][3]):
+                    best[key] = (hit.case_id, face.face_id, face.media_sha256, hit.similarity)
+        by_face = {face.face_id: face for face in faces}
+        new = record_matches(self.sessions, best.values(), self.model_version, "stream",
+                             {f.media_sha256: f.scraped_at for f in faces if f.scraped_at})
+        for match in new:
+            face = by_face[match.face_id]
+            self._announce("match", match, face.media_id, face.source_url, face.platform)
+        if new:
+            self.producer.flush(timeout=30)
+            metrics.WATCHLIST_MATCHES.inc(len(new))
+        metrics.STAGE_SECONDS.labels(stage="watchlist").observe(time.perf_counter() - began)
+        return new
+
+    def link_sightings(self, sightings: list[tuple[str, str, str, str, dt.datetime]]) -> int:
+        """Re-uploads (canonical sha256, media id, URL, platform, scraped at) of media already matched.
+
+        Idempotent: the match keeps the latest scrape time; the sightings themselves are rows
+        in Milvus keyed by media, listed with the match. Each is announced on the topic.
+        """
+        if not sightings:
+            return 0
+        by_sha: dict[str, list[tuple[str, str, str, dt.datetime]]] = {}
+        for sha, media_id, url, platform, scraped_at in sightings:
+            by_sha.setdefault(sha, []).append((media_id, url, platform, scraped_at))
+        linked = []
+        with self.sessions.begin() as session:
+            for match in session.scalars(select(Match).where(Match.media_sha256.in_(sorted(by_sha)))):
+                latest = max(seen[3] for seen in by_sha[match.media_sha256])
+                if match.last_seen_at is None or latest > match.last_seen_at:
+                    match.last_seen_at = latest
+                linked.append((match, by_sha[match.media_sha256]))
+        for match, seen in linked:
+            for media_id, url, platform, _scraped_at in seen:
+                self._announce("sighting", match, media_id, url, platform)
+        if linked:
+            self.producer.flush(timeout=30)
+        return len(linked)
+
+    def _announce(self, kind: str, match: Match, media_id: str, source_url: str, platform: str) -> None:
+        document = {
+            "kind": kind, "match_id": match.id, "case_id": match.case_id, "face_id": match.face_id,
+            "media_sha256": match.media_sha256, "similarity": round(match.similarity, 4), "status": match.status,
+            "source": match.source, "media_id": media_id, "source_url": source_url, "platform": platform,
+            "at": utcnow().isoformat(timespec="milliseconds").replace("+00:00", "Z"),
+        }
+        self.producer.send(self.topic, key=match.case_id.encode(), value=match_json(document))
