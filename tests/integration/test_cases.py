@@ -239,3 +239,34 @@ def test_schemathesis_finds_no_server_error(env):
 
     for operation in operations:
         fuzz(operation)
+
+
+def test_the_cli_enrols_searches_and_withdraws(env, streamed, tmp_path, capsys):
+    """The same actions from the CLI (as cli:<user>, audited), on the same stores."""
+    import yaml
+
+    from mimamori.cli import main
+
+    site = tmp_path / "site.yaml"
+    site.write_text(yaml.safe_dump(env["settings"].model_dump(mode="json")))
+    record = tmp_path / "consent.yaml"
+    record.write_text(yaml.safe_dump(consent()))
+    photo = env["testdata"] / "faces" / "shea_whigham.jpg"
+    group = env["testdata"] / "faces" / "multiface.jpg"
+    cli = ["--config", str(site)]
+    assert main([*cli, "cases", "create", "cli-case", "--name", "Client S."]) == 0
+    assert main([*cli, "enroll", "--case", "cli-case", str(photo)]) == 2  # no consent yet
+    assert "consent" in capsys.readouterr().err
+    assert main([*cli, "enroll", "--case", "cli-case", "--consent", str(record), str(group)]) == 2
+    assert "faces found" in capsys.readouterr().err
+    assert main([*cli, "enroll", "--case", "cli-case", str(photo)]) == 0  # the consent above was recorded
+    assert "1 photo(s) enrolled" in capsys.readouterr().out
+    assert main([*cli, "search", str(photo), "--top-k", "3", "--json"]) == 0
+    hits = json.loads(capsys.readouterr().out)
+    assert isinstance(hits, list)  # this portrait was never published: whatever is closest, ranked
+    assert main([*cli, "cases", "withdraw", "cli-case", "--yes"]) == 0
+    assert "1 vectors" in capsys.readouterr().out
+    rows = audit_rows(env, case_id="cli-case")
+    actions = [(row.action, row.outcome) for row in rows]
+    assert actions[0] == ("create_case", "ok") and ("enroll", "rejected") in actions
+    assert actions[-1] == ("withdraw", "ok") and all(row.actor.startswith("cli:") for row in rows)
