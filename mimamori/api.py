@@ -12,17 +12,19 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import logging
+import time
 from collections.abc import Callable
 from typing import Annotated, Any, Literal
 
 from fastapi import Depends, FastAPI, File, Form, Path, Query, Request, UploadFile
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import BaseModel, Field
 from sqlalchemy import select
 
-from mimamori import audit
+from mimamori import audit, metrics
 from mimamori.audit import Actor
 from mimamori.auth import authenticate, create_api_key
 from mimamori.casework import CaseError, Casework, ConsentRecord, PhotoRejected
@@ -146,6 +148,21 @@ def create_app(settings: Settings, casework: Casework | None = None) -> FastAPI:
     app.state.casework = work
     app.state.searcher = None
 
+    @app.middleware("http")
+    async def _measure(request: Request, call_next):
+        began = time.perf_counter()
+        response = await call_next(request)
+        route = request.scope.get("route")
+        path = route.path if route is not None else "unmatched"
+        metrics.API_REQUESTS.labels(method=request.method, route=path, status=str(response.status_code)).inc()
+        metrics.API_SECONDS.labels(route=path).observe(time.perf_counter() - began)
+        return response
+
+    @app.get("/metrics", include_in_schema=False)
+    def prometheus_metrics() -> Response:
+        """Counts and latencies only (no case data): scraped by Prometheus on the loopback or cluster network."""
+        return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+
     def searcher():
         if app.state.searcher is None:
             from mimamori.search import FaceSearch
@@ -243,13 +260,13 @@ def create_app(settings: Settings, casework: Casework | None = None) -> FastAPI:
         if photo is not None:
             name, data, content_type = await read_upload(photo)
             try:
-                _sha, face = work.face_of_photo(name, data, content_type)
+                _sha, face = work.face_of_photo(name, data, content_type, searcher().model)
             except PhotoRejected as error:
                 audit.record(work.sessions, actor, "search", target="photo", outcome="rejected", reason=error.reason)
                 raise
             vectors, target = face.vector[None, :], f"photo:{hashlib.sha256(data).hexdigest()}"
         else:
-            vectors, target = work.case_vectors(case_id), f"case:{case_id}"
+            vectors, target = work.case_vectors(case_id, searcher().model), f"case:{case_id}"
         hits = searcher().search(vectors, top_k=top_k, offset=offset, platform=platform, posted_from=posted_from,
                                  posted_to=posted_to)
         audit.record(work.sessions, actor, "search", case_id=case_id, target=target, result_count=len(hits),
@@ -278,6 +295,8 @@ def create_app(settings: Settings, casework: Casework | None = None) -> FastAPI:
             match = session.get(Match, match_id)
             if match is None:
                 raise ApiError(404, "unknown_match", f"no match {match_id}")
+            if match.status == "pending_review" and body.status != "pending_review":
+                metrics.REVIEW_SECONDS.observe((utcnow() - match.created_at).total_seconds())
             match.status, match.reviewed_by, match.reviewed_at = body.status, actor.name, utcnow()
             out = MatchOut.model_validate(match, from_attributes=True)
         audit.record(work.sessions, actor, "review", case_id=out.case_id, target=f"match:{match_id}",

@@ -79,14 +79,14 @@ def cmd_search(settings: Settings, args: argparse.Namespace) -> int:
 
     if (args.photo is None) == (args.case is None):
         raise SystemExit("mimamori: give a PHOTO or --case ID")
-    work = _casework(settings)
+    work, searcher = _casework(settings), FaceSearch(settings)
     if args.photo:
         name, data, content_type = _photo(args.photo)
-        sha, face = work.face_of_photo(name, data, content_type)
+        sha, face = work.face_of_photo(name, data, content_type, searcher.model)
         vectors, target = face.vector[None, :], f"photo:{sha}"
     else:
-        vectors, target = work.case_vectors(args.case), f"case:{args.case}"
-    hits = FaceSearch(settings).search(vectors, top_k=args.top_k, offset=args.offset, platform=args.platform)
+        vectors, target = work.case_vectors(args.case, searcher.model), f"case:{args.case}"
+    hits = searcher.search(vectors, top_k=args.top_k, offset=args.offset, platform=args.platform)
     audit.record(work.sessions, _actor(), "search", case_id=args.case, target=target, result_count=len(hits))
     if args.json:
         print(json.dumps([hit.to_dict() for hit in hits], indent=2))
@@ -148,9 +148,12 @@ def cmd_api(settings: Settings, args: argparse.Namespace) -> int:
     import uvicorn
 
     from mimamori.api import create_app
+    from mimamori.metrics import register_scrape_target
 
-    uvicorn.run(create_app(settings), host=settings.api.bind_address, port=args.port or settings.api.port,
-                log_level="info")
+    port = args.port or settings.api.port
+    if settings.profile == "local":  # the local Prometheus finds the API here
+        register_scrape_target(settings.stack.home, "mimamori-api", port, settings.api.bind_address)
+    uvicorn.run(create_app(settings), host=settings.api.bind_address, port=port, log_level="info")
     return 0
 
 

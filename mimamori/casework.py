@@ -17,6 +17,7 @@ from typing import Literal
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pymilvus import utility
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -24,8 +25,10 @@ from mimamori import audit
 from mimamori.audit import Actor
 from mimamori.config import Settings
 from mimamori.errors import CaseError, CaseExists, ConsentMissing, PhotoRejected, UnknownCase
+from models.registry import EMBEDDERS
 from stores.cases import Case, Consent, EnrolledPhoto, open_database, utcnow
 from stores.enrolled import EnrolledFaces
+from stores.milvus import connect
 from stores.objects import ensure_bucket, object_client
 from transforms.media import MediaError, decode_media
 
@@ -86,24 +89,37 @@ class Casework:
     def __init__(self, settings: Settings, sessions: sessionmaker | None = None):
         self.settings = settings
         self.sessions = sessions or open_database(settings.database_url())
-        self._encoder = None
-        self._enrolled: EnrolledFaces | None = None
+        self._encoders: dict[str, object] = {}
+        self._enrolled: dict[str, EnrolledFaces] = {}
         self._objects = None
 
     # -- lazily built clients (the API starts without loading models) ---------------------------
-    @property
-    def encoder(self):
-        if self._encoder is None:
+    def encoder_for(self, model: str | None = None):
+        """The detect-align-embed path for a model (default: the configured one), built once."""
+        model = model or self.settings.models.embedder.name
+        if model not in self._encoders:
+            from mimamori.config import EmbedderConfig
             from models.face_encoder import FaceEncoder
 
-            self._encoder = FaceEncoder(self.settings)
-        return self._encoder
+            config = self.settings.models.embedder
+            if model != config.name:
+                config = EmbedderConfig(name=model, allow_random_weights=config.allow_random_weights)
+            self._encoders[model] = FaceEncoder(self.settings, config)
+        return self._encoders[model]
+
+    @property
+    def encoder(self):
+        return self.encoder_for()
+
+    def enrolled_for(self, model: str | None = None) -> EnrolledFaces:
+        model = model or self.settings.models.embedder.name
+        if model not in self._enrolled:
+            self._enrolled[model] = EnrolledFaces(self.settings, model)
+        return self._enrolled[model]
 
     @property
     def enrolled(self) -> EnrolledFaces:
-        if self._enrolled is None:
-            self._enrolled = EnrolledFaces(self.settings)
-        return self._enrolled
+        return self.enrolled_for()
 
     @property
     def objects(self):
@@ -143,8 +159,8 @@ class Casework:
         return next((c for c in consents if consent_in_force(c, now, scope)), None)
 
     # -- enrolment --------------------------------------------------------------------------------
-    def face_of_photo(self, name: str, data: bytes, content_type: str):
-        """The single face of a reference photo, or a clear refusal."""
+    def face_of_photo(self, name: str, data: bytes, content_type: str, model: str | None = None):
+        """The single face of a photo, embedded by ``model`` (default: the configured one), or a refusal."""
         try:
             media = decode_media(data, content_type, self.settings.pipeline)
         except MediaError as error:
@@ -152,7 +168,7 @@ class Casework:
         if media.kind != "image":
             raise PhotoRejected("not_a_photo", f"{name}: enrol photos, not videos")
         frame = media.frames[0].image
-        faces = self.encoder.encode(frame)
+        faces = self.encoder_for(model).encode(frame)
         if not faces:
             raise PhotoRejected("no_face", f"{name}: no face found; use a photo where the face is clearly visible")
         if len(faces) > 1:
@@ -209,11 +225,20 @@ class Casework:
         result.retro_matches = self.retro_search(case_id, np.stack([face.vector for *_, face in faces]))
         return result
 
-    def case_vectors(self, case_id: str) -> np.ndarray:
-        """The case's enrolled vectors (to search the index with them)."""
+    def case_vectors(self, case_id: str, model: str | None = None) -> np.ndarray:
+        """The case's enrolled vectors of ``model``; reference photos are embedded again for a new model."""
         with self.sessions() as session:
-            self.get_case(session, case_id)
-        vectors = self.enrolled.vectors(case_id)
+            photos = list(self.get_case(session, case_id).photos)
+        enrolled = self.enrolled_for(model)
+        vectors = enrolled.vectors(case_id)
+        if len(vectors) == 0 and photos and model not in (None, self.settings.models.embedder.name):
+            encoder = self.encoder_for(model)
+            bucket = self.settings.minio.buckets.references.name
+            for photo in {p.sha256: p for p in photos}.values():
+                data = self.objects.get_object(bucket, photo.object_key).read()
+                _sha, face = self.face_of_photo(photo.object_key, data, "image/jpeg", model)
+                enrolled.add(case_id, photo.sha256, encoder.version, face.vector)
+            vectors = enrolled.vectors(case_id)
         if len(vectors) == 0:
             raise PhotoRejected("nothing_enrolled", f"case {case_id} has no enrolled photo yet")
         return vectors
@@ -243,8 +268,14 @@ class Casework:
         """Delete everything the case holds, in every store; keep an audit tombstone."""
         with self.sessions() as session:
             self.get_case(session, case_id)
-        vectors = self.enrolled.count(case_id)
-        self.enrolled.delete_case(case_id)
+        vectors = 0
+        alias = connect(self.settings)
+        for model in EMBEDDERS:  # the case may have been embedded again for a promoted model
+            if not utility.has_collection(self.settings.enrolled_collection(model), using=alias):
+                continue
+            enrolled = self.enrolled_for(model)
+            vectors += enrolled.count(case_id)
+            enrolled.delete_case(case_id)
         bucket = self.settings.minio.buckets.references.name
         objects = 0
         for obj in self.objects.list_objects(bucket, prefix=f"cases/{case_id}/", recursive=True):
@@ -258,6 +289,3 @@ class Casework:
         audit.record(self.sessions, actor, "withdraw", case_id=case_id, vectors=vectors, objects=objects,
                      photos=photos, matches=matches)
         return report
-
-    def close(self) -> None:
-        self.sessions.kw["bind"].dispose()

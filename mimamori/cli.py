@@ -14,6 +14,7 @@ from dataclasses import asdict
 from mimamori.case_cli import add_case_commands
 from mimamori.config import load_settings
 from mimamori.errors import CaseError
+from mimamori.ops_cli import add_ops_commands
 from mimamori.stack.process import StackError
 from models.registry import MissingWeightsError
 
@@ -163,6 +164,8 @@ def build_parser() -> argparse.ArgumentParser:
     stats.set_defaults(func=cmd_stats)
 
     add_case_commands(commands, lambda command: lambda args: command(_settings(args), args))
+    add_ops_commands(commands, lambda command: lambda args: command(_settings(args), args),
+                     lambda command: lambda args, extra: command(_settings(args), args, extra))
     return parser
 
 

@@ -182,6 +182,17 @@ class MilvusStackConfig(Section):
     extra_config: dict[str, Any] = Field(default_factory=dict)
 
 
+class MonitoringStackConfig(Section):
+    # Debian's prometheus package (promtool comes with it), fetched with apt-get download.
+    prometheus_version: str = "2.42.0+ds-5+deb12u1"
+    prometheus_address: str = "127.0.0.1:9090"
+    scrape_interval: str = "5s"
+    retention: str = "15d"
+    # mimamori's own exporter of state: consumer lag, Milvus entity counts, pending matches.
+    exporter_address: str = "127.0.0.1:9309"
+    exporter_interval_s: float = 5.0
+
+
 class StackConfig(Section):
     """The local stack: where it lives and what it installs."""
 
@@ -190,6 +201,7 @@ class StackConfig(Section):
     kafka: KafkaStackConfig = KafkaStackConfig()
     minio: MinioStackConfig = MinioStackConfig()
     milvus: MilvusStackConfig = MilvusStackConfig()
+    monitoring: MonitoringStackConfig = MonitoringStackConfig()
     start_timeout_s: float = 120.0
 
 

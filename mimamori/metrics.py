@@ -6,8 +6,12 @@ port, written to the log). Metric objects are module-level, one per process.
 
 from __future__ import annotations
 
+import atexit
+import json
 import logging
+import os
 import threading
+from pathlib import Path
 
 from prometheus_client import Counter, Gauge, Histogram, start_http_server
 
@@ -30,12 +34,22 @@ MILVUS_WRITE_SECONDS = Histogram("mimamori_milvus_write_duration_seconds", "Late
                                  ["collection"])
 MILVUS_WRITE_ERRORS = Counter("mimamori_milvus_write_errors_total", "Failed Milvus upserts (retried)",
                               ["collection"])
-WATCHLIST_MATCHES = Counter("mimamori_watchlist_matches_total", "New matches of indexed faces with enrolled cases")
+WATCHLIST_MATCHES = Counter("mimamori_watchlist_matches_total", "New matches of indexed faces with enrolled cases",
+                            ["platform"])
+REVIEW_SECONDS = Histogram("mimamori_watchlist_review_delay_seconds", "Time from a match to its review",
+                           buckets=(60, 600, 3600, 4 * 3600, 12 * 3600, 86400, 3 * 86400, 7 * 86400))
+API_REQUESTS = Counter("mimamori_api_requests_total", "API requests", ["method", "route", "status"])
+API_SECONDS = Histogram("mimamori_api_request_duration_seconds", "API request latency", ["route"],
+                        buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30))
+WORKER_DEVICE = Gauge("mimamori_worker_device_info", "The device a worker runs its models on (value 1)", ["device"])
+GPU_UTILIZATION = Gauge("mimamori_gpu_utilization_ratio", "GPU utilisation of a worker's device (GPU workers only)",
+                        ["device"])
 CONSUMER_LAG = Gauge("mimamori_consumer_lag_messages", "Messages not yet read, per partition",
                      ["topic", "partition"])
 
 _server_lock = threading.Lock()
 _server_port: int | None = None
+_registered: set[Path] = set()
 
 
 def serve_metrics(port: int, address: str = "127.0.0.1") -> int:
@@ -47,3 +61,38 @@ def serve_metrics(port: int, address: str = "127.0.0.1") -> int:
             _server_port = server.server_port
             log.info("metrics on http://%s:%d/metrics", address, _server_port)
         return _server_port
+
+
+def register_scrape_target(home: Path, job: str, port: int, address: str = "127.0.0.1") -> Path:
+    """Tell the local Prometheus about this process's endpoint (file-based service discovery).
+
+    The file is removed when the process exits; the stack removes files of processes that died.
+    """
+    targets = home / "prometheus" / "targets"
+    targets.mkdir(parents=True, exist_ok=True)
+    path = targets / f"{job}-{os.getpid()}.json"
+    if path in _registered:
+        return path
+    _registered.add(path)
+    document = [{"targets": [f"{address}:{port}"], "labels": {"job": job, "pid": str(os.getpid())}}]
+    temporary = path.with_suffix(".tmp")
+    temporary.write_text(json.dumps(document))
+    temporary.replace(path)  # Prometheus never reads half a file
+    atexit.register(lambda: path.unlink(missing_ok=True))
+    return path
+
+
+def counts() -> dict[str, float]:
+    """This process's totals of media by outcome, faces and dead letters by reason (for run summaries)."""
+    totals: dict[str, float] = {}
+    for metric, label, prefix in ((MEDIA, "outcome", "media"), (DEAD_LETTERS, "reason", "dead_letters")):
+        for family in metric.collect():
+            for sample in family.samples:
+                if sample.name.endswith("_total"):
+                    key = f"{prefix}.{sample.labels[label]}"
+                    totals[key] = totals.get(key, 0.0) + sample.value
+    for family in FACES_INDEXED.collect():
+        for sample in family.samples:
+            if sample.name.endswith("_total"):
+                totals["faces"] = totals.get("faces", 0.0) + sample.value
+    return totals

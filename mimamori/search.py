@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from mimamori.config import Settings
-from stores.faces import ensure_face_collection
+from stores.faces import search_collection
 from stores.media import ensure_media_collections
 from stores.objects import object_client
 
@@ -75,7 +75,9 @@ def _filter(platform: str | None, posted_from: dt.datetime | None, posted_to: dt
 class FaceSearch:
     def __init__(self, settings: Settings):
         self.settings = settings
-        self.faces = ensure_face_collection(settings)
+        # Through the search alias when one is set (mimamori collections promote): queries must
+        # then be embedded with ``self.model``, the model of that collection's vectors.
+        self.faces, self.model = search_collection(settings)
         _media, self.sightings = ensure_media_collections(settings)
         self._objects = None
 

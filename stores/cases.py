@@ -11,6 +11,7 @@ Milvus, and the audit log holds who did what to which case, never biometric data
 from __future__ import annotations
 
 import datetime as dt
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -151,6 +152,19 @@ class ApiKey(Base):
     revoked_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime(), nullable=True)
 
 
+class AliasChange(Base):
+    """Which face collection the search alias pointed to, and since when (for rollback)."""
+
+    __tablename__ = "alias_changes"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    alias: Mapped[str] = mapped_column(String(200), index=True)
+    collection: Mapped[str] = mapped_column(String(200))
+    model: Mapped[str] = mapped_column(String(100))
+    at: Mapped[dt.datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    actor: Mapped[str] = mapped_column(String(200))
+
+
 class AuditEvent(Base):
     """Append-only (database triggers refuse updates and deletes). Never images or vectors."""
 
@@ -192,11 +206,22 @@ def migrate(engine: Engine) -> None:
         command.upgrade(config, "head")
 
 
+_open_lock = threading.Lock()
+_opened: dict[str, sessionmaker] = {}
+
+
 def open_database(url: str) -> sessionmaker:
-    """An engine on ``url``, migrated to the newest schema; returns its session factory."""
-    if url.startswith("sqlite:///"):
-        Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
-    engine = create_engine(url, future=True)
-    _sqlite_pragmas(engine)
-    migrate(engine)
-    return sessionmaker(engine, expire_on_commit=False)
+    """The session factory of ``url``, migrated to the newest schema (once per process and URL).
+
+    Serialised: Alembic's command API keeps module-global state, and a runner may set up
+    several DoFns (each opening the database) on threads of one worker at once.
+    """
+    with _open_lock:
+        if url not in _opened:
+            if url.startswith("sqlite:///"):
+                Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+            engine = create_engine(url, future=True)
+            _sqlite_pragmas(engine)
+            migrate(engine)
+            _opened[url] = sessionmaker(engine, expire_on_commit=False)
+        return _opened[url]

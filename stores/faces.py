@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import json
 
-from pymilvus import Collection, CollectionSchema, DataType, FieldSchema
+from pymilvus import Collection, CollectionSchema, DataType, FieldSchema, utility
 
 from mimamori.config import Settings
 from models.registry import embedder_spec
-from stores.milvus import ensure_collection
+from stores.milvus import connect, ensure_collection
 
 SCHEMA_VERSION = 1
 
@@ -45,3 +45,37 @@ def ensure_face_collection(settings: Settings, model_name: str | None = None) ->
         face_schema(embedder_spec(model_name).dimension, model_name), "embedding",
         {"index_type": index.index_type, "metric_type": index.metric_type, "params": index.params},
         ["media_sha256", "platform"])
+
+
+def search_alias(settings: Settings) -> str:
+    """The Milvus alias that search reads through: promoting a model switches it, with no downtime."""
+    return f"{settings.milvus.collection_prefix}_search"
+
+
+def alias_target(settings: Settings) -> str | None:
+    """The face collection the search alias points to, or None when there is no alias yet."""
+    alias = connect(settings)
+    name = search_alias(settings)
+    for collection in utility.list_collections(using=alias):
+        if name in utility.list_aliases(collection, using=alias):
+            return collection
+    return None
+
+
+def point_search_alias(settings: Settings, collection: str) -> None:
+    alias = connect(settings)
+    name = search_alias(settings)
+    if alias_target(settings) is None:
+        utility.create_alias(collection, name, using=alias)
+    else:
+        utility.alter_alias(collection, name, using=alias)
+
+
+def search_collection(settings: Settings) -> tuple[Collection, str]:
+    """The collection search reads (through the alias if one is set) and the model of its vectors."""
+    target = alias_target(settings)
+    if target is None:
+        return ensure_face_collection(settings), settings.models.embedder.name
+    collection = Collection(target, using=connect(settings))
+    collection.load()
+    return collection, json.loads(collection.description)["model"]

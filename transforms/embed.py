@@ -9,6 +9,7 @@ back per item. Vectors are L2-normalised; the model version goes with every one 
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Iterable, Sequence
 from typing import Any
@@ -45,9 +46,17 @@ def embed_batch(batch: Sequence[torch.Tensor], model: torch.nn.Module, device: s
     metrics.BATCH_SIZE.labels(stage="embed").observe(sum(counts))
     target = torch.device(device) if isinstance(device, str) else device
     vectors = embed_chips(model, torch.cat(list(batch)), target)
+    if target.type == "cuda":
+        _sample_gpu_utilization(target)
     outputs = np.split(vectors, np.cumsum(counts)[:-1])
     metrics.STAGE_SECONDS.labels(stage="embed").observe(time.perf_counter() - began)
     return [PredictionResult(example, inference, model_id) for example, inference in zip(batch, outputs, strict=True)]
+
+
+def _sample_gpu_utilization(device: torch.device) -> None:
+    # Needs NVML (pynvml): a worker without it does not report utilisation; a metric never fails a batch.
+    with contextlib.suppress(Exception):
+        metrics.GPU_UTILIZATION.labels(device=str(device)).set(torch.cuda.utilization(device) / 100.0)
 
 
 class FaceEmbeddingHandler(PytorchModelHandlerTensor):
@@ -65,6 +74,7 @@ class FaceEmbeddingHandler(PytorchModelHandlerTensor):
 
     def load_model(self) -> torch.nn.Module:
         limit_torch_threads(self._device)
+        metrics.WORKER_DEVICE.labels(device=self._device.type).set(1)
         return prepare_for_device(load_embedder(self.settings.models.embedder).module, self._device)
 
 

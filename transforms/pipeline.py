@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import apache_beam as beam
 
 from mimamori.config import Settings
-from mimamori.metrics import serve_metrics
+from mimamori.metrics import register_scrape_target, serve_metrics
 from models.embedders import check_weights
 from streams.kafka_source import ReadFromKafka
 from transforms.align import AlignFaces
@@ -47,7 +47,10 @@ class _ServeMetrics(beam.DoFn):
         self.settings = settings
 
     def setup(self) -> None:
-        serve_metrics(self.settings.metrics.port, self.settings.metrics.bind_address)
+        port = serve_metrics(self.settings.metrics.port, self.settings.metrics.bind_address)
+        if self.settings.profile == "local":
+            register_scrape_target(self.settings.stack.home, "mimamori-pipeline", port,
+                                   self.settings.metrics.bind_address)
 
     def process(self, element):
         yield element

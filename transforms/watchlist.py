@@ -113,9 +113,9 @@ class Watchlist:
         for match in new:
             face = by_face[match.face_id]
             self._announce("match", match, face.media_id, face.source_url, face.platform)
+            metrics.WATCHLIST_MATCHES.labels(platform=face.platform).inc()
         if new:
             self.producer.flush(timeout=30)
-            metrics.WATCHLIST_MATCHES.inc(len(new))
         metrics.STAGE_SECONDS.labels(stage="watchlist").observe(time.perf_counter() - began)
         return new
 

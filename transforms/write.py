@@ -138,6 +138,8 @@ class WriteIndexedMedia(_BatchingWriter):
         self.crops_bucket = self.settings.minio.buckets.crops.name
         self.producer = shared_producer(self.settings.kafka)
         self.watchlist = Watchlist(self.settings, self.model_version)
+        for collection in (self.faces, self.media, self.sightings):
+            metrics.MILVUS_WRITE_ERRORS.labels(collection=collection.name)  # a zero series, before any error
 
     def write(self, items: list[MediaItem]) -> None:
         now = datetime.now(UTC)

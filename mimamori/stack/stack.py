@@ -21,6 +21,7 @@ from mimamori.config import Settings
 from mimamori.stack.kafka import KafkaService
 from mimamori.stack.milvus import MilvusService
 from mimamori.stack.minio import MinioService
+from mimamori.stack.monitoring import ExporterService, PrometheusService
 from mimamori.stack.prism import PrismRunner
 from mimamori.stack.service import Service
 
@@ -47,10 +48,12 @@ class Stack:
         self.kafka = KafkaService(settings)
         self.milvus = MilvusService(settings)
         self.prism = PrismRunner(settings)
+        self.prometheus = PrometheusService(settings)
+        self.exporter = ExporterService(settings)
 
     @property
     def services(self) -> list[Service]:
-        return [self.minio, self.kafka, self.milvus]
+        return [self.minio, self.kafka, self.milvus, self.exporter, self.prometheus]
 
     @contextlib.contextmanager
     def _lock(self) -> Iterator[None]:

@@ -67,7 +67,8 @@ def isolated_settings(settings):
             client.remove_bucket(bucket)
 
 
-def publish(settings, samples: list[sample_sets.Sample], phase: str) -> dict[str, str]:
+def publish(settings, samples: list[sample_sets.Sample], phase: str, timestamp_ms: int | None = None
+            ) -> dict[str, str]:
     """Store each sample's bytes and publish its event; return media id -> sample name."""
     client = object_client(settings)
     producer = KafkaProducer(**settings.kafka.client_options(), acks="all")
@@ -77,7 +78,7 @@ def publish(settings, samples: list[sample_sets.Sample], phase: str) -> dict[str
         media_id = f"{phase}:{sample.name}"
         ids[media_id] = sample.name
         if sample.raw_event is not None:
-            producer.send(topic, key=media_id.encode(), value=sample.raw_event)
+            producer.send(topic, key=media_id.encode(), value=sample.raw_event, timestamp_ms=timestamp_ms)
             continue
         sha = hashlib.sha256(sample.data or b"missing" + sample.name.encode()).hexdigest()
         key = raw_object_key(sha)
@@ -86,7 +87,7 @@ def publish(settings, samples: list[sample_sets.Sample], phase: str) -> dict[str
         event = MediaEvent(media_id=media_id, source_url=f"https://example.test/{phase}/{sample.name}",
                            platform="example", scraped_at=now_utc(), content_type=sample.content_type,
                            object_key=key, sha256=sample.sha256_override or (sha if sample.data else None))
-        producer.send(topic, key=media_id.encode(), value=event.to_json())
+        producer.send(topic, key=media_id.encode(), value=event.to_json(), timestamp_ms=timestamp_ms)
     producer.flush()
     producer.close()
     return ids
@@ -107,3 +108,20 @@ def query_all(collection: Collection, fields: list[str]) -> list[dict]:
     return collection.query("", output_fields=fields, limit=16384, consistency_level="Strong")
 
 
+
+
+def snapshot(settings) -> dict[str, int]:
+    """How many faces, media rows and sightings the stores hold."""
+    faces = ensure_face_collection(settings)
+    media, sightings = ensure_media_collections(settings)
+    return {"faces": len(query_all(faces, ["face_id"])), "media": len(query_all(media, ["media_key"])),
+            "sightings": len(query_all(sightings, ["sighting_key"]))}
+
+
+def site_config(settings, directory) -> list[str]:
+    """CLI arguments that make ``mimamori.cli.main`` use these settings."""
+    import yaml
+
+    site = directory / "site.yaml"
+    site.write_text(yaml.safe_dump(settings.model_dump(mode="json")))
+    return ["--config", str(site)]

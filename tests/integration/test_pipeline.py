@@ -24,7 +24,15 @@ from stores.faces import ensure_face_collection
 from stores.media import ensure_media_collections
 from stores.objects import object_client
 from tests.integration import samples as sample_sets
-from tests.integration.helpers import MAX_MEDIA_BYTES, isolated_settings, publish, query_all, read_topic, run_pipeline
+from tests.integration.helpers import (
+    MAX_MEDIA_BYTES,
+    isolated_settings,
+    publish,
+    query_all,
+    read_topic,
+    run_pipeline,
+    snapshot,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -33,13 +41,6 @@ pytestmark = pytest.mark.integration
 def pipeline_settings(stack, settings):
     with isolated_settings(settings) as s:
         yield s
-
-
-def snapshot(settings) -> dict[str, int]:
-    faces = ensure_face_collection(settings)
-    media, sightings = ensure_media_collections(settings)
-    return {"faces": len(query_all(faces, ["face_id"])), "media": len(query_all(media, ["media_key"])),
-            "sightings": len(query_all(sightings, ["sighting_key"]))}
 
 
 @pytest.fixture(scope="module")

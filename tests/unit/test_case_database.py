@@ -29,7 +29,7 @@ def test_migrations_are_idempotent_and_times_come_back_in_utc(tmp_path):
     with again() as session:
         case = session.get(Case, "c1")
         assert case.created_at.tzinfo is not None and abs((case.created_at - utcnow()).total_seconds()) < 60
-        assert session.execute(text("select version_num from alembic_version")).scalar() == "0001"
+        assert session.execute(text("select version_num from alembic_version")).scalar() == "0002"
 
 
 def test_the_audit_log_is_append_only_in_the_database(sessions):

@@ -1,0 +1,136 @@
+"""mimamori's exporter of state for Prometheus: what no single worker knows.
+
+- consumer lag of the live consumer group, per partition, from the group's committed offsets
+  and the partitions' end offsets (and the end offsets themselves: their rate is media in);
+- entities per Milvus collection of this deployment (faces, media, sightings, enrolled);
+- matches waiting for review, and how long the oldest has waited.
+
+Each value is read when Prometheus scrapes. A source that cannot be reached is skipped for
+that scrape and counted in ``mimamori_exporter_errors_total``, so the others keep reporting.
+
+Run: ``python -m mimamori.exporter`` (the local stack starts it).
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import sys
+import threading
+from collections.abc import Iterator
+
+from prometheus_client import CollectorRegistry, Counter, start_http_server
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector
+
+from mimamori.config import Settings, load_settings
+
+log = logging.getLogger(__name__)
+
+
+class StateCollector(Collector):
+    def __init__(self, settings: Settings, errors: Counter):
+        self.settings = settings
+        self.errors = errors
+        self._consumer = None
+        self._admin = None
+        self._sessions = None
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        for source, read in (("kafka", self._kafka), ("milvus", self._milvus), ("database", self._database)):
+            try:
+                yield from read()
+            except Exception as error:
+                log.warning("exporter: %s unreachable: %s", source, error)
+                self.errors.labels(source=source).inc()
+
+    def _kafka(self) -> Iterator[GaugeMetricFamily]:
+        """Lag of every consumer group on every media topic (the live group, replays, test runs)."""
+        from kafka import KafkaAdminClient, KafkaConsumer, TopicPartition
+
+        if self._consumer is None:
+            self._consumer = KafkaConsumer(**self.settings.kafka.client_options(), enable_auto_commit=False)
+            self._admin = KafkaAdminClient(**self.settings.kafka.client_options())
+        media_topic = self.settings.kafka.topics.media_scraped.name
+        lag = GaugeMetricFamily("mimamori_kafka_group_lag_messages",
+                                "Messages of a media topic not yet committed by a consumer group",
+                                labels=["group", "topic", "partition"])
+        end = GaugeMetricFamily("mimamori_kafka_topic_end_offset", "End offset of each partition of mimamori's topics",
+                                labels=["topic", "partition"])
+        names = {t.name for t in self.settings.kafka.topics.all()}
+        topics = [t for t in self._consumer.topics() if t in names or t.endswith(tuple(f".{n}" for n in names))]
+        tps = [TopicPartition(t, p) for t in sorted(topics) for p in sorted(self._consumer.partitions_for_topic(t))]
+        ends = self._consumer.end_offsets(tps) if tps else {}
+        for tp in tps:
+            end.add_metric([tp.topic, str(tp.partition)], ends[tp])
+        for group, _protocol in self._admin.list_consumer_groups():
+            for tp, committed in self._admin.list_consumer_group_offsets(group).items():
+                if tp in ends and (tp.topic == media_topic or tp.topic.endswith(f".{media_topic}")):
+                    lag.add_metric([group, tp.topic, str(tp.partition)], max(0, ends[tp] - committed.offset))
+        yield lag
+        yield end
+
+    def _milvus(self) -> Iterator[GaugeMetricFamily]:
+        from pymilvus import Collection, utility
+
+        from stores.milvus import connect
+
+        alias = connect(self.settings)
+        family = GaugeMetricFamily("mimamori_milvus_entities", "Entities in each Milvus collection",
+                                   labels=["collection"])
+        prefixes = (self.settings.milvus.collection_prefix, self.settings.milvus.media_collection_prefix,
+                    self.settings.milvus.enrolled_collection_prefix, self.settings.milvus.sightings_collection)
+        for name in utility.list_collections(using=alias):
+            if any(name.startswith(p) or f"_{p}" in name for p in prefixes):  # namespaced ones too
+                count = Collection(name, using=alias).query("", output_fields=["count(*)"])[0]["count(*)"]
+                family.add_metric([name], count)
+        yield family
+
+    def _database(self) -> Iterator[GaugeMetricFamily]:
+        from sqlalchemy import func, select
+
+        from stores.cases import Match, open_database, utcnow
+
+        if self._sessions is None:
+            self._sessions = open_database(self.settings.database_url())
+        with self._sessions() as session:
+            pending, oldest = session.execute(
+                select(func.count(Match.id), func.min(Match.created_at)).where(Match.status == "pending_review")
+            ).one()
+        count = GaugeMetricFamily("mimamori_watchlist_pending_matches", "Matches waiting for review")
+        count.add_metric([], pending)
+        age = GaugeMetricFamily("mimamori_watchlist_oldest_pending_match_age_seconds",
+                                "How long the oldest match waiting for review has waited (0: none)")
+        if oldest is not None and oldest.tzinfo is None:
+            from datetime import UTC
+
+            oldest = oldest.replace(tzinfo=UTC)
+        age.add_metric([], (utcnow() - oldest).total_seconds() if oldest is not None else 0.0)
+        yield count
+        yield age
+
+
+def serve(settings: Settings) -> None:
+    registry = CollectorRegistry()
+    errors = Counter("mimamori_exporter_errors_total", "Sources the exporter could not read", ["source"],
+                     registry=registry)
+    for source in ("kafka", "milvus", "database"):
+        errors.labels(source=source)
+    registry.register(StateCollector(settings, errors))
+    host, _, port = settings.stack.monitoring.exporter_address.rpartition(":")
+    start_http_server(int(port), addr=host, registry=registry)
+    log.info("exporter on http://%s/metrics", settings.stack.monitoring.exporter_address)
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    while not stop.wait(1.0):
+        pass
+
+
+def main() -> int:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    serve(load_settings())
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

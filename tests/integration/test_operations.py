@@ -1,0 +1,111 @@
+"""Operating it: replays of a time window, re-driving dead letters, promoting a model's collection."""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import io
+import json
+import re
+import time
+
+import pytest
+from kafka import KafkaConsumer, TopicPartition
+
+from mimamori.cli import main
+from stores.faces import alias_target, search_alias
+from stores.objects import object_client
+from tests.integration import samples as sample_sets
+from tests.integration.helpers import isolated_settings, publish, read_topic, run_pipeline, site_config, snapshot
+
+pytestmark = pytest.mark.integration
+HOUR_MS = 3600 * 1000
+
+
+def iso(ms: int) -> str:
+    return dt.datetime.fromtimestamp(ms / 1000, dt.UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+
+
+def committed(settings, group: str) -> dict[int, int | None]:
+    topic = settings.kafka.topics.media_scraped.name
+    consumer = KafkaConsumer(**settings.kafka.client_options(), group_id=group, enable_auto_commit=False)
+    try:
+        return {p: consumer.committed(TopicPartition(topic, p)) for p in consumer.partitions_for_topic(topic)}
+    finally:
+        consumer.close()
+
+
+def portraits(testdata, *names: str) -> list[sample_sets.Sample]:
+    return [s for s in sample_sets.good_samples(testdata) if s.name in names]
+
+
+def test_replaying_one_window_reprocesses_only_it_and_leaves_live_offsets_and_counts(
+        stack, settings, testdata, tmp_path, capsys):
+    with isolated_settings(settings) as s:
+        now = int(time.time() * 1000)
+        publish(s, portraits(testdata, "paul_rudd", "kate_siegel"), "early", timestamp_ms=now - 2 * HOUR_MS)
+        publish(s, portraits(testdata, "shea_whigham", "angelina_jolie"), "late", timestamp_ms=now - HOUR_MS)
+        run_pipeline(s, s.kafka.consumer_group)
+        counts, live = snapshot(s), committed(s, s.kafka.consumer_group)
+        assert counts["faces"] == 4 and sum(live.values()) == 4
+
+        cli = site_config(s, tmp_path)
+        window = ["--from", iso(now - 2 * HOUR_MS - 60_000), "--to", iso(now - 90 * 60_000)]
+        assert main([*cli, "replay", *window, "--dry-run"]) == 0
+        assert ": 2 message(s)" in capsys.readouterr().out
+        for _ in range(2):  # twice: a replay is idempotent
+            assert main([*cli, "replay", *window]) == 0
+            summary = capsys.readouterr().out
+            assert re.search(r"replay done: 2 media \(2 sightings\), 0 faces written, 0 dead letters", summary), summary
+            assert snapshot(s) == counts
+        assert committed(s, s.kafka.consumer_group) == live
+
+
+def test_dead_letters_are_redriven_after_a_fix(stack, settings, testdata, tmp_path, capsys):
+    with isolated_settings(settings) as s:
+        portrait = portraits(testdata, "shea_whigham")[0]
+        # The scraper published the event before the bytes reached MinIO: a dead letter.
+        early = sample_sets.Sample("shea_early", None, "image/jpeg", "dlq:object_missing")
+        ids = publish(s, [early], "fix")
+        run_pipeline(s, s.kafka.consumer_group)
+        letters = read_topic(s, s.kafka.topics.media_dlq.name)
+        assert [letter["reason"] for letter in letters] == ["object_missing"], letters
+        # The original message travels with the dead letter.
+        event = json.loads(base64.b64decode(letters[0]["original"]["value_base64"]))
+
+        # The fix: the bytes arrive under the key the event names.
+        object_client(s).put_object(s.minio.buckets.media.name, event["object_key"], io.BytesIO(portrait.data),
+                                    len(portrait.data))
+        cli = site_config(s, tmp_path)
+        assert main([*cli, "dlq", "replay", "--reason", "object_missing", "--dry-run"]) == 0
+        assert "would republish 1" in capsys.readouterr().out
+        assert main([*cli, "dlq", "replay", "--reason", "object_missing"]) == 0
+        run_pipeline(s, s.kafka.consumer_group)
+        assert snapshot(s)["faces"] == 1
+        assert list(ids) == ["fix:shea_early"]
+
+
+def test_promote_switches_search_to_another_models_collection_and_rollback_switches_back(
+        stack, settings, testdata, tmp_path, capsys):
+    from mimamori.search import FaceSearch
+
+    with isolated_settings(settings) as s:
+        s.models.embedder.allow_random_weights = True  # FaceNet has no real weights here
+        publish(s, portraits(testdata, "paul_rudd"), "promote", timestamp_ms=int(time.time() * 1000) - 60_000)
+        run_pipeline(s, s.kafka.consumer_group)
+        cli = site_config(s, tmp_path)
+        assert main([*cli, "collections", "promote", "dlib-resnet"]) == 0
+        assert alias_target(s) == s.face_collection("dlib-resnet")
+        with pytest.raises(SystemExit, match="holds no faces"):  # nothing embedded with FaceNet yet
+            main([*cli, "collections", "promote", "facenet-vggface2"])
+        capsys.readouterr()
+        # Re-embed the same media with FaceNet, into its own collection, then point search at it.
+        window = ["--from", iso(int(time.time() * 1000) - 3_600_000), "--to", "now"]
+        assert main([*cli, "replay", *window, "--model", "facenet-vggface2"]) == 0
+        assert "1 faces written" in capsys.readouterr().out
+        assert main([*cli, "collections", "promote", "facenet-vggface2"]) == 0
+        assert alias_target(s) == s.face_collection("facenet-vggface2")
+        assert FaceSearch(s).model == "facenet-vggface2"
+        assert main([*cli, "collections", "rollback"]) == 0
+        assert alias_target(s) == s.face_collection("dlib-resnet") and FaceSearch(s).model == "dlib-resnet"
+        assert search_alias(s).endswith("_search")
