@@ -5,8 +5,10 @@
 - entities per Milvus collection of this deployment (faces, media, sightings, enrolled);
 - matches waiting for review, and how long the oldest has waited.
 
-Each value is read when Prometheus scrapes. A source that cannot be reached is skipped for
-that scrape and counted in ``mimamori_exporter_errors_total``, so the others keep reporting.
+The values are refreshed in the background every ``stack.monitoring.exporter_interval_s`` (a
+count of every Milvus collection takes seconds), and a scrape returns the latest. A source
+that cannot be reached keeps its last values out and is counted in
+``mimamori_exporter_errors_total``, so the others keep reporting.
 
 Run: ``python -m mimamori.exporter`` (the local stack starts it).
 """
@@ -35,14 +37,20 @@ class StateCollector(Collector):
         self._consumer = None
         self._admin = None
         self._sessions = None
+        self._latest: list[GaugeMetricFamily] = []
 
     def collect(self) -> Iterator[GaugeMetricFamily]:
+        yield from self._latest
+
+    def refresh(self) -> None:
+        families: list[GaugeMetricFamily] = []
         for source, read in (("kafka", self._kafka), ("milvus", self._milvus), ("database", self._database)):
             try:
-                yield from read()
+                families += list(read())
             except Exception as error:
                 log.warning("exporter: %s unreachable: %s", source, error)
                 self.errors.labels(source=source).inc()
+        self._latest = families  # swapped whole: a scrape sees one refresh, never half of one
 
     def _kafka(self) -> Iterator[GaugeMetricFamily]:
         """Lag of every consumer group on every media topic (the live group, replays, test runs)."""
@@ -63,8 +71,10 @@ class StateCollector(Collector):
         ends = self._consumer.end_offsets(tps) if tps else {}
         for tp in tps:
             end.add_metric([tp.topic, str(tp.partition)], ends[tp])
-        for group, _protocol in self._admin.list_consumer_groups():
-            for tp, committed in self._admin.list_consumer_group_offsets(group).items():
+        groups = [group["group_id"] for group in self._admin.list_groups()]
+        offsets = self._admin.list_group_offsets(groups) if groups else {}  # one request (OffsetFetch v8)
+        for group, committed_offsets in offsets.items():
+            for tp, committed in committed_offsets.items():
                 if tp in ends and (tp.topic == media_topic or tp.topic.endswith(f".{media_topic}")):
                     lag.add_metric([group, tp.topic, str(tp.partition)], max(0, ends[tp] - committed.offset))
         yield lag
@@ -116,14 +126,16 @@ def serve(settings: Settings) -> None:
                      registry=registry)
     for source in ("kafka", "milvus", "database"):
         errors.labels(source=source)
-    registry.register(StateCollector(settings, errors))
+    collector = StateCollector(settings, errors)
+    collector.refresh()
+    registry.register(collector)
     host, _, port = settings.stack.monitoring.exporter_address.rpartition(":")
     start_http_server(int(port), addr=host, registry=registry)
     log.info("exporter on http://%s/metrics", settings.stack.monitoring.exporter_address)
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    while not stop.wait(1.0):
-        pass
+    while not stop.wait(settings.stack.monitoring.exporter_interval_s):
+        collector.refresh()
 
 
 def main() -> int:

@@ -189,12 +189,13 @@ class _ReadPartition(beam.DoFn):
         last_offset: int | None = None
         deadline = time.monotonic() + self.poll_s
         finished = False
+        claim_refused = False  # a refused claim (past the stop offset) has already ended the restriction
         claimed = 0
         while time.monotonic() < deadline and not finished and claimed < self.max_records:
             records = consumer.poll(timeout_ms=200, max_records=self.max_records - claimed).get(tp, [])
             for record in records:
                 if not tracker.try_claim(record.offset):
-                    finished = True  # past the stop offset
+                    finished = claim_refused = True  # past the stop offset
                     break
                 seconds = record.timestamp / 1000.0
                 current = watermark.current_watermark()
@@ -228,7 +229,10 @@ class _ReadPartition(beam.DoFn):
 
         stop = tracker.current_restriction().stop
         idle = time.time() - getattr(tracker.current_restriction(), "last_activity", time.time())
-        if finished or (stop != UNBOUNDED and (last_offset or restriction.start - 1) + 1 >= stop):
+        if claim_refused:
+            return
+        last = last_offset if last_offset is not None else restriction.start - 1
+        if finished or (stop != UNBOUNDED and last + 1 >= stop):
             tracker.try_claim(stop)  # claiming the end marks the restriction done
             return
         if self.until_idle_s is not None and idle >= self.until_idle_s:

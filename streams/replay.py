@@ -66,7 +66,7 @@ def plan_replay(settings: Settings, topic: str, start: dt.datetime, stop: dt.dat
 class ReplayProgress:
     """Follows the replay group's committed offsets; prints progress and an ETA until stopped."""
 
-    def __init__(self, settings: Settings, plan: ReplayPlan, interval_s: float = 5.0, out: Any = sys.stderr):
+    def __init__(self, settings: Settings, plan: ReplayPlan, interval_s: float = 5.0, out: Any = None):
         self.settings, self.plan, self.interval_s, self.out = settings, plan, interval_s, out
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
@@ -89,8 +89,8 @@ class ReplayProgress:
             done, total = self.done(), self.plan.total
             elapsed = time.monotonic() - began
             eta = f", about {elapsed / done * (total - done):.0f} s left" if 0 < done < total else ""
-            print(f"replay: {done}/{total} messages ({100 * done / max(1, total):.0f}%){eta}", file=self.out,
-                  flush=True)
+            print(f"replay: {done}/{total} messages ({100 * done / max(1, total):.0f}%){eta}",
+                  file=self.out or sys.stderr, flush=True)
 
     def __enter__(self) -> ReplayProgress:
         self._thread.start()
