@@ -33,6 +33,19 @@ def cmd_stack_up(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_stack_init(args: argparse.Namespace) -> int:
+    """Resources on services that run elsewhere (Docker Compose, a cluster): nothing is started."""
+    from stores.cases import open_database
+    from stores.objects import ensure_buckets
+
+    settings = _settings(args)
+    ensure_buckets(settings)
+    _stack(args).create_resources()
+    open_database(settings.database_url())
+    print("stack init: topics, buckets, collections and the case database's schema are in place")
+    return 0
+
+
 def cmd_stack_down(args: argparse.Namespace) -> int:
     stopped = _stack(args).down(purge=args.purge)
     print(f"stack down: stopped {', '.join(stopped) if stopped else 'nothing (not running)'}"
@@ -131,6 +144,9 @@ def build_parser() -> argparse.ArgumentParser:
     stack_commands = stack.add_subparsers(dest="stack_command", required=True, metavar="ACTION")
     up = stack_commands.add_parser("up", help="install what is missing, start, create topics/buckets/collections")
     up.set_defaults(func=cmd_stack_up)
+    init = stack_commands.add_parser("init", help="create topics, buckets, collections and the case database's "
+                                     "schema on the configured services, starting nothing (idempotent)")
+    init.set_defaults(func=cmd_stack_init)
     down = stack_commands.add_parser("down", help="stop the stack's own processes (data is kept)")
     down.add_argument("--purge", action="store_true", help="also delete all stack data")
     down.set_defaults(func=cmd_stack_down)

@@ -229,6 +229,12 @@ class RunnerConfig(Section):
     prism_path: Path | None = None
     flink_master: str = "[local]"
     flink_checkpoint_interval_ms: int = 5000
+    # A running Beam job server (a Flink cluster's), instead of one started for each run.
+    job_endpoint: str | None = None
+    # Where the Python workers run: LOOPBACK (in the launching process, local runs) or
+    # EXTERNAL with environment_config = a Beam worker pool (localhost:50000 beside each task manager).
+    environment_type: Literal["LOOPBACK", "EXTERNAL", "PROCESS", "DOCKER"] = "LOOPBACK"
+    environment_config: str | None = None
 
 
 class DatabaseConfig(Section):

@@ -57,7 +57,10 @@ def serve_metrics(port: int, address: str = "127.0.0.1") -> int:
     global _server_port
     with _server_lock:
         if _server_port is None:
-            server, _thread = start_http_server(port, addr=address)
+            try:
+                server, _thread = start_http_server(port, addr=address)
+            except OSError:  # another worker process on this host holds the port: take a free one
+                server, _thread = start_http_server(0, addr=address)
             _server_port = server.server_port
             log.info("metrics on http://%s:%d/metrics", address, _server_port)
         return _server_port

@@ -22,10 +22,16 @@ def pipeline_options(settings: Settings, runner: str, beam_args: list[str] | Non
 
         # Flink finalizes bundles (and so the source commits offsets) when a checkpoint
         # completes: without checkpoints nothing would ever be committed.
-        options = {"runner": "FlinkRunner", "flink_master": settings.runner.flink_master,
-                   "environment_type": "LOOPBACK", "streaming": True,
-                   "checkpointing_interval": settings.runner.flink_checkpoint_interval_ms,
-                   "flink_job_server_jar": str(flink_job_server_jar(settings))}
+        runner_config = settings.runner
+        options = {"runner": "FlinkRunner", "flink_master": runner_config.flink_master,
+                   "environment_type": runner_config.environment_type, "streaming": True,
+                   "checkpointing_interval": runner_config.flink_checkpoint_interval_ms}
+        if runner_config.environment_config:
+            options["environment_config"] = runner_config.environment_config
+        if runner_config.job_endpoint:  # a cluster's job server (Docker Compose, Kubernetes)
+            options["job_endpoint"] = runner_config.job_endpoint
+        else:  # Beam's Flink job server, started from the cached Maven jars for this run
+            options["flink_job_server_jar"] = str(flink_job_server_jar(settings))
         if until_idle_s is not None:
             # With checkpoints on, Flink keeps finished sources (the Impulse) alive forever; let
             # them stop so the job can end when every partition read has ended.
