@@ -22,7 +22,7 @@ import yaml
 from mimamori.stack.minio import ensure_credentials
 from mimamori.stack.netns import in_own_network_namespace, network_namespace_supported
 from mimamori.stack.process import ManagedProcess, StackError, wait_until
-from mimamori.stack.service import Health, Service
+from mimamori.stack.service import Health, Service, http_health
 
 COMPONENTS_WITH_IP = ("rootCoord", "proxy", "queryCoord", "queryNode", "indexCoord", "indexNode",
                       "dataCoord", "dataNode")
@@ -152,13 +152,7 @@ class MilvusService(Service):
                       "--outbound", str(self.minio_port)])
 
     def health(self) -> Health:
-        url = self.settings.milvus.health_url
-        try:
-            with urllib.request.urlopen(url, timeout=3) as response:
-                body = response.read().decode(errors="replace")
-                return Health(response.status == 200 and "OK" in body, f"{url} -> {body.strip()}")
-        except Exception as error:
-            return Health(False, f"{url}: {error}")
+        return http_health(self.settings.milvus.health_url, expect="OK")
 
     def after_start(self) -> None:
         """Wait until Milvus really accepts writes: a fresh server answers /healthz before flush works."""

@@ -5,12 +5,11 @@ from __future__ import annotations
 import json
 import os
 import secrets
-import urllib.request
 from pathlib import Path
 
 from mimamori.stack.install import go_binary
 from mimamori.stack.process import ManagedProcess, StackError
-from mimamori.stack.service import Health, Service
+from mimamori.stack.service import Health, Service, http_health
 
 MODULE = "github.com/minio/minio"
 
@@ -75,9 +74,4 @@ class MinioService(Service):
 
     def health(self) -> Health:
         scheme = "https" if self.settings.minio.secure else "http"
-        url = f"{scheme}://{self.settings.minio.endpoint}/minio/health/ready"
-        try:
-            with urllib.request.urlopen(url, timeout=3) as response:
-                return Health(response.status == 200, f"{url} -> {response.status}")
-        except Exception as error:
-            return Health(False, f"{url}: {error}")
+        return http_health(f"{scheme}://{self.settings.minio.endpoint}/minio/health/ready")

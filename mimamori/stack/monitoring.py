@@ -16,7 +16,6 @@ import shutil
 import subprocess
 import sys
 import tempfile
-import urllib.request
 from pathlib import Path
 
 import yaml
@@ -24,7 +23,7 @@ import yaml
 from mimamori.config import SOURCE_ROOT, Settings
 from mimamori.stack.install import require_tool
 from mimamori.stack.process import ManagedProcess, StackError
-from mimamori.stack.service import Health, Service
+from mimamori.stack.service import Health, Service, http_health
 
 RULES_DIR = SOURCE_ROOT / "docker" / "prometheus" / "rules"
 
@@ -121,12 +120,7 @@ class PrometheusService(Service):
             cwd=self.home)
 
     def health(self) -> Health:
-        url = f"http://{self.settings.stack.monitoring.prometheus_address}/-/ready"
-        try:
-            with urllib.request.urlopen(url, timeout=3) as response:
-                return Health(response.status == 200, f"{url} -> {response.status}")
-        except Exception as error:
-            return Health(False, f"{url}: {error}")
+        return http_health(f"http://{self.settings.stack.monitoring.prometheus_address}/-/ready")
 
 
 class ExporterService(Service):
@@ -153,10 +147,5 @@ class ExporterService(Service):
                                   cwd=SOURCE_ROOT)
 
     def health(self) -> Health:
-        url = f"http://{self.settings.stack.monitoring.exporter_address}/metrics"
-        try:
-            with urllib.request.urlopen(url, timeout=5) as response:
-                body = response.read().decode()
-                return Health(response.status == 200 and "mimamori_exporter_errors_total" in body, url)
-        except Exception as error:
-            return Health(False, f"{url}: {error}")
+        return http_health(f"http://{self.settings.stack.monitoring.exporter_address}/metrics",
+                           expect="mimamori_exporter_errors_total", timeout_s=5.0)

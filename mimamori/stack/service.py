@@ -16,6 +16,19 @@ class Health:
     detail: str
 
 
+def http_health(url: str, expect: str | None = None, timeout_s: float = 3.0) -> Health:
+    """Healthy when ``url`` answers 200 (and its body contains ``expect``, if given)."""
+    import urllib.request
+
+    try:
+        with urllib.request.urlopen(url, timeout=timeout_s) as response:
+            body = response.read().decode(errors="replace")
+            healthy = response.status == 200 and (expect is None or expect in body)
+            return Health(healthy, f"{url} -> {response.status}")
+    except Exception as error:
+        return Health(False, f"{url}: {error}")
+
+
 class Service(abc.ABC):
     """A component of the local stack: install it, start it, check it, stop it."""
 
