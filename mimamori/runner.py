@@ -33,6 +33,10 @@ def pipeline_options(settings: Settings, runner: str, beam_args: list[str] | Non
         else:  # Beam's Flink job server, started from the cached Maven jars for this run
             options["flink_job_server_jar"] = str(flink_job_server_jar(settings))
         if until_idle_s is not None:
+            # Offsets are committed when a checkpoint completes after the bundle that read them:
+            # checkpoint often enough that one completes before an idle source lets the job end.
+            options["checkpointing_interval"] = min(runner_config.flink_checkpoint_interval_ms,
+                                                    max(200, int(until_idle_s * 1000 / 4)))
             # With checkpoints on, Flink keeps finished sources (the Impulse) alive forever; let
             # them stop so the job can end when every partition read has ended.
             options["shutdown_sources_after_idle_ms"] = 1000
