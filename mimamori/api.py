@@ -10,7 +10,6 @@ unexpected failure is a 500 without a stack trace.
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
 import logging
 import time
 from collections.abc import Callable
@@ -27,7 +26,7 @@ from sqlalchemy import select
 from mimamori import audit, metrics
 from mimamori.audit import Actor
 from mimamori.auth import authenticate, create_api_key
-from mimamori.casework import CaseError, Casework, ConsentRecord, PhotoRejected
+from mimamori.casework import CaseError, Casework, ConsentRecord
 from mimamori.config import Settings
 from stores.cases import Match, utcnow
 
@@ -257,20 +256,9 @@ def create_app(settings: Settings, casework: Casework | None = None) -> FastAPI:
         for value in (posted_from, posted_to):
             if value is not None and value.tzinfo is None:
                 raise ApiError(422, "naive_time", "give posted_from/posted_to with a time zone")
-        if photo is not None:
-            name, data, content_type = await read_upload(photo)
-            try:
-                _sha, face = work.face_of_photo(name, data, content_type, searcher().model)
-            except PhotoRejected as error:
-                audit.record(work.sessions, actor, "search", target="photo", outcome="rejected", reason=error.reason)
-                raise
-            vectors, target = face.vector[None, :], f"photo:{hashlib.sha256(data).hexdigest()}"
-        else:
-            vectors, target = work.case_vectors(case_id, searcher().model), f"case:{case_id}"
-        hits = searcher().search(vectors, top_k=top_k, offset=offset, platform=platform, posted_from=posted_from,
-                                 posted_to=posted_to)
-        audit.record(work.sessions, actor, "search", case_id=case_id, target=target, result_count=len(hits),
-                     platform=platform, offset=offset)
+        upload = await read_upload(photo) if photo is not None else None
+        hits = work.search(actor, searcher(), photo=upload, case_id=case_id, top_k=top_k, offset=offset,
+                           platform=platform, posted_from=posted_from, posted_to=posted_to)
         return {"results": [hit.to_dict() for hit in hits], "top_k": top_k, "offset": offset}
 
     @app.get("/matches", response_model=list[MatchOut], tags=["reviewer"])

@@ -74,20 +74,13 @@ def cmd_enroll(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def cmd_search(settings: Settings, args: argparse.Namespace) -> int:
-    from mimamori import audit
     from mimamori.search import FaceSearch
 
     if (args.photo is None) == (args.case is None):
         raise SystemExit("mimamori: give a PHOTO or --case ID")
-    work, searcher = _casework(settings), FaceSearch(settings)
-    if args.photo:
-        name, data, content_type = _photo(args.photo)
-        sha, face = work.face_of_photo(name, data, content_type, searcher.model)
-        vectors, target = face.vector[None, :], f"photo:{sha}"
-    else:
-        vectors, target = work.case_vectors(args.case, searcher.model), f"case:{args.case}"
-    hits = searcher.search(vectors, top_k=args.top_k, offset=args.offset, platform=args.platform)
-    audit.record(work.sessions, _actor(), "search", case_id=args.case, target=target, result_count=len(hits))
+    photo = _photo(args.photo) if args.photo else None
+    hits = _casework(settings).search(_actor(), FaceSearch(settings), photo=photo, case_id=args.case,
+                                      top_k=args.top_k, offset=args.offset, platform=args.platform)
     if args.json:
         print(json.dumps([hit.to_dict() for hit in hits], indent=2))
         return 0

@@ -26,7 +26,7 @@ from mimamori.audit import Actor
 from mimamori.config import Settings
 from mimamori.errors import CaseError, CaseExists, ConsentMissing, PhotoRejected, UnknownCase
 from models.registry import EMBEDDERS
-from stores.cases import Case, Consent, EnrolledPhoto, open_database, utcnow
+from stores.cases import Case, Consent, EnrolledPhoto, consent_in_force, open_database, utcnow
 from stores.enrolled import EnrolledFaces
 from stores.milvus import connect
 from stores.objects import ensure_bucket, object_client
@@ -59,12 +59,6 @@ class ConsentRecord(BaseModel):
         if self.expires_at is not None and self.expires_at <= self.given_at:
             raise ValueError("expires_at is not after given_at")
         return self
-
-
-def consent_in_force(consent: Consent, now: dt.datetime, scope: str | None = None) -> bool:
-    if consent.expires_at is not None and consent.expires_at <= now:
-        return False
-    return scope is None or scope in consent.scope
 
 
 @dataclass
@@ -242,6 +236,28 @@ class Casework:
         if len(vectors) == 0:
             raise PhotoRejected("nothing_enrolled", f"case {case_id} has no enrolled photo yet")
         return vectors
+
+    def search(self, actor: Actor, searcher, *, photo: tuple[str, bytes, str] | None = None,
+               case_id: str | None = None, top_k: int = 10, offset: int = 0, platform: str | None = None,
+               posted_from: dt.datetime | None = None, posted_to: dt.datetime | None = None) -> list:
+        """Search the indexed faces with a photo's face or a case's faces; audited, refused photos too.
+
+        ``searcher`` is a ``mimamori.search.FaceSearch``: queries are embedded with its model.
+        """
+        if photo is not None:
+            try:
+                sha, face = self.face_of_photo(*photo, searcher.model)
+            except PhotoRejected as error:
+                audit.record(self.sessions, actor, "search", target="photo", outcome="rejected", reason=error.reason)
+                raise
+            vectors, target = face.vector[None, :], f"photo:{sha}"
+        else:
+            vectors, target = self.case_vectors(case_id, searcher.model), f"case:{case_id}"
+        hits = searcher.search(vectors, top_k=top_k, offset=offset, platform=platform, posted_from=posted_from,
+                               posted_to=posted_to)
+        audit.record(self.sessions, actor, "search", case_id=case_id, target=target, result_count=len(hits),
+                     platform=platform, offset=offset)
+        return hits
 
     def threshold(self, case: Case) -> float:
         return case.match_threshold if case.match_threshold is not None else self.encoder.spec.match_threshold

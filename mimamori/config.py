@@ -322,13 +322,14 @@ class Settings(BaseSettings):
     # -- names derived from configuration ------------------------------------------------------
     def face_collection(self, model_name: str | None = None) -> str:
         """The Milvus collection of one embedder's faces: vectors of two models never share one."""
-        return f"{self.milvus.collection_prefix}_{self._model_tag(model_name)}_v{self.milvus.schema_version}"
+        return f"{self.milvus.collection_prefix}_{self.model_tag(model_name)}_v{self.milvus.schema_version}"
 
     def enrolled_collection(self, model_name: str | None = None) -> str:
         """The Milvus collection of one embedder's enrolled reference faces (partitioned by case)."""
-        return f"{self.milvus.enrolled_collection_prefix}_{self._model_tag(model_name)}_v{self.milvus.schema_version}"
+        return f"{self.milvus.enrolled_collection_prefix}_{self.model_tag(model_name)}_v{self.milvus.schema_version}"
 
-    def _model_tag(self, model_name: str | None) -> str:
+    def model_tag(self, model_name: str | None = None) -> str:
+        """The model's name as collections carry it (default: the configured embedder)."""
         return (model_name or self.models.embedder.name).replace("-", "_").replace(".", "_")
 
     def database_url(self) -> str:

@@ -83,7 +83,7 @@ class StateCollector(Collector):
     def _milvus(self) -> Iterator[GaugeMetricFamily]:
         from pymilvus import Collection, utility
 
-        from stores.milvus import connect
+        from stores.milvus import connect, count_entities
 
         alias = connect(self.settings)
         family = GaugeMetricFamily("mimamori_milvus_entities", "Entities in each Milvus collection",
@@ -92,8 +92,7 @@ class StateCollector(Collector):
                     self.settings.milvus.enrolled_collection_prefix, self.settings.milvus.sightings_collection)
         for name in utility.list_collections(using=alias):
             if any(name.startswith(p) or f"_{p}" in name for p in prefixes):  # namespaced ones too
-                count = Collection(name, using=alias).query("", output_fields=["count(*)"])[0]["count(*)"]
-                family.add_metric([name], count)
+                family.add_metric([name], count_entities(Collection(name, using=alias)))
         yield family
 
     def _database(self) -> Iterator[GaugeMetricFamily]:
@@ -111,10 +110,6 @@ class StateCollector(Collector):
         count.add_metric([], pending)
         age = GaugeMetricFamily("mimamori_watchlist_oldest_pending_match_age_seconds",
                                 "How long the oldest match waiting for review has waited (0: none)")
-        if oldest is not None and oldest.tzinfo is None:
-            from datetime import UTC
-
-            oldest = oldest.replace(tzinfo=UTC)
         age.add_metric([], (utcnow() - oldest).total_seconds() if oldest is not None else 0.0)
         yield count
         yield age

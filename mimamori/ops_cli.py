@@ -58,15 +58,14 @@ def cmd_collections_list(settings: Settings, args: argparse.Namespace) -> int:
     from pymilvus import Collection, utility
 
     from stores.faces import alias_target, search_alias
-    from stores.milvus import connect
+    from stores.milvus import connect, count_entities
 
     alias, target = connect(settings), alias_target(settings)
     prefix = f"{settings.milvus.collection_prefix}_"
     for name in sorted(utility.list_collections(using=alias)):
         if name.startswith(prefix):
             marker = f"  <- {search_alias(settings)}" if name == target else ""
-            count = Collection(name, using=alias).query("", output_fields=["count(*)"])[0]["count(*)"]
-            print(f"{name}: {count} faces{marker}")
+            print(f"{name}: {count_entities(Collection(name, using=alias))} faces{marker}")
     if target is None:
         print(f"no search alias yet: search reads {settings.face_collection()} (the configured model)")
     return 0
@@ -88,11 +87,11 @@ def _record_alias(settings: Settings, collection: str, model: str) -> None:
 def cmd_collections_promote(settings: Settings, args: argparse.Namespace) -> int:
     from models.registry import embedder_spec
     from stores.faces import ensure_face_collection, point_search_alias, search_alias
+    from stores.milvus import count_entities
 
     embedder_spec(args.model)
     collection = ensure_face_collection(settings, args.model)
-    faces = collection.query("", output_fields=["count(*)"], consistency_level="Strong")[0]["count(*)"]
-    if faces == 0 and not args.force:
+    if count_entities(collection, consistency_level="Strong") == 0 and not args.force:
         raise SystemExit(f"mimamori: {collection.name} holds no faces: replay with --model {args.model} first "
                          "(or --force)")
     point_search_alias(settings, collection.name)

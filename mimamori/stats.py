@@ -9,14 +9,13 @@ from typing import Any
 from pymilvus import Collection, utility
 
 from mimamori.config import Settings
-from stores.milvus import connect
+from stores.milvus import connect, count_entities
 from streams.topics import read_topic
 
 
 def _count(collection: Collection, expression: str = "") -> int:
     collection.load()
-    rows = collection.query(expression, output_fields=["count(*)"], consistency_level="Strong")
-    return int(rows[0]["count(*)"])
+    return count_entities(collection, expression, consistency_level="Strong")
 
 
 def dead_letters_by_reason(settings: Settings) -> dict[str, int]:

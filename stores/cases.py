@@ -96,6 +96,13 @@ class Consent(Base):
     case: Mapped[Case] = relationship(back_populates="consents")
 
 
+def consent_in_force(consent: Consent, now: dt.datetime, scope: str | None = None) -> bool:
+    """Not expired at ``now`` and, if ``scope`` is given, covering it."""
+    if consent.expires_at is not None and consent.expires_at <= now:
+        return False
+    return scope is None or scope in consent.scope
+
+
 class EnrolledPhoto(Base):
     __tablename__ = "enrolled_photos"
     __table_args__ = (UniqueConstraint("case_id", "sha256", "model_version"),)

@@ -30,8 +30,7 @@ def int64_key(*parts: str) -> int:
 
 
 def media_collection_name(settings: Settings, model_name: str | None = None) -> str:
-    model = (model_name or settings.models.embedder.name).replace("-", "_")
-    return f"{settings.milvus.media_collection_prefix}_{model}_v{SCHEMA_VERSION}"
+    return f"{settings.milvus.media_collection_prefix}_{settings.model_tag(model_name)}_v{SCHEMA_VERSION}"
 
 
 def sightings_collection_name(settings: Settings) -> str:

@@ -86,3 +86,9 @@ def ensure_collection(settings: Settings, name: str, schema: CollectionSchema, v
             collection.create_index(field, {"index_type": "Trie"}, index_name=field)
     collection.load()
     return collection
+
+
+def count_entities(collection: Collection, expression: str = "", consistency_level: str | None = None) -> int:
+    """Rows of a loaded collection (matching ``expression``); deleted rows are not counted."""
+    options = {"consistency_level": consistency_level} if consistency_level else {}
+    return int(collection.query(expression, output_fields=["count(*)"], **options)[0]["count(*)"])

@@ -24,7 +24,7 @@ from sqlalchemy.orm import sessionmaker
 from mimamori import metrics
 from mimamori.config import Settings
 from models.registry import embedder_spec
-from stores.cases import Case, Consent, Match, open_database, utcnow
+from stores.cases import Case, Consent, Match, consent_in_force, open_database, utcnow
 from stores.enrolled import EnrolledFaces
 from streams.events import match_json
 from streams.producer import shared_producer
@@ -86,8 +86,7 @@ class Watchlist:
             thresholds = {case.id: case.match_threshold for case in session.scalars(select(Case))}
             watched = {}
             for consent in session.scalars(select(Consent)):
-                in_force = consent.expires_at is None or consent.expires_at > now
-                if in_force and "watchlist" in consent.scope and consent.case_id in thresholds:
+                if consent_in_force(consent, now, "watchlist") and consent.case_id in thresholds:
                     threshold = thresholds[consent.case_id]
                     watched[consent.case_id] = threshold if threshold is not None else self.default_threshold
         return watched

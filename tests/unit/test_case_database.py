@@ -8,8 +8,8 @@ from sqlalchemy.exc import IntegrityError
 from mimamori import audit
 from mimamori.audit import Actor
 from mimamori.auth import authenticate, create_api_key, revoke_api_key
-from mimamori.casework import ConsentRecord, consent_in_force
-from stores.cases import ApiKey, AuditEvent, Case, Consent, Match, open_database, utcnow
+from mimamori.casework import ConsentRecord
+from stores.cases import ApiKey, AuditEvent, Case, Consent, Match, consent_in_force, open_database, utcnow
 from transforms.watchlist import record_matches
 
 NOW = dt.datetime.now(dt.UTC)
