@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import logging
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -35,6 +36,8 @@ from streams.events import KafkaRecord
 
 log = logging.getLogger(__name__)
 UNBOUNDED = sys.maxsize
+# How long an idle read waits past ``until_idle_s`` for its offsets to be committed.
+COMMIT_GRACE_S = 60.0
 
 
 @dataclass(frozen=True)
@@ -152,11 +155,13 @@ class _ReadPartition(beam.DoFn):
     def setup(self) -> None:
         self._consumer: KafkaConsumer | None = None
         self._committer: KafkaConsumer | None = None
+        self._commit_lock = threading.Lock()
 
     def teardown(self) -> None:
-        for client in (self._consumer, self._committer):
-            if client is not None:
-                client.close()
+        with self._commit_lock:  # not while a finalizer is committing
+            for client in (self._consumer, self._committer):
+                if client is not None:
+                    client.close()
 
     def _reader(self) -> KafkaConsumer:
         if self._consumer is None:
@@ -165,11 +170,29 @@ class _ReadPartition(beam.DoFn):
                                            max_poll_records=self.max_records)
         return self._consumer
 
-    def _commit(self, tp: TopicPartition, next_offset: int) -> None:
+    def _group_client(self) -> KafkaConsumer:
+        # Only ever used under ``self._commit_lock``: finalizers run on the SDK harness's
+        # threads and a KafkaConsumer is not thread-safe.
         if self._committer is None:
             self._committer = KafkaConsumer(**self.client_options, group_id=self.group_id,
                                             enable_auto_commit=False)
-        self._committer.commit({tp: OffsetAndMetadata(next_offset, "", -1)})
+        return self._committer
+
+    def _commit(self, tp: TopicPartition, next_offset: int) -> None:
+        with self._commit_lock:
+            self._group_client().commit({tp: OffsetAndMetadata(next_offset, "", -1)})
+
+    def _commits_caught_up(self, tp: TopicPartition, position: int) -> bool:
+        """Whether the group's committed offset has reached ``position`` (the next offset to read):
+        every bundle that read from this partition has been finalized."""
+        if not self.group_id:
+            return True
+        with self._commit_lock:
+            client = self._group_client()
+            committed = client.committed(tp)
+            if committed is None:
+                committed = client.beginning_offsets([tp])[tp]
+        return committed >= position
 
     def process(
         self,
@@ -208,11 +231,13 @@ class _ReadPartition(beam.DoFn):
                                 record.key, record.value),
                     seconds,
                 )
-            if records:
-                # The tracker's live range: the time goes with the residual at the checkpoint.
-                tracker.current_restriction().last_activity = time.time()
-            elif restriction.stop != UNBOUNDED and consumer.position(tp) >= restriction.stop:
+            if not records and restriction.stop != UNBOUNDED and consumer.position(tp) >= restriction.stop:
                 finished = True
+        if claimed:
+            # Idle time counts from here, after the fused stages downstream have processed what
+            # was read (a slow bundle is not idleness). The time lives on the tracker's live
+            # range, so it goes with the residual at the checkpoint.
+            tracker.current_restriction().last_activity = time.time()
 
         highwater = consumer.highwater(tp)  # known after a fetch; None before the first one
         if highwater is not None:
@@ -235,7 +260,12 @@ class _ReadPartition(beam.DoFn):
         if finished or (stop != UNBOUNDED and last + 1 >= stop):
             tracker.try_claim(stop)  # claiming the end marks the restriction done
             return
-        if self.until_idle_s is not None and idle >= self.until_idle_s:
+        # An idle read ends only once the runner has finalized every bundle that read from this
+        # partition (Flink: after the next checkpoint), or the job would end with offsets
+        # uncommitted and the next run would read them again. A runner that never finalizes
+        # gets a grace period.
+        if (self.until_idle_s is not None and idle >= self.until_idle_s
+                and (idle >= self.until_idle_s + COMMIT_GRACE_S or self._commits_caught_up(tp, consumer.position(tp)))):
             log.info("partition %s idle for %.1f s: ending the read", tp, idle)
             tracker.try_claim(stop)
             return

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import hashlib
+import json
 import shutil
 import sys
 import time
@@ -67,6 +69,8 @@ class Stack:
         """Bring everything up; return the names of the services started now."""
         started: list[str] = []
         with self._lock():
+            if self._set_up_already():
+                return started
             self.install()
             for service in self.services:
                 began = time.monotonic()
@@ -78,7 +82,25 @@ class Stack:
 
                     ensure_buckets(self.settings)  # Milvus needs its bucket before it starts
             self.create_resources()
+            (self.home / "resources.key").write_text(self._resources_key())
         return started
+
+    def _resources_key(self) -> str:
+        """What the resources were last made for: this configuration, on these very processes
+        (a restarted service, say after ``down --purge``, gets them made again)."""
+        pids = {name: pid for service in self.services for name, pid in service.pids().items()}
+        return hashlib.sha256((self.settings.model_dump_json() + json.dumps(pids, sort_keys=True)).encode()).hexdigest()
+
+    def _set_up_already(self) -> bool:
+        """Whether an earlier ``up`` left everything as it is now wanted: every service running
+        and healthy, and the resources made for this configuration on these processes. Checked
+        first, so that ``up`` on a running stack costs a health check per service and no more."""
+        if not self.prism.binary.exists():
+            return False
+        if not all(service.running() and service.health().healthy for service in self.services):
+            return False
+        marker = self.home / "resources.key"
+        return marker.exists() and marker.read_text() == self._resources_key()
 
     def install(self) -> None:
         """Install every component at once: the Go builds and the Maven download overlap."""
