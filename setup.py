@@ -61,7 +61,11 @@ setup(
     extras_require={
         # dlib-bin: the reference the torch port of dlib's network is tested against.
         "dev": ["pytest>=8", "pytest-timeout>=2.3", "ruff>=0.6", "dlib-bin>=20,<21", "httpx>=0.27",
-                "schemathesis>=4,<5"],
+                "schemathesis>=4,<5",
+                # python-hcl2: the Terraform files are parsed and cross-checked in the unit tests.
+                "python-hcl2>=8,<9"],
+        # Amazon MSK's IAM authentication (kafka-python's AWS_MSK_IAM mechanism signs with botocore).
+        "aws": ["botocore>=1.35,<2"],
     },
     entry_points={"console_scripts": ["mimamori=mimamori.cli:main"]},
 )

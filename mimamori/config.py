@@ -67,6 +67,8 @@ class KafkaConfig(Section):
     bootstrap_servers: str = "127.0.0.1:9092"
     security_protocol: Literal["PLAINTEXT", "SSL", "SASL_SSL"] = "PLAINTEXT"
     ssl_cafile: str | None = None
+    # AWS_MSK_IAM (Amazon MSK with IAM auth, SASL_SSL; needs the ``aws`` extra, botocore) or any
+    # mechanism kafka-python supports.
     sasl_mechanism: str | None = None
     consumer_group: str = "mimamori-pipeline"
     topics: TopicsConfig = TopicsConfig()
@@ -105,7 +107,10 @@ class MinioConfig(Section):
     endpoint: str = "127.0.0.1:9000"
     secure: bool = False
     region: str = "us-east-1"
-    # JSON file {"access_key": ..., "secret_key": ...}; the local stack generates it (mode 0600).
+    # Where credentials come from: "file" (JSON {"access_key": ..., "secret_key": ...}; the local
+    # stack generates it, mode 0600) or "aws_iam" (S3 on AWS: the pod's IAM role for service
+    # accounts, or the instance profile; no keys anywhere).
+    credentials_provider: Literal["file", "aws_iam"] = "file"
     credentials_file: Path | None = None
     buckets: BucketsConfig = BucketsConfig()
 

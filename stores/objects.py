@@ -7,6 +7,7 @@ from pathlib import Path
 
 from minio import Minio
 from minio.commonconfig import ENABLED, Filter
+from minio.credentials import IamAwsProvider
 from minio.lifecycleconfig import Expiration, LifecycleConfig, Rule
 
 from mimamori.config import BucketConfig, Settings
@@ -22,6 +23,11 @@ def load_credentials(path: Path | None) -> dict[str, str]:
 
 
 def object_client(settings: Settings) -> Minio:
+    if settings.minio.credentials_provider == "aws_iam":
+        # IAM roles for service accounts (AWS_ROLE_ARN + AWS_WEB_IDENTITY_TOKEN_FILE), else the
+        # instance profile: short-lived credentials, refreshed by the client.
+        return Minio(settings.minio.endpoint, credentials=IamAwsProvider(), secure=settings.minio.secure,
+                     region=settings.minio.region)
     credentials = load_credentials(settings.minio.credentials_file)
     return Minio(
         settings.minio.endpoint,
