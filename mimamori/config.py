@@ -67,6 +67,9 @@ class KafkaConfig(Section):
     bootstrap_servers: str = "127.0.0.1:9092"
     security_protocol: Literal["PLAINTEXT", "SSL", "SASL_SSL"] = "PLAINTEXT"
     ssl_cafile: str | None = None
+    # A client certificate and key (PEM) for brokers that authenticate clients by TLS (mutual TLS).
+    ssl_certfile: str | None = None
+    ssl_keyfile: str | None = None
     # AWS_MSK_IAM (Amazon MSK with IAM auth, SASL_SSL; needs the ``aws`` extra, botocore) or any
     # mechanism kafka-python supports.
     sasl_mechanism: str | None = None
@@ -79,8 +82,9 @@ class KafkaConfig(Section):
             "bootstrap_servers": self.bootstrap_servers.split(","),
             "security_protocol": self.security_protocol,
         }
-        if self.ssl_cafile:
-            options["ssl_cafile"] = self.ssl_cafile
+        for option in ("ssl_cafile", "ssl_certfile", "ssl_keyfile"):
+            if getattr(self, option):
+                options[option] = getattr(self, option)
         if self.sasl_mechanism:
             options["sasl_mechanism"] = self.sasl_mechanism
         return options

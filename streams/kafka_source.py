@@ -36,8 +36,6 @@ from streams.events import KafkaRecord
 
 log = logging.getLogger(__name__)
 UNBOUNDED = sys.maxsize
-# How long an idle read waits past ``until_idle_s`` for its offsets to be committed.
-COMMIT_GRACE_S = 60.0
 
 
 @dataclass(frozen=True)
@@ -158,10 +156,14 @@ class _ReadPartition(beam.DoFn):
         self._commit_lock = threading.Lock()
 
     def teardown(self) -> None:
-        with self._commit_lock:  # not while a finalizer is committing
+        # A runner may tear the DoFn down while a bundle's finalization is still in flight (Flink
+        # sends the last finalizations as the job ends): never close the committer under a
+        # running commit, and leave none behind closed, so a late finalizer makes a new one.
+        with self._commit_lock:
             for client in (self._consumer, self._committer):
                 if client is not None:
                     client.close()
+            self._consumer = self._committer = None
 
     def _reader(self) -> KafkaConsumer:
         if self._consumer is None:
@@ -180,19 +182,12 @@ class _ReadPartition(beam.DoFn):
 
     def _commit(self, tp: TopicPartition, next_offset: int) -> None:
         with self._commit_lock:
-            self._group_client().commit({tp: OffsetAndMetadata(next_offset, "", -1)})
-
-    def _commits_caught_up(self, tp: TopicPartition, position: int) -> bool:
-        """Whether the group's committed offset has reached ``position`` (the next offset to read):
-        every bundle that read from this partition has been finalized."""
-        if not self.group_id:
-            return True
-        with self._commit_lock:
-            client = self._group_client()
-            committed = client.committed(tp)
-            if committed is None:
-                committed = client.beginning_offsets([tp])[tp]
-        return committed >= position
+            try:
+                self._group_client().commit({tp: OffsetAndMetadata(next_offset, "", -1)})
+            except Exception:
+                # Beam only logs a failed finalizer as a warning; this one means a re-read.
+                log.exception("committing %s offset %d failed: those messages will be read again", tp, next_offset)
+                raise
 
     def process(
         self,
@@ -260,12 +255,7 @@ class _ReadPartition(beam.DoFn):
         if finished or (stop != UNBOUNDED and last + 1 >= stop):
             tracker.try_claim(stop)  # claiming the end marks the restriction done
             return
-        # An idle read ends only once the runner has finalized every bundle that read from this
-        # partition (Flink: after the next checkpoint), or the job would end with offsets
-        # uncommitted and the next run would read them again. A runner that never finalizes
-        # gets a grace period.
-        if (self.until_idle_s is not None and idle >= self.until_idle_s
-                and (idle >= self.until_idle_s + COMMIT_GRACE_S or self._commits_caught_up(tp, consumer.position(tp)))):
+        if self.until_idle_s is not None and idle >= self.until_idle_s:
             log.info("partition %s idle for %.1f s: ending the read", tp, idle)
             tracker.try_claim(stop)
             return
