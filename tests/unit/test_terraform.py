@@ -107,13 +107,13 @@ def test_variables_are_declared_described_and_used(module: Path):
             assert spec.get("description"), f"{module.name}: output {name} has no description"
 
 
-def test_module_calls_match_the_modules_they_call():
-    root = _parse(TERRAFORM)
-    calls = {_unquote(name): spec for block in root["module"] for name, spec in block.items()}
+@pytest.mark.parametrize("caller", _modules(), ids=lambda p: p.name)
+def test_module_calls_match_the_modules_they_call(caller: Path):
+    calls = {_unquote(name): spec for block in _parse(caller).get("module", []) for name, spec in block.items()}
     outputs_of: dict[str, set[str]] = {}
     meta = {"source", "for_each", "count", "depends_on", "providers"}
     for call, spec in calls.items():
-        module = (TERRAFORM / spec["source"]).resolve()
+        module = (caller / spec["source"]).resolve()
         assert module.is_dir(), f"module {call}: {spec['source']} does not exist"
         blocks = _parse(module)
         variables = {_unquote(name): var for block in blocks.get("variable", []) for name, var in block.items()}
@@ -122,7 +122,7 @@ def test_module_calls_match_the_modules_they_call():
         assert given - set(variables) == set(), f"module {call}: passes inputs it does not declare"
         assert required - given == set(), f"module {call}: required inputs missing"
         outputs_of[call] = {_unquote(n) for n in _names(blocks.get("output", []))}
-    for call, output in re.findall(r"\bmodule\.([a-z_]+)(?:\[[^\]]+\])?\.([a-z_]+)", _source(TERRAFORM)):
+    for call, output in re.findall(r"\bmodule\.([a-z_]+)(?:\[[^\]]+\])?\.([a-z_]+)", _source(caller)):
         assert call in calls, f"module.{call} is not called"
         assert output in outputs_of[call], f"module.{call}.{output} is not an output of {calls[call]['source']}"
 

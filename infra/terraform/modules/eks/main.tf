@@ -241,34 +241,14 @@ resource "aws_eks_node_group" "this" {
 
 # -- add-ons -----------------------------------------------------------------------------------------
 
-data "aws_iam_policy_document" "ebs_csi_assume" {
-  statement {
-    actions = ["sts:AssumeRoleWithWebIdentity"]
-    principals {
-      type        = "Federated"
-      identifiers = [aws_iam_openid_connect_provider.this.arn]
-    }
-    condition {
-      test     = "StringEquals"
-      variable = "${local.oidc_issuer}:sub"
-      values   = ["system:serviceaccount:kube-system:ebs-csi-controller-sa"]
-    }
-    condition {
-      test     = "StringEquals"
-      variable = "${local.oidc_issuer}:aud"
-      values   = ["sts.amazonaws.com"]
-    }
-  }
-}
+module "ebs_csi_role" {
+  source = "../irsa"
 
-resource "aws_iam_role" "ebs_csi" {
-  name               = "${var.name}-ebs-csi"
-  assume_role_policy = data.aws_iam_policy_document.ebs_csi_assume.json
-}
-
-resource "aws_iam_role_policy_attachment" "ebs_csi" {
-  role       = aws_iam_role.ebs_csi.name
-  policy_arn = "arn:${data.aws_partition.current.partition}:iam::aws:policy/service-role/AmazonEBSCSIDriverPolicy"
+  name                = "${var.name}-ebs-csi"
+  oidc_provider_arn   = aws_iam_openid_connect_provider.this.arn
+  oidc_issuer         = local.oidc_issuer
+  service_accounts    = ["kube-system/ebs-csi-controller-sa"]
+  managed_policy_arns = ["arn:${data.aws_partition.current.partition}:iam::aws:policy/service-role/AmazonEBSCSIDriverPolicy"]
 }
 
 resource "aws_eks_addon" "this" {
@@ -276,7 +256,7 @@ resource "aws_eks_addon" "this" {
     "vpc-cni"            = null
     "coredns"            = null
     "kube-proxy"         = null
-    "aws-ebs-csi-driver" = aws_iam_role.ebs_csi.arn # volumes for etcd, Prometheus and Grafana
+    "aws-ebs-csi-driver" = module.ebs_csi_role.role_arn # volumes for etcd, Prometheus and Grafana
   }
 
   cluster_name                = aws_eks_cluster.this.name

@@ -19,6 +19,13 @@ variable "service_accounts" {
 }
 
 variable "policy_json" {
-  description = "The role's permissions, an IAM policy document."
+  description = "The role's own permissions, an IAM policy document (null: none)."
   type        = string
+  default     = null
+}
+
+variable "managed_policy_arns" {
+  description = "AWS-managed policies attached to the role as they are."
+  type        = list(string)
+  default     = []
 }
