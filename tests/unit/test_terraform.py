@@ -163,9 +163,9 @@ def _render(template: Path, values: dict[str, object]) -> str:
     return re.sub(r"\$\{([a-z_.]+)\}", value, template.read_text())
 
 
-def test_the_chart_values_from_terraform_load_as_mimamori_settings(tmp_path):
-    """The settings that Terraform hands the chart are valid settings of the production profile."""
-    rendered = _render(TERRAFORM / "modules" / "workloads" / "values" / "mimamori.yaml.tftpl", {
+def _chart_values() -> str:
+    """The chart's values as Terraform renders them, with example account values."""
+    return _render(TERRAFORM / "modules" / "workloads" / "values" / "mimamori.yaml.tftpl", {
         "region": "eu-central-1",
         "images": {kind: f"123456789012.dkr.ecr.eu-central-1.amazonaws.com/mimamori-prod/{kind}:0.1.0"
                    for kind in ("cpu", "api", "gpu")},
@@ -178,7 +178,11 @@ def test_the_chart_values_from_terraform_load_as_mimamori_settings(tmp_path):
         "milvus_health_url": "http://milvus.milvus.svc.cluster.local:9091/healthz",
         "task_managers": 2,
     })
-    values = yaml.safe_load(rendered)
+
+
+def test_the_chart_values_from_terraform_load_as_mimamori_settings(tmp_path):
+    """The settings that Terraform hands the chart are valid settings of the production profile."""
+    values = yaml.safe_load(_chart_values())
     chart_defaults = yaml.safe_load((CHART / "values.yaml").read_text())
     assert set(values) <= set(chart_defaults), "values the chart does not know"
     config = tmp_path / "mimamori.yaml"
@@ -214,3 +218,19 @@ def test_terraform_fmt(tmp_path):
     result = subprocess.run(["terraform", "fmt", "-check", "-recursive", "-diff", str(TERRAFORM)],
                             capture_output=True, text=True, env=env, timeout=60)
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+HELM = os.environ.get("MIMAMORI_HELM") or shutil.which("helm")
+
+
+@pytest.mark.skipif(HELM is None, reason="no helm binary here (set MIMAMORI_HELM to one)")
+def test_the_chart_lints_and_renders(tmp_path):
+    values = tmp_path / "values.yaml"
+    values.write_text(_chart_values())
+    lint = subprocess.run([HELM, "lint", str(CHART), "-f", str(values)], capture_output=True, text=True, timeout=120)
+    assert lint.returncode == 0, lint.stdout + lint.stderr
+    rendered = subprocess.run([HELM, "template", "mimamori", str(CHART), "-f", str(values)],
+                              capture_output=True, text=True, timeout=120)
+    assert rendered.returncode == 0, rendered.stderr
+    kinds = sorted(doc["kind"] for doc in yaml.safe_load_all(rendered.stdout) if doc)
+    assert kinds.count("Deployment") == 4 and "FlinkDeployment" in kinds and "NetworkPolicy" in kinds
