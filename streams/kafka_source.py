@@ -172,18 +172,15 @@ class _ReadPartition(beam.DoFn):
                                            max_poll_records=self.max_records)
         return self._consumer
 
-    def _group_client(self) -> KafkaConsumer:
-        # Only ever used under ``self._commit_lock``: finalizers run on the SDK harness's
-        # threads and a KafkaConsumer is not thread-safe.
-        if self._committer is None:
-            self._committer = KafkaConsumer(**self.client_options, group_id=self.group_id,
-                                            enable_auto_commit=False)
-        return self._committer
-
     def _commit(self, tp: TopicPartition, next_offset: int) -> None:
+        # Under the lock: finalizers run on the SDK harness's threads, teardown on another, and a
+        # KafkaConsumer is not thread-safe.
         with self._commit_lock:
             try:
-                self._group_client().commit({tp: OffsetAndMetadata(next_offset, "", -1)})
+                if self._committer is None:
+                    self._committer = KafkaConsumer(**self.client_options, group_id=self.group_id,
+                                                    enable_auto_commit=False)
+                self._committer.commit({tp: OffsetAndMetadata(next_offset, "", -1)})
             except Exception:
                 # Beam only logs a failed finalizer as a warning; this one means a re-read.
                 log.exception("committing %s offset %d failed: those messages will be read again", tp, next_offset)
