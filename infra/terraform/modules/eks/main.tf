@@ -6,19 +6,22 @@ data "aws_partition" "current" {}
 
 # -- control plane ---------------------------------------------------------------------------------
 
-data "aws_iam_policy_document" "cluster_assume" {
+# Who may assume the control plane's role and the nodes' role.
+data "aws_iam_policy_document" "service_assume" {
+  for_each = { cluster = "eks.amazonaws.com", node = "ec2.amazonaws.com" }
+
   statement {
     actions = ["sts:AssumeRole"]
     principals {
       type        = "Service"
-      identifiers = ["eks.amazonaws.com"]
+      identifiers = [each.value]
     }
   }
 }
 
 resource "aws_iam_role" "cluster" {
   name               = "${var.name}-cluster"
-  assume_role_policy = data.aws_iam_policy_document.cluster_assume.json
+  assume_role_policy = data.aws_iam_policy_document.service_assume["cluster"].json
 }
 
 resource "aws_iam_role_policy_attachment" "cluster" {
@@ -106,19 +109,9 @@ locals {
 
 # -- nodes -------------------------------------------------------------------------------------------
 
-data "aws_iam_policy_document" "node_assume" {
-  statement {
-    actions = ["sts:AssumeRole"]
-    principals {
-      type        = "Service"
-      identifiers = ["ec2.amazonaws.com"]
-    }
-  }
-}
-
 resource "aws_iam_role" "node" {
   name               = "${var.name}-node"
-  assume_role_policy = data.aws_iam_policy_document.node_assume.json
+  assume_role_policy = data.aws_iam_policy_document.service_assume["node"].json
 }
 
 resource "aws_iam_role_policy_attachment" "node" {
