@@ -63,7 +63,10 @@ setup(
         "dev": ["pytest>=8", "pytest-timeout>=2.3", "ruff>=0.6", "dlib-bin>=20,<21", "httpx>=0.27",
                 "schemathesis>=4,<5",
                 # python-hcl2: the Terraform files are parsed and cross-checked in the unit tests.
-                "python-hcl2>=8,<9"],
+                "python-hcl2>=8,<9",
+                # bench/scale.py draws its plot; its unit tests draw one too.
+                "matplotlib>=3.9,<4"],
+        "bench": ["matplotlib>=3.9,<4"],
         # Amazon MSK's IAM authentication (kafka-python's AWS_MSK_IAM mechanism signs with botocore).
         "aws": ["botocore>=1.35,<2"],
     },

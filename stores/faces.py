@@ -36,12 +36,16 @@ def face_schema(dimension: int, model_name: str) -> CollectionSchema:
     return CollectionSchema(fields, description=description)
 
 
-def ensure_face_collection(settings: Settings, model_name: str | None = None) -> Collection:
-    """Create the face collection and its vector index if missing (idempotent), and load it."""
+def ensure_face_collection(settings: Settings, model_name: str | None = None,
+                           collection_name: str | None = None) -> Collection:
+    """Create the face collection and its vector index if missing (idempotent), and load it.
+
+    ``collection_name`` overrides the configured name (``bench/scale.py`` fills its own).
+    """
     model_name = model_name or settings.models.embedder.name
     index = settings.milvus.index
     return ensure_collection(
-        settings, settings.face_collection(model_name),
+        settings, collection_name or settings.face_collection(model_name),
         face_schema(embedder_spec(model_name).dimension, model_name), "embedding",
         {"index_type": index.index_type, "metric_type": index.metric_type, "params": index.params},
         ["media_sha256", "platform"])

@@ -19,21 +19,11 @@ import apache_beam as beam
 from apache_beam import pvalue
 
 from mimamori import metrics
+from mimamori.retry import retryable_errors
 from streams.events import DeadLetter, KafkaRecord
 
 log = logging.getLogger(__name__)
 DEAD_LETTER = "dead_letter"
-
-
-def retryable_errors() -> tuple[type[BaseException], ...]:
-    """Errors of the infrastructure (connection refused, timeouts), not of the input."""
-    import urllib3
-    from kafka.errors import KafkaError
-    from pymilvus.exceptions import MilvusException
-    from sqlalchemy.exc import OperationalError  # the case database busy or unreachable
-
-    return (ConnectionError, TimeoutError, urllib3.exceptions.HTTPError, MilvusException, KafkaError,
-            OperationalError)
 
 
 def dead_letter(record: KafkaRecord, reason: str, stage: str, error: str, media_id: str | None) -> DeadLetter:

@@ -15,26 +15,27 @@ from __future__ import annotations
 import io
 import logging
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from datetime import UTC, datetime
-from typing import Any, TypeVar
+from typing import Any
 
 import apache_beam as beam
+from pymilvus import Collection
 
 from mimamori import metrics
 from mimamori.config import Settings
+from mimamori.retry import with_retries
 from models.embedders import embedder_version
 from stores.faces import ensure_face_collection
 from stores.media import ensure_media_collections, int64_key
 from stores.objects import object_client
+from stores.writer import MilvusWriter
 from streams.events import DeadLetter, epoch_seconds, face_indexed_json
 from streams.producer import shared_producer
 from transforms.elements import MediaItem
-from transforms.stage import retryable_errors
 from transforms.watchlist import IndexedFace, Watchlist
 
 log = logging.getLogger(__name__)
-T = TypeVar("T")
 
 
 def face_id(media_sha256: str, frame_ms: int, face_index: int, model_version: str) -> int:
@@ -43,21 +44,6 @@ def face_id(media_sha256: str, frame_ms: int, face_index: int, model_version: st
 
 def crop_key(model_name: str, media_sha256: str, frame_ms: int, face_index: int) -> str:
     return f"{model_name}/{media_sha256[:2]}/{media_sha256}/{frame_ms}-{face_index}.jpg"
-
-
-def with_retries(action: Callable[[], T], what: str, attempts: int = 5, first_delay_s: float = 0.5) -> T:
-    """Retry an infrastructure call with exponential backoff; the last failure propagates."""
-    delay = first_delay_s
-    for attempt in range(1, attempts + 1):
-        try:
-            return action()
-        except retryable_errors() as error:
-            if attempt == attempts:
-                raise
-            log.warning("%s failed (attempt %d/%d): %s; retrying in %.1f s", what, attempt, attempts, error, delay)
-            time.sleep(delay)
-            delay *= 2
-    raise AssertionError("unreachable")
 
 
 def sighting_row(item: MediaItem, canonical_sha256: str, match: str) -> dict[str, Any]:
@@ -84,6 +70,9 @@ class _BatchingWriter(beam.DoFn):
         self.settings = settings
         self.max_rows = max_rows
 
+    def setup(self) -> None:
+        self.writers: dict[str, MilvusWriter] = {}
+
     def start_bundle(self) -> None:
         self.buffer: list[MediaItem] = []
         self.rows = 0
@@ -109,27 +98,30 @@ class _BatchingWriter(beam.DoFn):
     def write(self, items: list[MediaItem]) -> None:
         raise NotImplementedError
 
-    def upsert(self, collection, rows: list[dict[str, Any]]) -> None:
+    def upsert(self, collection: Collection, rows: list[dict[str, Any]]) -> None:
+        """Write rows and wait until Milvus has them: what is written next depends on them."""
         if not rows:
             return
-        name = collection.name
+        if collection.name not in self.writers:
+            self.writers[collection.name] = MilvusWriter(collection)
+        self.writers[collection.name].write(rows)
+        self.writers[collection.name].wait()
 
-        def attempt() -> None:
-            began = time.perf_counter()
+    def teardown(self) -> None:
+        # Flushed once, at shutdown: segments seal on their own while the pipeline runs.
+        writers, self.writers = self.writers, {}
+        for writer in writers.values():
             try:
-                collection.upsert(rows)
-            except retryable_errors():
-                metrics.MILVUS_WRITE_ERRORS.labels(collection=name).inc()
-                raise
-            metrics.MILVUS_WRITE_SECONDS.labels(collection=name).observe(time.perf_counter() - began)
-
-        with_retries(attempt, f"upsert into {name}")
+                writer.close(flush=True)
+            except Exception:  # every write was acknowledged already; only the early seal is lost
+                log.warning("flushing %s at teardown failed", writer.collection.name, exc_info=True)
 
 
 class WriteIndexedMedia(_BatchingWriter):
     """New media: its face crops, vectors, media row, sighting and faces.indexed events."""
 
     def setup(self) -> None:
+        super().setup()
         self.model = self.settings.models.embedder.name
         self.model_version = embedder_version(self.settings.models.embedder)
         self.faces = ensure_face_collection(self.settings)
@@ -210,6 +202,7 @@ class WriteSightings(_BatchingWriter):
     """Media already indexed: only where it was seen, linked to the indexed copy."""
 
     def setup(self) -> None:
+        super().setup()
         _media, self.sightings = ensure_media_collections(self.settings)
         self.watchlist = Watchlist(self.settings, embedder_version(self.settings.models.embedder))
 

@@ -3,14 +3,19 @@
 from __future__ import annotations
 
 import io
+import time
 
+import numpy as np
 import pytest
 from pymilvus import Collection, CollectionSchema, DataType, FieldSchema, utility
+from pymilvus.exceptions import MilvusException
 
+from mimamori import metrics
 from mimamori.config import BucketConfig
 from stores.faces import ensure_face_collection
-from stores.milvus import connect
+from stores.milvus import connect, count_entities
 from stores.objects import ensure_bucket, object_client
+from stores.writer import MilvusWriter, row_bytes
 from tests.conftest import unique
 
 pytestmark = pytest.mark.integration
@@ -73,3 +78,51 @@ def test_models_get_separate_collections_and_a_foreign_collection_is_refused(sta
     Collection(dlib.name, impostor, using=alias)
     with pytest.raises(RuntimeError, match="refusing to mix vectors"):
         ensure_face_collection(face_settings, "dlib-resnet")
+
+
+def writer_rows(count: int, start: int = 0) -> list[dict]:
+    rng = np.random.default_rng(start)
+    vectors = rng.standard_normal((count, 128)).astype(np.float32)
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    return [{"face_id": start + i, "embedding": vectors[i], "media_sha256": f"{start + i:064x}", "frame_ms": 0,
+             "face_index": 0, "source_url": f"https://example.org/{start + i}.jpg", "platform": "test",
+             "posted_at": 0, "indexed_at": 0, "box": {"x1": 0.0, "y1": 0.0, "x2": 1.0, "y2": 1.0},
+             "det_score": 0.99, "quality": 0.5, "model_version": "test", "crop_key": f"k/{start + i}.jpg"}
+            for i in range(count)]
+
+
+def test_writer_cuts_requests_by_bytes_and_a_rewrite_adds_nothing(stack, face_settings):
+    collection = ensure_face_collection(face_settings, "dlib-resnet")
+    rows = writer_rows(300)
+    per_row = row_bytes(rows[0])
+    assert 128 * 4 < per_row < 128 * 4 + 400  # the vector's bytes plus the strings' and the numbers'
+    requests = metrics.MILVUS_WRITE_SECONDS.labels(collection=collection.name)
+    before = requests._sum.get(), sum(b.get() for b in requests._buckets)
+
+    writer = MilvusWriter(collection, request_bytes=20 * per_row, in_flight=3)
+    writer.write(rows[:150])
+    writer.write(rows[150:])
+    assert writer.wait() == 300
+    sent = sum(b.get() for b in requests._buckets) - before[1]
+    assert sent == 15  # 300 rows, 20 to a request
+    assert count_entities(collection, consistency_level="Strong") == 300
+
+    writer.write(rows[:100])  # a replay: the same keys
+    writer.write(writer_rows(10, start=300))
+    writer.close(flush=True)
+    assert writer.rows_written == 410
+    assert count_entities(collection, consistency_level="Strong") == 310
+    assert collection.num_entities >= 310  # flushed: the rows are in sealed segments' binlogs
+
+
+def test_writer_reports_a_bad_row_at_once(stack, face_settings):
+    collection = ensure_face_collection(face_settings, "dlib-resnet")
+    bad = writer_rows(3)
+    bad[1]["face_id"] = "not a number"  # the primary key is an INT64
+    writer = MilvusWriter(collection)
+    writer.write(bad)
+    began = time.perf_counter()
+    with pytest.raises(MilvusException):
+        writer.wait()
+    assert time.perf_counter() - began < 5  # an input error is not retried
+    writer.close(flush=False)
