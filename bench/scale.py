@@ -244,11 +244,6 @@ def bench_settings(settings: Settings, index_type: str) -> Settings:
     return settings.model_copy(update={"milvus": milvus})
 
 
-def live_milvus_config(settings: Settings) -> dict[str, Any]:
-    path = settings.stack.home / "milvus" / "configs" / "milvus.yaml"
-    return yaml.safe_load(path.read_text()) if path.exists() else {}
-
-
 def run(args: argparse.Namespace) -> list[Checkpoint]:
     from pymilvus import utility
 
@@ -261,7 +256,8 @@ def run(args: argparse.Namespace) -> list[Checkpoint]:
     milvus_pid, minio_pid = stack.milvus.process("milvus").pid(), stack.minio.process("minio").pid()
     if not milvus_pid or not minio_pid:
         sys.exit("the local stack is not running: start it with `mimamori stack up`")
-    mmap_dir = (live_milvus_config(settings).get("queryNode") or {}).get("mmapDirPath") or ""
+    live_config = yaml.safe_load(stack.milvus.config_file.read_text())
+    mmap_dir = (live_config.get("queryNode") or {}).get("mmapDirPath") or ""
     name = f"scale_{args.index.lower()}{'_mmap' if mmap_dir else ''}"
     alias = connect(settings)
     if utility.has_collection(name, using=alias):
@@ -299,7 +295,7 @@ def run(args: argparse.Namespace) -> list[Checkpoint]:
             continue
         writer.wait()
         interval_s = time.perf_counter() - mark
-        point = measure(args, settings, collection, name, search_params, queries, truth, own_photos,
+        point = measure(args, stack, collection, name, search_params, queries, truth, own_photos,
                         milvus_pid, minio_pid, bool(mmap_dir))
         point.rows, point.interval_rows, point.interval_s = inserted, inserted - marked_rows, round(interval_s, 1)
         point.insert_rows_per_s = round((inserted - marked_rows) / interval_s, 1)
@@ -315,12 +311,12 @@ def run(args: argparse.Namespace) -> list[Checkpoint]:
     return checkpoints
 
 
-def measure(args, settings, collection, name, search_params, queries, truth, own_photos,
+def measure(args, stack, collection, name, search_params, queries, truth, own_photos,
             milvus_pid, minio_pid, mmap) -> Checkpoint:
     from pymilvus import utility
 
     memory, minio_memory = process_memory(milvus_pid), process_memory(minio_pid)
-    data = settings.stack.home / "milvus" / "data"
+    data = stack.milvus.data_dir
     alias = collection._using  # the connection the collection was opened on
     progress = utility.index_building_progress(name, index_name="embedding", using=alias)
     segments = utility.get_query_segment_info(name, using=alias)
@@ -336,7 +332,7 @@ def measure(args, settings, collection, name, search_params, queries, truth, own
         milvus_file_mib=round(memory["RssFile"]), milvus_peak_mib=round(memory["VmHWM"]),
         minio_rss_mib=round(minio_memory["VmRSS"]), etcd_disk_mib=round(disk_mib(data / "etcd.data"), 1),
         milvus_local_disk_mib=round(disk_mib(data)),
-        minio_disk_mib=round(disk_mib(settings.stack.home / "minio" / "data")),
+        minio_disk_mib=round(disk_mib(stack.minio.data_dir)),
         indexed_rows=int(progress.get("indexed_rows", 0)), sealed_segments=sealed,
         growing_segments=len(segments) - sealed,
         nq1_p50_ms=percentile(nq1, 50), nq1_p99_ms=percentile(nq1, 99),
@@ -441,7 +437,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             rows = read_csv(path)
             print(label(path, rows), summarise(rows) if rows[-1]["rows"] > 1_000_000 else "(under 1M rows)")
         return 0
-    if args.checkpoint % args.chunk and args.chunk > args.checkpoint:
+    if args.chunk > args.checkpoint:
         parser.error("--chunk must not exceed --checkpoint")
     args.csv = args.csv or Path("docs/scale") / f"{args.index.lower()}.csv"
     checkpoints = run(args)

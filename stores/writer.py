@@ -88,11 +88,15 @@ class MilvusWriter:
         return self.rows_written
 
     def close(self, flush: bool = True) -> None:
-        """Wait for everything, then (by default) flush the collection once: at shutdown only."""
+        """Wait for everything, then (by default) flush the collection once: at shutdown only.
+
+        The flush is tried once, not retried: the rows are durable already, and a failed flush
+        (say, the collection dropped meanwhile) only leaves the segments to seal on their own.
+        """
         try:
             self.wait()
             if flush:
-                with_retries(lambda: self.collection.flush(timeout=120), f"flush {self.collection.name}")
+                self.collection.flush(timeout=120)
         finally:
             self._pool.shutdown(wait=True)
 

@@ -98,14 +98,16 @@ class _BatchingWriter(beam.DoFn):
     def write(self, items: list[MediaItem]) -> None:
         raise NotImplementedError
 
+    def write_through(self, *collections: Collection) -> None:
+        """One writer per collection this DoFn writes, made at setup (its error series starts at 0)."""
+        self.writers.update({collection.name: MilvusWriter(collection) for collection in collections})
+
     def upsert(self, collection: Collection, rows: list[dict[str, Any]]) -> None:
         """Write rows and wait until Milvus has them: what is written next depends on them."""
-        if not rows:
-            return
-        if collection.name not in self.writers:
-            self.writers[collection.name] = MilvusWriter(collection)
-        self.writers[collection.name].write(rows)
-        self.writers[collection.name].wait()
+        if rows:
+            writer = self.writers[collection.name]
+            writer.write(rows)
+            writer.wait()
 
     def teardown(self) -> None:
         # Flushed once, at shutdown: segments seal on their own while the pipeline runs.
@@ -130,8 +132,7 @@ class WriteIndexedMedia(_BatchingWriter):
         self.crops_bucket = self.settings.minio.buckets.crops.name
         self.producer = shared_producer(self.settings.kafka)
         self.watchlist = Watchlist(self.settings, self.model_version)
-        for collection in (self.faces, self.media, self.sightings):
-            metrics.MILVUS_WRITE_ERRORS.labels(collection=collection.name)  # a zero series, before any error
+        self.write_through(self.faces, self.media, self.sightings)
 
     def write(self, items: list[MediaItem]) -> None:
         now = datetime.now(UTC)
@@ -204,6 +205,7 @@ class WriteSightings(_BatchingWriter):
     def setup(self) -> None:
         super().setup()
         _media, self.sightings = ensure_media_collections(self.settings)
+        self.write_through(self.sightings)
         self.watchlist = Watchlist(self.settings, embedder_version(self.settings.models.embedder))
 
     def write(self, items: list[MediaItem]) -> None:

@@ -71,6 +71,16 @@ class MilvusService(Service):
             procs.append(self.process("milvus-bridge"))
         return procs
 
+    @property
+    def data_dir(self) -> Path:
+        """Its local data: the embedded etcd, the message log, caches (segments live in MinIO)."""
+        return self.home / "data"
+
+    @property
+    def config_file(self) -> Path:
+        """The milvus.yaml the server was started with."""
+        return self.home / "configs" / "milvus.yaml"
+
     def install(self) -> None:
         # The binaries ship in the pip package; they are unpacked at launch.
         _package_dir()
@@ -78,7 +88,7 @@ class MilvusService(Service):
     def config(self) -> dict[str, Any]:
         """The server's milvus.yaml, from the package's template plus our settings."""
         template = (_package_dir() / "data" / "config.yaml.template").read_text()
-        data, logs = self.home / "data", self.settings.stack.home / "logs"
+        data, logs = self.data_dir, self.settings.stack.home / "logs"
         values = {
             "etcd_data_dir": data / "etcd.data",
             "etcd_log_path": logs / "milvus-etcd.log",
@@ -111,9 +121,9 @@ class MilvusService(Service):
         return config
 
     def _write_config(self) -> Path:
-        config_dir = self.home / "configs"
+        path = self.config_file
+        config_dir = path.parent
         config_dir.mkdir(parents=True, exist_ok=True)
-        path = config_dir / "milvus.yaml"
         # It holds the MinIO secret: readable by us only.
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "w") as handle:
@@ -130,7 +140,7 @@ class MilvusService(Service):
         env = {
             "DEPLOY_MODE": "STANDALONE",
             "METRICS_PORT": str(self.settings.stack.milvus.health_port),
-            "MILVUSCONF": str(self.home / "configs") + "/",
+            "MILVUSCONF": str(self.config_file.parent) + "/",
             "MILVUS_RUN_DIR": str(self.home / "run"),
             "LD_LIBRARY_PATH": f"{binary.parent}:{os.environ.get('LD_LIBRARY_PATH', '')}",
         }

@@ -47,6 +47,11 @@ class MinioService(Service):
     def processes(self) -> list[ManagedProcess]:
         return [self.process("minio")]
 
+    @property
+    def data_dir(self) -> Path:
+        """The buckets' contents, Milvus's segments and indexes among them."""
+        return self.home / "data"
+
     def install(self) -> None:
         go_binary(MODULE, self.settings.stack.minio.version, "minio", self.settings.stack.cache_dir)
 
@@ -56,7 +61,7 @@ class MinioService(Service):
             raise StackError(f"the local stack serves MinIO on loopback only, not {host}")
         assert self.settings.minio.credentials_file is not None
         credentials = ensure_credentials(self.settings.minio.credentials_file)
-        data = self.home / "data"
+        data = self.data_dir
         data.mkdir(parents=True, exist_ok=True)
         self.processes()[0].start(
             [str(self.binary), "server", str(data), "--quiet",

@@ -7,10 +7,10 @@ import time
 
 import numpy as np
 import pytest
+from prometheus_client import REGISTRY
 from pymilvus import Collection, CollectionSchema, DataType, FieldSchema, utility
 from pymilvus.exceptions import MilvusException
 
-from mimamori import metrics
 from mimamori.config import BucketConfig
 from stores.faces import ensure_face_collection
 from stores.milvus import connect, count_entities
@@ -96,15 +96,17 @@ def test_writer_cuts_requests_by_bytes_and_a_rewrite_adds_nothing(stack, face_se
     rows = writer_rows(300)
     per_row = row_bytes(rows[0])
     assert 128 * 4 < per_row < 128 * 4 + 400  # the vector's bytes plus the strings' and the numbers'
-    requests = metrics.MILVUS_WRITE_SECONDS.labels(collection=collection.name)
-    before = requests._sum.get(), sum(b.get() for b in requests._buckets)
+    def requests_sent() -> float:
+        return REGISTRY.get_sample_value("mimamori_milvus_write_duration_seconds_count",
+                                         {"collection": collection.name}) or 0.0
+
+    before = requests_sent()
 
     writer = MilvusWriter(collection, request_bytes=20 * per_row, in_flight=3)
     writer.write(rows[:150])
     writer.write(rows[150:])
     assert writer.wait() == 300
-    sent = sum(b.get() for b in requests._buckets) - before[1]
-    assert sent == 15  # 300 rows, 20 to a request
+    assert requests_sent() - before == 15  # 300 rows, 20 to a request
     assert count_entities(collection, consistency_level="Strong") == 300
 
     writer.write(rows[:100])  # a replay: the same keys
