@@ -32,6 +32,8 @@ BATCH_SIZE = Histogram("mimamori_batch_size", "Elements per batch", ["stage"],
                        buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024))
 MILVUS_WRITE_SECONDS = Histogram("mimamori_milvus_write_duration_seconds", "Latency of one Milvus upsert",
                                  ["collection"])
+MILVUS_INDEX_WAIT_SECONDS = Counter("mimamori_milvus_index_wait_seconds_total",
+                                    "Time writes paused for Milvus to index sealed segments", ["collection"])
 MILVUS_WRITE_ERRORS = Counter("mimamori_milvus_write_errors_total", "Failed Milvus upserts (retried)",
                               ["collection"])
 WATCHLIST_MATCHES = Counter("mimamori_watchlist_matches_total", "New matches of indexed faces with enrolled cases",

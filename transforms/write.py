@@ -100,7 +100,8 @@ class _BatchingWriter(beam.DoFn):
 
     def write_through(self, *collections: Collection) -> None:
         """One writer per collection this DoFn writes, made at setup (its error series starts at 0)."""
-        self.writers.update({collection.name: MilvusWriter(collection) for collection in collections})
+        bound = self.settings.milvus.max_unindexed_rows
+        self.writers.update({c.name: MilvusWriter(c, max_unindexed_rows=bound) for c in collections})
 
     def upsert(self, collection: Collection, rows: list[dict[str, Any]]) -> None:
         """Write rows and wait until Milvus has them: what is written next depends on them."""

@@ -15,7 +15,7 @@ from mimamori.config import BucketConfig
 from stores.faces import ensure_face_collection
 from stores.milvus import connect, count_entities
 from stores.objects import ensure_bucket, object_client
-from stores.writer import MilvusWriter, row_bytes
+from stores.writer import IndexGate, MilvusWriter, row_bytes
 from tests.conftest import unique
 
 pytestmark = pytest.mark.integration
@@ -128,3 +128,16 @@ def test_writer_reports_a_bad_row_at_once(stack, face_settings):
         writer.wait()
     assert time.perf_counter() - began < 5  # an input error is not retried
     writer.close(flush=False)
+
+
+def test_index_gate_returns_once_milvus_indexed_the_sealed_rows(stack, face_settings):
+    collection = ensure_face_collection(face_settings, "dlib-resnet")
+    gate = IndexGate(collection, max_unindexed_rows=1, check_s=0.2)
+    assert gate.unindexed_rows() == 0  # nothing sealed yet
+    writer = MilvusWriter(collection, max_unindexed_rows=None)
+    writer.write(writer_rows(3000))  # above Milvus's 1,024 rows that a segment needs to be indexed
+    writer.close(flush=True)  # sealed: now counted, unindexed until the index node builds it
+    gate.wait()
+    progress = utility.index_building_progress(collection.name, index_name=gate._index_name, using=collection._using)
+    assert progress["total_rows"] == 3000
+    assert progress["indexed_rows"] >= 2999
