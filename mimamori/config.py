@@ -122,10 +122,10 @@ class MinioConfig(Section):
 class IndexConfig(Section):
     """The vector index of the face collection (DISKANN in production)."""
 
-    index_type: str = "HNSW"
+    index_type: str = "IVF_SQ8"
     metric_type: Literal["IP", "L2", "COSINE"] = "IP"
-    params: dict[str, Any] = Field(default_factory=lambda: {"M": 16, "efConstruction": 200})
-    search_params: dict[str, Any] = Field(default_factory=lambda: {"ef": 64})
+    params: dict[str, Any] = Field(default_factory=lambda: {"nlist": 256})
+    search_params: dict[str, Any] = Field(default_factory=lambda: {"nprobe": 16})
 
 
 class MilvusConfig(Section):
@@ -143,6 +143,9 @@ class MilvusConfig(Section):
     schema_version: int = 1
     shards: int = 2
     index: IndexConfig = IndexConfig()
+    # Writers pause while more rows than this wait in sealed segments for their vector index
+    # (docs/scale.md): inserts then run at the rate indexing sustains. null: never pause.
+    max_unindexed_rows: int | None = 300_000
 
 
 class EmbedderConfig(Section):
@@ -187,7 +190,14 @@ class MilvusStackConfig(Section):
     # Milvus 2.3.5 binds every interface: run it in a network namespace of its own, reached
     # through a loopback bridge (needs root). False runs it plainly, on all interfaces.
     isolate_network: bool = True
-    # Settings merged into the server's milvus.yaml, e.g. {"queryNode": {"mmap": {...}}}.
+    # Loaded segments' raw field data (the scalars; vectors not yet indexed) memory-mapped
+    # from files under the data directory (queryNode.mmapDirPath) instead of held in anonymous
+    # memory: the page cache keeps what searches touch. Measured in docs/scale.md.
+    mmap: bool = True
+    # A growing segment seals at this share of dataCoord.segment.maxSize (Milvus: 0.23). Full
+    # segments are indexed once; early-sealed small ones are indexed, merged and indexed again.
+    seal_proportion: float = Field(default=0.9, gt=0, le=1)
+    # Settings merged last into the server's milvus.yaml, e.g. {"dataCoord": {"segment": {"maxSize": 1024}}}.
     extra_config: dict[str, Any] = Field(default_factory=dict)
 
 

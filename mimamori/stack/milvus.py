@@ -116,6 +116,9 @@ class MilvusService(Service):
             "common": {"storageType": "minio"},
             "log": {"file": {"rootPath": ""}, "level": "warn"},
         })
+        overrides["dataCoord"]["segment"] = {"sealProportion": self.settings.stack.milvus.seal_proportion}
+        if self.settings.stack.milvus.mmap:
+            overrides["queryNode"]["mmapDirPath"] = str(data / "mmap")
         _deep_update(config, overrides)
         _deep_update(config, self.settings.stack.milvus.extra_config)
         return config
