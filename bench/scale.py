@@ -6,20 +6,24 @@ collection with the face schema, through the pipeline's own writer (``stores/wri
 ~2 MB requests, a few in flight, no flush per batch). Every ``--checkpoint`` rows it
 records, one CSV row each:
 
-* the insert rate over the last interval (wall clock, rows generated and acknowledged);
+* the insert rate over the last interval (wall clock, rows generated and acknowledged, and
+  every sealed segment indexed: the writer pauses for Milvus's index backlog as the pipeline
+  does, and each checkpoint waits for the rest, so the rate is one indexing sustains);
 * the Milvus process's resident memory (all of it; anonymous and file-backed apart; its
   etcd is embedded in it), MinIO's resident memory, and disk used (Milvus's local data
   with etcd and the message log; MinIO's data, which holds Milvus's segments and indexes);
 * the index state (rows indexed, sealed and growing segments);
 * search latency p50/p99 at top-10 for nq=1 and nq=32 (Bounded consistency: the index's
-  cost, not the wait for the newest writes);
+  cost, not the wait for the newest writes), with writes paused and every sealed segment
+  searched through its index;
 * recall@10 against exact search on a held set of queries (Strong consistency: everything
   written so far), the exact top-10 kept up to date as the vectors are generated, and the
   share of a queried person's own photos found in the top-10 (what a reviewer needs).
 
 Run on the local stack (``mimamori stack up``), one index per run:
 
-    .venv/bin/python bench/scale.py --index IVF_SQ8 --target 6000000 --csv docs/scale/ivf_sq8.csv
+    .venv/bin/python bench/scale.py --index IVF_SQ8 --target 6000000 --checkpoint 500000 \
+        --max-unindexed-rows 150000 --csv docs/scale/ivf_sq8-mmap.csv
     .venv/bin/python bench/scale.py --plot docs/scale/*.csv --out docs/scale.png
 
 For memory-mapped loading restart the stack with ``queryNode.mmapDirPath`` set (see
@@ -48,16 +52,19 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from mimamori.config import IndexConfig, Settings, load_settings
 from models.registry import embedder_spec
-from stores.writer import DEFAULT_IN_FLIGHT, DEFAULT_REQUEST_BYTES, MilvusWriter
+from stores.writer import DEFAULT_IN_FLIGHT, DEFAULT_REQUEST_BYTES, IndexGate, MilvusWriter
 
 MODEL = "facenet-vggface2"  # the production embedder: 512-d
 PLATFORMS = ("x", "reddit", "telegram", "forum", "tube", "imageboard")
-# Index parameters per type: build and search. IVF lists ~4*sqrt(rows per sealed segment).
+# Index parameters per type: build and search. IVF: 256 lists per ~145k-row sealed segment,
+# not Milvus's rule of thumb of 4*sqrt(rows) (~1,500): k-means over 1,024 lists took ~75 s of
+# CPU per segment here, a quarter of the insert budget (docs/scale.md); 16 probes of 256 lists
+# scan the same share of a segment as 64 of 1,024.
 INDEXES: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {
     "HNSW": ({"M": 16, "efConstruction": 200}, {"ef": 64}),
-    "IVF_FLAT": ({"nlist": 1024}, {"nprobe": 32}),
-    "IVF_SQ8": ({"nlist": 1024}, {"nprobe": 32}),
-    "IVF_PQ": ({"nlist": 1024, "m": 64, "nbits": 8}, {"nprobe": 32}),
+    "IVF_FLAT": ({"nlist": 256}, {"nprobe": 16}),
+    "IVF_SQ8": ({"nlist": 256}, {"nprobe": 16}),
+    "IVF_PQ": ({"nlist": 256, "m": 64, "nbits": 8}, {"nprobe": 16}),
 }
 
 
@@ -193,6 +200,20 @@ def disk_mib(path: Path) -> float:
     return total / 2**20
 
 
+def wait_for_index(collection, name: str, poll_s: float = 2.0) -> None:
+    """Until every sealed segment is indexed and loaded with its index: searches then measure the index."""
+    from pymilvus import utility
+
+    gate = IndexGate(collection, max_unindexed_rows=0, check_s=poll_s)
+    while True:
+        backlog = gate.unindexed_rows()
+        segments = utility.get_query_segment_info(name, using=collection._using)
+        raw = [s for s in segments if s.state == 3 and not s.index_name]  # sealed, loaded without index
+        if not backlog and not raw:
+            return
+        time.sleep(poll_s)
+
+
 def latencies_ms(collection, queries: np.ndarray, nq: int, requests: int, params: dict[str, Any]) -> list[float]:
     times = []
     for r in range(requests):
@@ -215,6 +236,7 @@ class Checkpoint:
     interval_rows: int
     interval_s: float
     insert_rows_per_s: float
+    index_wait_s: float
     milvus_rss_mib: float
     milvus_anon_mib: float
     milvus_file_mib: float
@@ -263,7 +285,8 @@ def run(args: argparse.Namespace) -> list[Checkpoint]:
     if utility.has_collection(name, using=alias):
         utility.drop_collection(name, using=alias)  # recall needs to know every row: start empty
     collection = ensure_face_collection(settings, MODEL, collection_name=name)
-    writer = MilvusWriter(collection, args.request_bytes, args.in_flight)
+    bound = settings.milvus.max_unindexed_rows if args.max_unindexed_rows is None else args.max_unindexed_rows or None
+    writer = MilvusWriter(collection, args.request_bytes, args.in_flight, max_unindexed_rows=bound)
     model_version = embedder_spec(MODEL).version
     search_params = {"metric_type": "IP", "params": INDEXES[args.index][1]}
 
@@ -294,12 +317,14 @@ def run(args: argparse.Namespace) -> list[Checkpoint]:
         if inserted % args.checkpoint and inserted < args.target:
             continue
         writer.wait()
+        wait_for_index(collection, name)  # the backlog's indexing is this interval's work too
         interval_s = time.perf_counter() - mark
         point = measure(args, stack, collection, name, search_params, queries, truth, own_photos,
                         milvus_pid, minio_pid, bool(mmap_dir))
         point.rows, point.interval_rows, point.interval_s = inserted, inserted - marked_rows, round(interval_s, 1)
         point.insert_rows_per_s = round((inserted - marked_rows) / interval_s, 1)
         point.elapsed_s = round(time.perf_counter() - started, 1)
+        point.index_wait_s = round(writer.index_gate.waited_s if writer.index_gate else 0.0, 1)
         checkpoints.append(point)
         write_csv(args.csv, checkpoints)
         print(f"{inserted:>9,} rows  {point.insert_rows_per_s:8.0f} rows/s  rss {point.milvus_rss_mib:7.0f} MiB"
@@ -327,7 +352,8 @@ def measure(args, stack, collection, name, search_params, queries, truth, own_ph
     found = [list(hits.ids) for hits in results]
     own = [len(own_photos[q] & set(hits)) / min(10, len(own_photos[q])) for q, hits in enumerate(found)]
     return Checkpoint(
-        index_type=args.index, mmap=mmap, rows=0, interval_rows=0, interval_s=0.0, insert_rows_per_s=0.0,
+        index_type=args.index, mmap=mmap, rows=0, interval_rows=0, interval_s=0.0,
+        insert_rows_per_s=0.0, index_wait_s=0.0,
         milvus_rss_mib=round(memory["VmRSS"]), milvus_anon_mib=round(memory["RssAnon"]),
         milvus_file_mib=round(memory["RssFile"]), milvus_peak_mib=round(memory["VmHWM"]),
         minio_rss_mib=round(minio_memory["VmRSS"]), etcd_disk_mib=round(disk_mib(data / "etcd.data"), 1),
@@ -408,7 +434,7 @@ def plot(paths: Sequence[Path], out: Path) -> None:
         axis.set_ylim(bottom=0)
     for axis in axes[1]:
         axis.set_xlabel("faces in the collection (millions)")
-    axes[0][0].legend()
+    axes[0][0].legend(fontsize=7, loc="lower left")
     figure.suptitle("mimamori face store on the local stack (Milvus 2.3.5, 2 cores, 24 GB)")
     figure.tight_layout()
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -426,6 +452,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--latency-requests", type=int, default=100, help="nq=1 searches per checkpoint")
     parser.add_argument("--request-bytes", type=int, default=DEFAULT_REQUEST_BYTES)
     parser.add_argument("--in-flight", type=int, default=DEFAULT_IN_FLIGHT)
+    parser.add_argument("--max-unindexed-rows", type=int,
+                        help="pause writes while more rows wait for their index (default: the profile's; 0: never)")
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--csv", type=Path, help="where the checkpoints go (default docs/scale/<index>.csv)")
     parser.add_argument("--plot", type=Path, nargs="+", metavar="CSV", help="plot these runs instead of running")

@@ -65,7 +65,8 @@ def test_row_bytes_counts_vectors_and_strings():
 
 def checkpoint(rows: int, rate: float, rss: float) -> Checkpoint:
     return Checkpoint(index_type="IVF_SQ8", mmap=False, rows=rows, interval_rows=250_000, interval_s=80.0,
-                      insert_rows_per_s=rate, milvus_rss_mib=rss, milvus_anon_mib=rss - 100, milvus_file_mib=100,
+                      insert_rows_per_s=rate, index_wait_s=0.0, milvus_rss_mib=rss, milvus_anon_mib=rss - 100,
+                      milvus_file_mib=100,
                       milvus_peak_mib=rss, minio_rss_mib=300, etcd_disk_mib=10, milvus_local_disk_mib=1000,
                       minio_disk_mib=2000, indexed_rows=rows, sealed_segments=rows // 250_000, growing_segments=2,
                       nq1_p50_ms=5, nq1_p99_ms=9, nq32_p50_ms=20, nq32_p99_ms=40, recall_at_10=0.9,
