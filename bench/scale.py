@@ -200,16 +200,16 @@ def disk_mib(path: Path) -> float:
     return total / 2**20
 
 
-def wait_for_index(collection, name: str, poll_s: float = 2.0) -> None:
+def wait_for_index(backlog: IndexGate, poll_s: float = 2.0) -> None:
     """Until every sealed segment is indexed and loaded with its index: searches then measure the index."""
     from pymilvus import utility
 
-    gate = IndexGate(collection, max_unindexed_rows=0, check_s=poll_s)
+    collection = backlog.collection
     while True:
-        backlog = gate.unindexed_rows()
-        segments = utility.get_query_segment_info(name, using=collection._using)
+        unindexed = backlog.unindexed_rows()
+        segments = utility.get_query_segment_info(collection.name, using=collection._using)
         raw = [s for s in segments if s.state == 3 and not s.index_name]  # sealed, loaded without index
-        if not backlog and not raw:
+        if not unindexed and not raw:
             return
         time.sleep(poll_s)
 
@@ -287,6 +287,7 @@ def run(args: argparse.Namespace) -> list[Checkpoint]:
     collection = ensure_face_collection(settings, MODEL, collection_name=name)
     bound = settings.milvus.max_unindexed_rows if args.max_unindexed_rows is None else args.max_unindexed_rows or None
     writer = MilvusWriter(collection, args.request_bytes, args.in_flight, max_unindexed_rows=bound)
+    backlog = IndexGate(collection, max_unindexed_rows=0)  # read at checkpoints, to let indexing catch up
     model_version = embedder_spec(MODEL).version
     search_params = {"metric_type": "IP", "params": INDEXES[args.index][1]}
 
@@ -317,7 +318,7 @@ def run(args: argparse.Namespace) -> list[Checkpoint]:
         if inserted % args.checkpoint and inserted < args.target:
             continue
         writer.wait()
-        wait_for_index(collection, name)  # the backlog's indexing is this interval's work too
+        wait_for_index(backlog)  # the backlog's indexing is this interval's work too
         interval_s = time.perf_counter() - mark
         point = measure(args, stack, collection, name, search_params, queries, truth, own_photos,
                         milvus_pid, minio_pid, bool(mmap_dir))

@@ -55,7 +55,6 @@ class KafkaService(Service):
         if host not in ("127.0.0.1", "localhost"):
             raise StackError(f"the local stack serves Kafka on loopback only, not {host}")
         controller = self.settings.stack.kafka.controller_port
-        data_dir = self.home / "data"
         properties = {
             "process.roles": "broker,controller",
             "node.id": "1",
@@ -65,7 +64,7 @@ class KafkaService(Service):
             "controller.listener.names": "CONTROLLER",
             "inter.broker.listener.name": "PLAINTEXT",
             "listener.security.protocol.map": "PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
-            "log.dirs": str(data_dir),
+            "log.dirs": str(self.data_dir),
             "num.partitions": "1",
             "offsets.topic.replication.factor": "1",
             "transaction.state.log.replication.factor": "1",
@@ -81,7 +80,7 @@ class KafkaService(Service):
         return path
 
     def _format_storage_once(self, java: str, properties: Path) -> None:
-        if (self.home / "data" / "meta.properties").exists():
+        if (self.data_dir / "meta.properties").exists():
             return
         cluster_id_file = self.home / "cluster.id"
         if not cluster_id_file.exists():

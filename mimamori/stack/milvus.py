@@ -72,11 +72,6 @@ class MilvusService(Service):
         return procs
 
     @property
-    def data_dir(self) -> Path:
-        """Its local data: the embedded etcd, the message log, caches (segments live in MinIO)."""
-        return self.home / "data"
-
-    @property
     def config_file(self) -> Path:
         """The milvus.yaml the server was started with."""
         return self.home / "configs" / "milvus.yaml"

@@ -47,11 +47,6 @@ class MinioService(Service):
     def processes(self) -> list[ManagedProcess]:
         return [self.process("minio")]
 
-    @property
-    def data_dir(self) -> Path:
-        """The buckets' contents, Milvus's segments and indexes among them."""
-        return self.home / "data"
-
     def install(self) -> None:
         go_binary(MODULE, self.settings.stack.minio.version, "minio", self.settings.stack.cache_dir)
 

@@ -40,6 +40,11 @@ class Service(abc.ABC):
         self.settings = settings
         self.home: Path = settings.stack.home / self.name
 
+    @property
+    def data_dir(self) -> Path:
+        """What it stores (Kafka's log, MinIO's buckets, Milvus's etcd, message log and mmap files)."""
+        return self.home / "data"
+
     # -- what a service says about itself ---------------------------------------------------
     @abc.abstractmethod
     def ports(self) -> dict[str, int]:
