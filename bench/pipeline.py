@@ -23,7 +23,6 @@ import platform
 import sys
 import threading
 import time
-import uuid
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -34,6 +33,7 @@ from PIL import Image  # noqa: E402
 
 from mimamori import edits  # noqa: E402
 from mimamori.config import load_settings  # noqa: E402
+from mimamori.scratch import scratch_settings  # noqa: E402
 
 TESTDATA = ROOT.parent / "shared" / "testdata"
 
@@ -83,21 +83,14 @@ def pipeline_run(settings, images: list[bytes], runner: str) -> dict[str, float]
 
     from mimamori import metrics
     from mimamori.runner import pipeline_options
-    from stores.faces import ensure_face_collection
     from stores.media import ensure_media_collections
-    from stores.objects import ensure_buckets, object_client
+    from stores.objects import object_client
     from streams.events import MediaEvent, now_utc
     from streams.ingest import store_bytes
     from streams.producer import shared_producer
-    from streams.topics import ensure_topics
     from transforms.pipeline import SourceOptions, build_pipeline
 
-    topics = [settings.kafka.topics.media_scraped, settings.kafka.topics.faces_indexed,
-              settings.kafka.topics.media_dlq]
-    ensure_topics(settings, topics)
-    ensure_buckets(settings)
-    ensure_face_collection(settings)
-    media_collection, _ = ensure_media_collections(settings)
+    media_collection, _ = ensure_media_collections(settings)  # made by scratch_settings
     client, producer = object_client(settings), shared_producer(settings.kafka)
     for i, data in enumerate(images):
         key, sha = store_bytes(client, settings.minio.buckets.media.name, data, "image/jpeg")
@@ -144,23 +137,19 @@ def pipeline_run(settings, images: list[bytes], runner: str) -> dict[str, float]
             "images_per_s": len(images) / (marks["last"] - marks["first"]), **stage_seconds}
 
 
-def isolated(settings):
-    s = settings.namespaced(f"b{uuid.uuid4().hex[:8]}")
-    for topic in s.kafka.topics.all():
-        topic.partitions = 2
-    s.pipeline.near_duplicate_distance = -1  # every image is embedded, as in the loop
-    return s
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--images", type=int, default=40)
     parser.add_argument("--runner", default="prism", choices=["prism", "direct"])
+    parser.add_argument("--partitions", type=int, default=2,
+                        help="partitions of the bench's topic: each is read by one source bundle at a time")
     args = parser.parse_args()
-    settings = isolated(load_settings("local"))
     images = bench_images(args.images)
-    loop = bare_loop(settings, images)
-    run = pipeline_run(settings, images, args.runner)
+    # Topics, collections and buckets of its own, removed afterwards.
+    with scratch_settings(load_settings("local"), "b", partitions=args.partitions) as settings:
+        settings.pipeline.near_duplicate_distance = -1  # every image is embedded, as in the loop
+        loop = bare_loop(settings, images)
+        run = pipeline_run(settings, images, args.runner)
     ratio = run["images_per_s"] / loop["images_per_s"]
     print(f"| {args.images} images, {platform.machine()}, {torch.get_num_threads()} torch thread(s), "
           f"device {settings.models.device} | images/s |")

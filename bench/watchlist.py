@@ -20,10 +20,8 @@ import datetime as dt
 import io
 import statistics
 import sys
-import tempfile
 import threading
 import time
-import uuid
 from pathlib import Path
 
 from PIL import Image
@@ -35,14 +33,12 @@ from mimamori.audit import Actor
 from mimamori.casework import Casework, ConsentRecord
 from mimamori.config import load_settings
 from mimamori.runner import pipeline_options
+from mimamori.scratch import scratch_settings
 from stores.cases import Match
-from stores.faces import ensure_face_collection
-from stores.media import ensure_media_collections
-from stores.objects import ensure_buckets, object_client
+from stores.objects import object_client
 from streams.events import MediaEvent, now_utc
 from streams.ingest import store_bytes
 from streams.producer import shared_producer
-from streams.topics import ensure_topics
 from transforms.pipeline import SourceOptions, build_pipeline
 
 TESTDATA = Path(__file__).resolve().parent.parent.parent / "shared" / "testdata"
@@ -60,19 +56,16 @@ def main() -> int:
     parser.add_argument("--reuploads", type=int, default=12)
     parser.add_argument("--interval", type=float, default=4.0, help="seconds between re-uploads")
     args = parser.parse_args()
+    # Topics, collections, buckets and a case database of its own, removed afterwards. One
+    # partition: --until-idle ends a partition's read once it has been idle that long, and with
+    # several partitions one of them could sit idle between two re-uploads.
+    with scratch_settings(load_settings("local"), "w", partitions=1) as settings:
+        # Two crops of one portrait can be near duplicates (a sighting, no new match): embed every one.
+        settings.pipeline.near_duplicate_distance = -1
+        return measure_delays(settings, args)
 
-    settings = load_settings("local").namespaced(f"w{uuid.uuid4().hex[:8]}")
-    settings.database.url = f"sqlite:///{tempfile.mkdtemp(prefix='mimamori-bench-')}/cases.sqlite3"
-    # One partition: --until-idle ends a partition's read once it has been idle that long, and
-    # with several partitions one of them could sit idle between two re-uploads.
-    settings.kafka.topics.media_scraped.partitions = 1
-    # Two crops of one portrait can be near duplicates (a sighting, no new match): embed every one.
-    settings.pipeline.near_duplicate_distance = -1
-    ensure_topics(settings, settings.kafka.topics.all())
-    ensure_buckets(settings)
-    ensure_face_collection(settings)
-    ensure_media_collections(settings)
 
+def measure_delays(settings, args: argparse.Namespace) -> int:
     work = Casework(settings)
     actor = Actor("bench", "operator")
     consent = ConsentRecord(given_by="bench", given_at=dt.datetime.now(dt.UTC) - dt.timedelta(days=1),

@@ -6,22 +6,18 @@ import contextlib
 import hashlib
 import io
 import json
-import shutil
-import tempfile
-import uuid
 
 from apache_beam.testing.test_pipeline import TestPipeline as BeamTestPipeline
 from kafka import KafkaProducer
-from pymilvus import Collection, utility
+from pymilvus import Collection
 
 from mimamori.runner import pipeline_options
+from mimamori.scratch import scratch_settings
 from stores.faces import ensure_face_collection
 from stores.media import ensure_media_collections
-from stores.milvus import connect
-from stores.objects import ensure_buckets, object_client
+from stores.objects import object_client
 from streams.events import MediaEvent, now_utc
 from streams.ingest import raw_object_key
-from streams.topics import admin_client, ensure_topics
 from streams.topics import read_topic as read_records
 from tests.integration import samples as sample_sets
 from transforms.pipeline import SourceOptions, build_pipeline
@@ -33,38 +29,13 @@ MAX_MEDIA_BYTES = 4_000_000
 
 @contextlib.contextmanager
 def isolated_settings(settings):
-    """Settings with topics, consumer group, collections, buckets (and a case database) of their own.
+    """Settings with topics, consumer group, collections, buckets and a case database of their own.
 
-    Everything is removed afterwards.
+    Everything is removed afterwards (mimamori/scratch.py).
     """
-    tag = f"t{uuid.uuid4().hex[:8]}"
-    s = settings.namespaced(tag)
-    database_dir = tempfile.mkdtemp(prefix=f"mimamori-{tag}-")
-    s.database.url = f"sqlite:///{database_dir}/cases.sqlite3"
-    for topic in s.kafka.topics.all():
-        topic.partitions = 2
-    s.pipeline.max_media_bytes = MAX_MEDIA_BYTES
-    topics = s.kafka.topics.all()
-    ensure_topics(s, topics)
-    ensure_buckets(s)
-    ensure_face_collection(s)
-    ensure_media_collections(s)
-    try:
+    with scratch_settings(settings, "t") as s:
+        s.pipeline.max_media_bytes = MAX_MEDIA_BYTES
         yield s
-    finally:
-        admin = admin_client(s)
-        admin.delete_topics([t.name for t in topics])
-        admin.close()
-        alias = connect(s)
-        for name in utility.list_collections(using=alias):
-            if name.startswith(f"{tag}_"):
-                utility.drop_collection(name, using=alias)
-        shutil.rmtree(database_dir, ignore_errors=True)
-        client = object_client(s)
-        for bucket in [b.name for b in s.minio.buckets.all() if b is not s.minio.buckets.milvus]:
-            for obj in client.list_objects(bucket, recursive=True):
-                client.remove_object(bucket, obj.object_name)
-            client.remove_bucket(bucket)
 
 
 def publish(settings, samples: list[sample_sets.Sample], phase: str, timestamp_ms: int | None = None

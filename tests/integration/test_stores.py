@@ -141,3 +141,25 @@ def test_index_gate_returns_once_milvus_indexed_the_sealed_rows(stack, face_sett
     progress = utility.index_building_progress(collection.name, index_name=gate._index_name, using=collection._using)
     assert progress["total_rows"] == 3000
     assert progress["indexed_rows"] >= 2999
+
+
+def test_a_sealed_segment_whose_text_is_all_empty_loads(stack, face_settings):
+    """A page URL is often unknown: a sealed segment may hold only empty strings in a field.
+
+    Milvus 2.3.5 cannot memory-map a string column of zero bytes (milvus#31406, fixed in 2.3.12):
+    with ``queryNode.mmapDirPath`` set, loading such a segment fails and is retried forever,
+    and the collection's sealed rows never become searchable. The local stack must not do that.
+    """
+    alias = connect(face_settings)
+    schema = CollectionSchema([
+        FieldSchema("id", DataType.INT64, is_primary=True),
+        FieldSchema("page_url", DataType.VARCHAR, max_length=64),
+        FieldSchema("embedding", DataType.FLOAT_VECTOR, dim=8),
+    ])
+    collection = Collection(f"{face_settings.milvus.collection_prefix}_empty_text", schema, using=alias)
+    collection.create_index("embedding", {"index_type": "FLAT", "metric_type": "IP", "params": {}})
+    collection.insert([list(range(10)), [""] * 10, np.eye(10, 8, dtype=np.float32).tolist()])
+    collection.flush()  # sealed: loaded from its binlogs, not from the message stream
+    collection.load(timeout=60)
+    rows = collection.query("id >= 0", output_fields=["page_url"], consistency_level="Strong", timeout=30)
+    assert sorted((row["id"], row["page_url"]) for row in rows) == [(i, "") for i in range(10)]
