@@ -116,8 +116,9 @@ class _BatchingWriter(beam.DoFn):
         for writer in writers.values():
             try:
                 writer.close(flush=True)
-            except Exception:  # every write was acknowledged already; only the early seal is lost
-                log.warning("flushing %s at teardown failed", writer.collection.name, exc_info=True)
+            except Exception as error:  # every write was acknowledged already; only the early seal is lost
+                log.warning("flushing %s at teardown failed (its segments seal on their own): %s",
+                            writer.collection.name, error)
 
 
 class WriteIndexedMedia(_BatchingWriter):
