@@ -37,6 +37,7 @@ from PIL import Image  # noqa: E402
 from mimamori import edits  # noqa: E402
 from mimamori.config import load_settings  # noqa: E402
 from mimamori.scratch import scratch_settings  # noqa: E402
+from mimamori.stack.process import children_named, process_table, tree_cpu_seconds  # noqa: E402
 
 TESTDATA = ROOT.parent / "shared" / "testdata"
 
@@ -152,39 +153,18 @@ def pipeline_run(settings, images: list[bytes], runner: str) -> dict[str, float]
             "cpu": cpu_used(cpu["first"], cpu["last"]), **stage_seconds}
 
 
-def _proc_stats() -> dict[int, tuple[str, int, float]]:
-    """pid -> (command name, parent pid, CPU seconds so far) for every process we can read."""
-    stats = {}
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            text = stat.read_text()
-        except OSError:  # the process ended
-            continue
-        fields = text[text.rindex(")") + 2:].split()  # state, ppid, ...; utime and stime are 12th, 13th
-        cpu = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-        stats[int(stat.parent.name)] = (text[text.index("(") + 1:text.rindex(")")], int(fields[1]), cpu)
-    return stats
-
-
 def cpu_seconds(stack_home: Path) -> dict[str, float]:
     """CPU seconds used so far by this process, the runner it started, and each stack service.
 
     A service's figure includes its children (Milvus runs under a network-namespace helper).
     Subtracting two readings says where a phase's CPU went on this shared machine.
     """
-    stats = _proc_stats()
-    children: dict[int, list[int]] = {}
-    for pid, (_, parent, _) in stats.items():
-        children.setdefault(parent, []).append(pid)
-
-    def tree(pid: int) -> float:
-        return stats.get(pid, ("", 0, 0.0))[2] + sum(tree(child) for child in children.get(pid, []))
-
-    used = {"this process": stats[os.getpid()][2],
-            "runner (Prism)": sum(tree(pid) for pid in children.get(os.getpid(), []) if stats[pid][0] == "prism")}
+    table = process_table()
+    used = {"this process": table[os.getpid()].cpu_seconds,
+            "runner (Prism)": sum(tree_cpu_seconds(table, pid) for pid in children_named(table, "prism"))}
     for pidfile in sorted((stack_home / "run").glob("*.pid")):
         try:
-            used[pidfile.stem] = tree(json.loads(pidfile.read_text())["pid"])
+            used[pidfile.stem] = tree_cpu_seconds(table, json.loads(pidfile.read_text())["pid"])
         except (OSError, ValueError, KeyError):
             continue
     return used

@@ -106,11 +106,12 @@ class MilvusWriter:
         """Wait for everything, then (by default) flush the collection once: at shutdown only.
 
         The flush is tried once, not retried: the rows are durable already, and a failed flush
-        (say, the collection dropped meanwhile) only leaves the segments to seal on their own.
+        only leaves the segments to seal on their own. A collection dropped meanwhile (tests and
+        benchmarks drop theirs before Beam tears the workers down) has nothing left to flush.
         """
         try:
             self.wait()
-            if flush:
+            if flush and utility.has_collection(self.collection.name, using=self.collection._using):
                 self.collection.flush(timeout=120)
         finally:
             self._pool.shutdown(wait=True)

@@ -36,6 +36,50 @@ def _proc_start_time(pid: int) -> int | None:
     return int(fields[19])
 
 
+@dataclass(frozen=True)
+class ProcessStat:
+    name: str
+    parent: int
+    cpu_seconds: float  # user + system, all threads, so far
+
+
+def process_table() -> dict[int, ProcessStat]:
+    """Every process this user can read in ``/proc``: what benchmarks and tests measure CPU with."""
+    table = {}
+    tick = os.sysconf("SC_CLK_TCK")
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            text = stat.read_text()
+        except OSError:  # the process ended meanwhile
+            continue
+        fields = text[text.rindex(")") + 2 :].split()  # state, ppid, ...; utime, stime are 12th and 13th
+        table[int(stat.parent.name)] = ProcessStat(
+            name=text[text.index("(") + 1 : text.rindex(")")],
+            parent=int(fields[1]),
+            cpu_seconds=(int(fields[11]) + int(fields[12])) / tick,
+        )
+    return table
+
+
+def tree_cpu_seconds(table: dict[int, ProcessStat], pid: int) -> float:
+    """CPU seconds of ``pid`` and every process under it that is still running."""
+    children: dict[int, list[int]] = {}
+    for child, stat in table.items():
+        children.setdefault(stat.parent, []).append(child)
+    total, todo = 0.0, [pid]
+    while todo:
+        current = todo.pop()
+        total += table[current].cpu_seconds if current in table else 0.0
+        todo.extend(children.get(current, []))
+    return total
+
+
+def children_named(table: dict[int, ProcessStat], name: str, parent: int | None = None) -> list[int]:
+    """PIDs of the processes called ``name`` that ``parent`` (default: this process) started."""
+    parent = os.getpid() if parent is None else parent
+    return [pid for pid, stat in table.items() if stat.parent == parent and stat.name == name]
+
+
 def port_in_use(host: str, port: int) -> bool:
     """True if something accepts TCP connections on host:port."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:

@@ -20,6 +20,7 @@ import yaml
 from kafka import KafkaConsumer, TopicPartition
 
 from mimamori import edits
+from mimamori.stack.process import children_named, process_table, tree_cpu_seconds
 from stores.faces import ensure_face_collection
 from stores.media import ensure_media_collections
 from stores.objects import object_client
@@ -175,6 +176,26 @@ def test_sigkill_mid_run_loses_no_face_and_duplicates_none(stack, settings, test
         seen = {r["media_id"] for r in query_all(sightings, ["media_id"])}
         assert seen == set(ids), "a media item was lost"
         assert sum(r["face_count"] for r in media_rows) == len(rows) > killed_at["faces"]
+
+
+def test_prism_waits_for_the_source_instead_of_spinning(stack, settings):
+    """Prism 2.77 busy-loops through a bundle whose stage sends nothing back to it; ours must not.
+
+    Without ``GiveTheStageAnOutput`` Prism used a whole core while the source read (13 CPU s in
+    a 14 s run, docs/benchmarks.md); with it, a few percent. The bound leaves a wide margin
+    either way: this checks for the busy loop, not for speed.
+    """
+    with isolated_settings(settings) as s:
+        began, before = time.monotonic(), _prism_cpu_seconds()
+        run_pipeline(s, s.kafka.consumer_group)  # an empty topic: source bundles until 4 s idle
+        used, elapsed = _prism_cpu_seconds() - before, time.monotonic() - began
+    assert used < 0.35 * elapsed, f"Prism used {used:.1f} CPU s in a {elapsed:.1f} s run"
+
+
+def _prism_cpu_seconds() -> float:
+    # Beam keeps one Prism per process, started at the first run (a new one starts at zero).
+    table = process_table()
+    return sum(tree_cpu_seconds(table, pid) for pid in children_named(table, "prism"))
 
 
 def test_the_same_pipeline_runs_on_flink(stack, settings, testdata):

@@ -130,6 +130,18 @@ def test_writer_reports_a_bad_row_at_once(stack, face_settings):
     writer.close(flush=False)
 
 
+def test_closing_a_writer_whose_collection_was_dropped_is_quiet(stack, face_settings, caplog):
+    """Beam tears workers down late; a test or bench may have dropped its collections by then."""
+    collection = ensure_face_collection(face_settings, "dlib-resnet")
+    writer = MilvusWriter(collection)
+    writer.write(writer_rows(5))
+    assert writer.wait() == 5
+    utility.drop_collection(collection.name, using=collection._using)
+    with caplog.at_level("WARNING"):
+        writer.close(flush=True)
+    assert not [record for record in caplog.records if record.levelname in ("WARNING", "ERROR")]
+
+
 def test_index_gate_returns_once_milvus_indexed_the_sealed_rows(stack, face_settings):
     collection = ensure_face_collection(face_settings, "dlib-resnet")
     gate = IndexGate(collection, max_unindexed_rows=1, check_s=0.2)

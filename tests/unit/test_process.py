@@ -1,4 +1,6 @@
+import contextlib
 import json
+import os
 import socket
 import sys
 import time
@@ -8,7 +10,14 @@ import pytest
 
 from mimamori.config import load_settings
 from mimamori.stack.kafka import KafkaService
-from mimamori.stack.process import ManagedProcess, StackError, port_in_use
+from mimamori.stack.process import (
+    ManagedProcess,
+    StackError,
+    children_named,
+    port_in_use,
+    process_table,
+    tree_cpu_seconds,
+)
 
 
 def _managed(tmp_path: Path) -> ManagedProcess:
@@ -59,3 +68,31 @@ def test_a_taken_port_is_a_clear_error_naming_it(tmp_path: Path, monkeypatch):
         service = KafkaService(load_settings("local"))
         with pytest.raises(StackError, match=f"port {port} \\(kafka broker\\) is already in use"):
             service.start()
+
+
+def test_a_process_trees_cpu_includes_its_childrens(tmp_path: Path):
+    """A parent that sleeps over a child that burns CPU: the tree's seconds are the child's."""
+    burn = "import time\nend = time.process_time() + 0.6\nwhile time.process_time() < end: pass\ntime.sleep(60)"
+    script = tmp_path / "parent.py"
+    script.write_text(f"import subprocess, sys, time\nsubprocess.Popen([sys.executable, '-c', {burn!r}])\n"
+                      "time.sleep(60)\n")
+    parent = ManagedProcess(name="parent", run_dir=tmp_path / "run", log_dir=tmp_path / "logs")
+    pid = parent.start([sys.executable, str(script)])
+    try:
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            table = process_table()
+            children = [child for child, stat in table.items() if stat.parent == pid]
+            if children and table[children[0]].cpu_seconds >= 0.6:
+                break
+            time.sleep(0.1)
+        assert children, "the child never started"
+        assert table[pid].cpu_seconds < 0.5
+        assert tree_cpu_seconds(table, pid) >= 0.6 + table[pid].cpu_seconds - 0.01
+        assert children_named(table, table[children[0]].name, parent=pid) == children
+        assert children_named(table, "no-such-program", parent=pid) == []
+    finally:
+        parent.stop(timeout_s=5)
+        for child in children:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(child, 9)
