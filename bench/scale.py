@@ -224,6 +224,34 @@ def latencies_ms(collection, queries: np.ndarray, nq: int, requests: int, params
     return times
 
 
+# Checkpoint column -> (Milvus metric sample, scale to seconds): what Milvus spent its time on.
+MILVUS_WORK = {
+    "milvus_cpu_s": ("process_cpu_seconds_total", 1.0),
+    "index_builds": ("knowhere_build_latency_count", 1.0),
+    "index_build_s": ("knowhere_build_latency_sum", 1.0),  # seconds
+    "compactions": ("milvus_datanode_compaction_latency_count", 1.0),
+    "compaction_s": ("milvus_datanode_compaction_latency_sum", 1e-3),  # milliseconds
+    "segment_loads": ("milvus_querynode_load_segment_latency_count", 1.0),
+    "segment_load_s": ("milvus_querynode_load_segment_latency_sum", 1e-3),
+    "querynode_insert_delete_s": ("milvus_querynode_process_insert_or_delete_latency_sum", 1e-3),
+}
+
+
+def milvus_work(metrics_url: str) -> dict[str, float]:
+    """Totals so far of ``MILVUS_WORK`` from Milvus's Prometheus endpoint (summed over labels)."""
+    import urllib.request
+
+    from prometheus_client.parser import text_string_to_metric_families
+
+    with urllib.request.urlopen(metrics_url, timeout=10) as response:
+        text = response.read().decode()
+    totals: dict[str, float] = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            totals[sample.name] = totals.get(sample.name, 0.0) + sample.value
+    return {column: totals.get(name, 0.0) * scale for column, (name, scale) in MILVUS_WORK.items()}
+
+
 def percentile(values: Sequence[float], q: float) -> float:
     return round(float(np.percentile(values, q)), 2)
 
@@ -255,6 +283,16 @@ class Checkpoint:
     recall_at_10: float
     own_photos_found: float
     elapsed_s: float
+    # Where the interval's CPU went (deltas since the last checkpoint; searches included):
+    bench_cpu_s: float = 0.0  # this process: generating rows and packing requests (pymilvus)
+    milvus_cpu_s: float = 0.0
+    index_builds: float = 0.0  # Milvus's own metrics from here on (MILVUS_WORK)
+    index_build_s: float = 0.0
+    compactions: float = 0.0
+    compaction_s: float = 0.0
+    segment_loads: float = 0.0
+    segment_load_s: float = 0.0
+    querynode_insert_delete_s: float = 0.0
 
 
 # --- the run ------------------------------------------------------------------------------------
@@ -299,6 +337,8 @@ def run(args: argparse.Namespace) -> list[Checkpoint]:
     truth = ExactTopK(queries)
     own_photos: dict[int, set[int]] = {}  # query -> ids of that person's stored photos
 
+    metrics_url = f"http://127.0.0.1:{settings.stack.milvus.health_port}/metrics"
+    work_mark, cpu_mark = milvus_work(metrics_url), time.process_time()
     started = time.perf_counter()
     mark, inserted, marked_rows = started, 0, 0
     checkpoints: list[Checkpoint] = []
@@ -326,11 +366,18 @@ def run(args: argparse.Namespace) -> list[Checkpoint]:
         point.insert_rows_per_s = round((inserted - marked_rows) / interval_s, 1)
         point.elapsed_s = round(time.perf_counter() - started, 1)
         point.index_wait_s = round(writer.index_gate.waited_s if writer.index_gate else 0.0, 1)
+        work, cpu = milvus_work(metrics_url), time.process_time()
+        for column, total in work.items():
+            setattr(point, column, round(total - work_mark[column], 1))
+        point.bench_cpu_s = round(cpu - cpu_mark, 1)
+        work_mark, cpu_mark = work, cpu
         checkpoints.append(point)
         write_csv(args.csv, checkpoints)
         print(f"{inserted:>9,} rows  {point.insert_rows_per_s:8.0f} rows/s  rss {point.milvus_rss_mib:7.0f} MiB"
               f"  (anon {point.milvus_anon_mib:.0f})  indexed {point.indexed_rows:,}"
-              f"  p99 nq1 {point.nq1_p99_ms} ms  nq32 {point.nq32_p99_ms} ms  recall@10 {point.recall_at_10}",
+              f"  p99 nq1 {point.nq1_p99_ms} ms  nq32 {point.nq32_p99_ms} ms  recall@10 {point.recall_at_10}"
+              f"  cpu: milvus {point.milvus_cpu_s} s, bench {point.bench_cpu_s} s, index builds "
+              f"{point.index_builds:.0f} ({point.index_build_s} s), compactions {point.compactions:.0f}",
               flush=True)
         mark, marked_rows = time.perf_counter(), inserted
     writer.close(flush=False)

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import http.server
+import threading
+
 import numpy as np
 import pytest
 
@@ -10,6 +13,7 @@ from bench.scale import (
     ExactTopK,
     FaceLikeVectors,
     face_ids,
+    milvus_work,
     plot,
     read_csv,
     recall_at_k,
@@ -88,3 +92,40 @@ def test_summary_fits_memory_per_million_and_the_rate_change(tmp_path):
 
     plot([path], tmp_path / "scale.png")
     assert (tmp_path / "scale.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_milvus_work_sums_each_metric_over_its_labels_in_seconds():
+    """Milvus reports some latencies in ms and some in s; the checkpoint columns are seconds."""
+    text = (
+        b"# TYPE process_cpu_seconds_total counter\nprocess_cpu_seconds_total 12.5\n"
+        b"# TYPE milvus_datanode_compaction_latency histogram\n"
+        b'milvus_datanode_compaction_latency_bucket{node_id="1",le="+Inf"} 3\n'
+        b'milvus_datanode_compaction_latency_sum{node_id="1"} 1500\n'
+        b'milvus_datanode_compaction_latency_count{node_id="1"} 3\n'
+        b'milvus_datanode_compaction_latency_bucket{node_id="2",le="+Inf"} 1\n'
+        b'milvus_datanode_compaction_latency_sum{node_id="2"} 500\n'
+        b'milvus_datanode_compaction_latency_count{node_id="2"} 1\n'
+        b"# TYPE knowhere_build_latency histogram\n"
+        b'knowhere_build_latency_bucket{le="+Inf"} 2\nknowhere_build_latency_sum 30.5\nknowhere_build_latency_count 2\n'
+    )
+
+    class Metrics(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(text)))
+            self.end_headers()
+            self.wfile.write(text)
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.HTTPServer(("127.0.0.1", 0), Metrics)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        work = milvus_work(f"http://127.0.0.1:{server.server_port}/metrics")
+    finally:
+        server.shutdown()
+    assert work["milvus_cpu_s"] == 12.5
+    assert work["compactions"] == 4 and work["compaction_s"] == pytest.approx(2.0)
+    assert work["index_builds"] == 2 and work["index_build_s"] == 30.5
+    assert work["segment_loads"] == 0  # absent from this Milvus's output: nothing done
