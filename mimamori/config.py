@@ -192,10 +192,10 @@ class MilvusStackConfig(Section):
     isolate_network: bool = True
     # Loaded segments' raw field data (the scalars; vectors not yet indexed) memory-mapped
     # from files under the data directory (queryNode.mmapDirPath) instead of held in anonymous
-    # memory: the page cache keeps what searches touch. Measured in docs/scale.md. Off: Milvus
-    # 2.3.5 cannot map a string column of zero bytes (milvus#31406, fixed in 2.3.12), so a
-    # sealed segment whose page URLs are all empty never loads, retried forever.
-    mmap: bool = False
+    # memory: the page cache keeps what searches touch. The smaller memory slope of the two
+    # measured to 6M faces (docs/scale.md). Milvus 2.3.5 cannot map a string column of zero
+    # bytes (milvus#31406, fixed in 2.3.12): no string we store is ever "" (stores/writer.py).
+    mmap: bool = True
     # A growing segment seals at this share of dataCoord.segment.maxSize (Milvus: 0.23). Full
     # segments are indexed once; early-sealed small ones are indexed, merged and indexed again.
     seal_proportion: float = Field(default=0.9, gt=0, le=1)

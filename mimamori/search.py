@@ -17,7 +17,7 @@ import numpy as np
 
 from mimamori.config import Settings
 from stores.faces import search_collection
-from stores.media import ensure_media_collections
+from stores.media import ensure_media_collections, page_url_from_store
 from stores.objects import object_client
 
 FACE_FIELDS = ["face_id", "media_sha256", "source_url", "platform", "posted_at", "indexed_at", "box", "det_score",
@@ -130,8 +130,8 @@ class FaceSearch:
         by_media: dict[str, list[Sighting]] = {}
         for row in sorted(rows, key=lambda r: r["scraped_at"]):
             by_media.setdefault(row["canonical_sha256"], []).append(Sighting(
-                row["media_id"], row["source_url"], row["page_url"], row["platform"], _iso(row["posted_at"]),
-                _iso(row["scraped_at"]), row["match"]))
+                row["media_id"], row["source_url"], page_url_from_store(row["page_url"]), row["platform"],
+                _iso(row["posted_at"]), _iso(row["scraped_at"]), row["match"]))
         for hit in hits:
             hit.sightings = by_media.get(hit.media_sha256, [])
 

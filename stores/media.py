@@ -21,6 +21,19 @@ from stores.milvus import ensure_collection
 
 PHASH_BITS = 64
 SCHEMA_VERSION = 1
+# An unknown page URL is stored as this, never as "": Milvus 2.3.5 cannot memory-map a string
+# column of zero bytes (milvus#31406, fixed in 2.3.12), so a sealed segment of sightings whose
+# page URLs were all unknown would never load (stores/writer.py refuses empty strings).
+NO_PAGE_URL = "-"
+
+
+def stored_page_url(page_url: str | None) -> str:
+    return page_url or NO_PAGE_URL
+
+
+def page_url_from_store(value: str) -> str:
+    """The page URL a sighting was reported with; "" if the scraper did not know it."""
+    return "" if value in (NO_PAGE_URL, "") else value
 
 
 def int64_key(*parts: str) -> int:

@@ -80,12 +80,19 @@ class MilvusWriter:
         self._pending: deque[Future[int]] = deque()
         self._batch: list[Mapping[str, Any]] = []
         self._batch_bytes = 0
+        self._text_fields = [f.name for f in collection.schema.fields if f.dtype == DataType.VARCHAR]
         self.rows_written = 0
         metrics.MILVUS_WRITE_ERRORS.labels(collection=collection.name)  # a zero series, before any error
 
     def write(self, rows: Iterable[Mapping[str, Any]]) -> None:
         """Queue rows; full requests are sent at once, at most ``in_flight`` of them outstanding."""
         for row in rows:
+            for name in self._text_fields:
+                if row.get(name) == "":
+                    raise ValueError(
+                        f"{self.collection.name}.{name} is empty: store a marker instead (stores/media.py's "
+                        "NO_PAGE_URL). Milvus 2.3.5 cannot memory-map a string column of zero bytes "
+                        "(milvus#31406), and a segment whose values were all empty would never load")
             self._batch.append(row)
             self._batch_bytes += row_bytes(row)
             if self._batch_bytes >= self.request_bytes:

@@ -27,7 +27,7 @@ from mimamori.config import Settings
 from mimamori.retry import with_retries
 from models.embedders import embedder_version
 from stores.faces import ensure_face_collection
-from stores.media import ensure_media_collections, int64_key
+from stores.media import ensure_media_collections, int64_key, stored_page_url
 from stores.objects import object_client
 from stores.writer import MilvusWriter
 from streams.events import DeadLetter, epoch_seconds, face_indexed_json
@@ -56,7 +56,7 @@ def sighting_row(item: MediaItem, canonical_sha256: str, match: str) -> dict[str
         "match": match,
         "media_id": event.media_id,
         "source_url": event.source_url,
-        "page_url": event.page_url or "",
+        "page_url": stored_page_url(event.page_url),
         "platform": event.platform,
         "posted_at": event.posted_at_epoch,
         "scraped_at": epoch_seconds(event.scraped_at),

@@ -13,10 +13,12 @@ from pymilvus.exceptions import MilvusException
 
 from mimamori.config import BucketConfig
 from stores.faces import ensure_face_collection
+from stores.media import ensure_media_collections, page_url_from_store, stored_page_url
 from stores.milvus import connect, count_entities
 from stores.objects import ensure_bucket, object_client
 from stores.writer import IndexGate, MilvusWriter, row_bytes
 from tests.conftest import unique
+from tests.integration.helpers import isolated_settings
 
 pytestmark = pytest.mark.integration
 
@@ -155,23 +157,26 @@ def test_index_gate_returns_once_milvus_indexed_the_sealed_rows(stack, face_sett
     assert progress["indexed_rows"] >= 2999
 
 
-def test_a_sealed_segment_whose_text_is_all_empty_loads(stack, face_settings):
-    """A page URL is often unknown: a sealed segment may hold only empty strings in a field.
+def test_a_sealed_segment_of_sightings_without_page_urls_loads(stack, settings):
+    """A page URL is often unknown, so a whole segment of sightings may lack one.
 
     Milvus 2.3.5 cannot memory-map a string column of zero bytes (milvus#31406, fixed in 2.3.12):
-    with ``queryNode.mmapDirPath`` set, loading such a segment fails and is retried forever,
-    and the collection's sealed rows never become searchable. The local stack must not do that.
+    with ``queryNode.mmapDirPath`` set (the local stack's default), a sealed segment whose page
+    URLs were all "" failed to load and was retried forever. Unknown page URLs are stored as a
+    marker, which reads back as "".
     """
-    alias = connect(face_settings)
-    schema = CollectionSchema([
-        FieldSchema("id", DataType.INT64, is_primary=True),
-        FieldSchema("page_url", DataType.VARCHAR, max_length=64),
-        FieldSchema("embedding", DataType.FLOAT_VECTOR, dim=8),
-    ])
-    collection = Collection(f"{face_settings.milvus.collection_prefix}_empty_text", schema, using=alias)
-    collection.create_index("embedding", {"index_type": "FLAT", "metric_type": "IP", "params": {}})
-    collection.insert([list(range(10)), [""] * 10, np.eye(10, 8, dtype=np.float32).tolist()])
-    collection.flush()  # sealed: loaded from its binlogs, not from the message stream
-    collection.load(timeout=60)
-    rows = collection.query("id >= 0", output_fields=["page_url"], consistency_level="Strong", timeout=30)
-    assert sorted((row["id"], row["page_url"]) for row in rows) == [(i, "") for i in range(10)]
+    with isolated_settings(settings) as s:
+        _media, sightings = ensure_media_collections(s)
+        rows = [{"sighting_key": i, "phash": bytes(8), "media_sha256": "a" * 64, "canonical_sha256": "a" * 64,
+                 "match": "exact", "media_id": f"m:{i}", "source_url": f"https://a.example/{i}.jpg",
+                 "page_url": stored_page_url(None), "platform": "example", "posted_at": 0, "scraped_at": i}
+                for i in range(1, 11)]
+        writer = MilvusWriter(sightings, max_unindexed_rows=None)
+        writer.write(rows)
+        writer.close(flush=True)  # sealed: loaded from its binlogs, not from the message stream
+        sightings.release()
+        sightings.load(timeout=60)
+        stored = sightings.query("sighting_key >= 0", output_fields=["page_url"], consistency_level="Strong",
+                                 timeout=30)
+        assert sorted((row["sighting_key"], page_url_from_store(row["page_url"])) for row in stored) == [
+            (i, "") for i in range(1, 11)]

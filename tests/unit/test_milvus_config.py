@@ -23,10 +23,10 @@ def test_every_node_listens_on_loopback_and_segments_seal_full(tmp_path, monkeyp
     assert config["dataCoord"]["segment"]["maxSize"] == 512  # Milvus's own size is kept
 
 
-def test_mmap_is_off_by_default_and_its_directory_lies_under_the_data_directory(tmp_path, monkeypatch):
-    assert "mmapDirPath" not in service(tmp_path, monkeypatch).config()["queryNode"]
-    milvus = service(tmp_path, monkeypatch, mmap="true")
+def test_mmap_is_on_by_default_and_its_directory_lies_under_the_data_directory(tmp_path, monkeypatch):
+    milvus = service(tmp_path, monkeypatch)
     assert milvus.config()["queryNode"]["mmapDirPath"] == str(milvus.data_dir / "mmap")
+    assert "mmapDirPath" not in service(tmp_path, monkeypatch, mmap="false").config()["queryNode"]
 
 
 def test_extra_config_is_merged_last(tmp_path, monkeypatch):

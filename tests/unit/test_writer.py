@@ -5,7 +5,9 @@ from __future__ import annotations
 from types import SimpleNamespace
 
 import pytest
+from pymilvus import DataType
 
+from stores.media import NO_PAGE_URL, page_url_from_store, stored_page_url
 from stores.writer import IndexGate, MilvusWriter
 
 
@@ -48,3 +50,27 @@ def test_gate_lets_writes_through_without_a_vector_index():
 def test_writer_rejects_settings_that_would_never_write(kwargs):
     with pytest.raises(ValueError):
         MilvusWriter(SimpleNamespace(name="unused"), **kwargs)
+
+
+class RecordingCollection:
+    """Just enough of a pymilvus Collection for the writer: a schema and an upsert that records."""
+
+    def __init__(self, fields: dict[str, DataType]):
+        self.name = "recording"
+        self.schema = SimpleNamespace(fields=[SimpleNamespace(name=n, dtype=t) for n, t in fields.items()])
+        self.upserted: list[dict] = []
+
+    def upsert(self, rows):
+        self.upserted.extend(rows)
+
+
+def test_writer_refuses_empty_text_that_milvus_could_not_map():
+    collection = RecordingCollection({"id": DataType.INT64, "page_url": DataType.VARCHAR})
+    writer = MilvusWriter(collection, max_unindexed_rows=None)
+    with pytest.raises(ValueError, match=r"recording\.page_url is empty.*milvus#31406"):
+        writer.write([{"id": 1, "page_url": ""}])
+    writer.write([{"id": 2, "page_url": stored_page_url(None)}, {"id": 3, "page_url": "https://a.example/p"}])
+    writer.close(flush=False)
+    assert collection.upserted == [{"id": 2, "page_url": NO_PAGE_URL}, {"id": 3, "page_url": "https://a.example/p"}]
+    assert [page_url_from_store(row["page_url"]) for row in collection.upserted] == ["", "https://a.example/p"]
+    assert page_url_from_store("") == ""  # rows written before the marker read the same
