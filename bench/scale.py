@@ -23,11 +23,12 @@ records, one CSV row each:
 Run on the local stack (``mimamori stack up``), one index per run:
 
     .venv/bin/python bench/scale.py --index IVF_SQ8 --target 6000000 --checkpoint 500000 \
-        --max-unindexed-rows 150000 --csv docs/scale/ivf_sq8-mmap.csv
-    .venv/bin/python bench/scale.py --plot docs/scale/*.csv --out docs/scale.png
+        --max-unindexed-rows 150000 --csv docs/scale/ivf_sq8-mmap-6m.csv
+    .venv/bin/python bench/scale.py --plot docs/scale/ivf_sq8*.csv --out docs/scale.png
 
-For memory-mapped loading restart the stack with ``queryNode.mmapDirPath`` set (see
-``docs/scale.md``); the run reads the live server's config and records whether mmap was on.
+The local stack memory-maps loaded fields (``queryNode.mmapDirPath``); to measure without,
+restart it with ``MIMAMORI_STACK__MILVUS__MMAP=false`` (see ``docs/scale.md``). The run reads
+the live server's config and records whether mmap was on.
 Results and the choice they led to: ``docs/scale.md``.
 """
 
