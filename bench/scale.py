@@ -512,7 +512,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         plot(args.plot, args.out)
         for path in args.plot:
             rows = read_csv(path)
-            print(label(path, rows), summarise(rows) if rows[-1]["rows"] > 1_000_000 else "(under 1M rows)")
+            try:
+                print(label(path, rows), summarise(rows))
+            except ValueError as error:  # stopped too early for a fit
+                print(label(path, rows), f"({error})")
         return 0
     if args.chunk > args.checkpoint:
         parser.error("--chunk must not exceed --checkpoint")
