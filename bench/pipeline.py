@@ -37,7 +37,7 @@ from PIL import Image  # noqa: E402
 from mimamori import edits  # noqa: E402
 from mimamori.config import load_settings  # noqa: E402
 from mimamori.scratch import scratch_settings  # noqa: E402
-from mimamori.stack.process import children_named, process_table, tree_cpu_seconds  # noqa: E402
+from mimamori.stack.process import children_cpu_seconds, process_table, tree_cpu_seconds  # noqa: E402
 
 TESTDATA = ROOT.parent / "shared" / "testdata"
 
@@ -161,7 +161,7 @@ def cpu_seconds(stack_home: Path) -> dict[str, float]:
     """
     table = process_table()
     used = {"this process": table[os.getpid()].cpu_seconds,
-            "runner (Prism)": sum(tree_cpu_seconds(table, pid) for pid in children_named(table, "prism"))}
+            "runner (Prism)": children_cpu_seconds(table, "prism")}
     for pidfile in sorted((stack_home / "run").glob("*.pid")):
         try:
             used[pidfile.stem] = tree_cpu_seconds(table, json.loads(pidfile.read_text())["pid"])

@@ -23,14 +23,19 @@ class StackError(RuntimeError):
     """A clear, user-facing failure of the local stack (port taken, install failed, unhealthy)."""
 
 
+def _split_stat(text: str) -> tuple[str, list[str]]:
+    """``/proc/<pid>/stat`` as (command name, the fields after it: state, ppid, ...)."""
+    # The command name (field 2) may hold spaces and parentheses: split after the last ')'.
+    return text[text.index("(") + 1 : text.rindex(")")], text[text.rindex(")") + 2 :].split()
+
+
 def _proc_start_time(pid: int) -> int | None:
     """The process's start time in clock ticks since boot, or None if there is no such process."""
     try:
         stat = Path(f"/proc/{pid}/stat").read_text()
     except (FileNotFoundError, ProcessLookupError, PermissionError):
         return None
-    # The command name (field 2) may hold spaces and parentheses: split after the last ')'.
-    fields = stat[stat.rindex(")") + 2 :].split()
+    _name, fields = _split_stat(stat)
     if fields[0] == "Z":  # a zombie has exited
         return None
     return int(fields[19])
@@ -52,9 +57,9 @@ def process_table() -> dict[int, ProcessStat]:
             text = stat.read_text()
         except OSError:  # the process ended meanwhile
             continue
-        fields = text[text.rindex(")") + 2 :].split()  # state, ppid, ...; utime, stime are 12th and 13th
+        name, fields = _split_stat(text)  # utime and stime are the 12th and 13th fields
         table[int(stat.parent.name)] = ProcessStat(
-            name=text[text.index("(") + 1 : text.rindex(")")],
+            name=name,
             parent=int(fields[1]),
             cpu_seconds=(int(fields[11]) + int(fields[12])) / tick,
         )
@@ -78,6 +83,11 @@ def children_named(table: dict[int, ProcessStat], name: str, parent: int | None 
     """PIDs of the processes called ``name`` that ``parent`` (default: this process) started."""
     parent = os.getpid() if parent is None else parent
     return [pid for pid, stat in table.items() if stat.parent == parent and stat.name == name]
+
+
+def children_cpu_seconds(table: dict[int, ProcessStat], name: str) -> float:
+    """CPU seconds of the processes called ``name`` that this process started, with their children."""
+    return sum(tree_cpu_seconds(table, pid) for pid in children_named(table, name))
 
 
 def port_in_use(host: str, port: int) -> bool:

@@ -20,7 +20,7 @@ import yaml
 from kafka import KafkaConsumer, TopicPartition
 
 from mimamori import edits
-from mimamori.stack.process import children_named, process_table, tree_cpu_seconds
+from mimamori.stack.process import children_cpu_seconds, process_table
 from stores.faces import ensure_face_collection
 from stores.media import ensure_media_collections
 from stores.objects import object_client
@@ -194,8 +194,7 @@ def test_prism_waits_for_the_source_instead_of_spinning(stack, settings):
 
 def _prism_cpu_seconds() -> float:
     # Beam keeps one Prism per process, started at the first run (a new one starts at zero).
-    table = process_table()
-    return sum(tree_cpu_seconds(table, pid) for pid in children_named(table, "prism"))
+    return children_cpu_seconds(process_table(), "prism")
 
 
 def test_the_same_pipeline_runs_on_flink(stack, settings, testdata):

@@ -13,6 +13,7 @@ from mimamori.stack.kafka import KafkaService
 from mimamori.stack.process import (
     ManagedProcess,
     StackError,
+    children_cpu_seconds,
     children_named,
     port_in_use,
     process_table,
@@ -91,6 +92,7 @@ def test_a_process_trees_cpu_includes_its_childrens(tmp_path: Path):
         assert tree_cpu_seconds(table, pid) >= 0.6 + table[pid].cpu_seconds - 0.01
         assert children_named(table, table[children[0]].name, parent=pid) == children
         assert children_named(table, "no-such-program", parent=pid) == []
+        assert children_cpu_seconds(table, table[pid].name) >= tree_cpu_seconds(table, pid)  # ours, with its child
     finally:
         parent.stop(timeout_s=5)
         for child in children:
