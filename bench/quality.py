@@ -9,7 +9,7 @@ For every embedder that has weights here, through the real detect -> align -> em
 - count false matches: pairs of different people (enrolled vs enrolled, and every edited
   face vs every enrolled face of another person) at or above the threshold.
 
-Run (about 3 minutes per model on a 2-core CPU):
+Run (under 1.5 minutes per model on a 2-core CPU):
 
     .venv/bin/python bench/quality.py --write docs/quality.md
 
