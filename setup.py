@@ -65,8 +65,13 @@ setup(
                 # python-hcl2: the Terraform files are parsed and cross-checked in the unit tests.
                 "python-hcl2>=8,<9",
                 # bench/scale.py draws its plot; its unit tests draw one too.
-                "matplotlib>=3.9,<4"],
+                "matplotlib>=3.9,<4",
+                # The case database's migrations and triggers are tested on a real PostgreSQL:
+                # pgserver ships the server binaries in its wheel (Unix socket only).
+                "pgserver>=0.1.4,<0.2", "psycopg[binary]>=3.2,<4"],
         "bench": ["matplotlib>=3.9,<4"],
+        # The case database on PostgreSQL (database.url: postgresql+psycopg://...).
+        "postgres": ["psycopg[binary]>=3.2,<4"],
         # Amazon MSK's IAM authentication (kafka-python's AWS_MSK_IAM mechanism signs with botocore).
         "aws": ["botocore>=1.35,<2"],
     },

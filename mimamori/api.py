@@ -278,7 +278,7 @@ def create_app(settings: Settings, casework: Casework | None = None) -> FastAPI:
         return rows
 
     @app.post("/matches/{match_id}/review", response_model=MatchOut, tags=["reviewer"])
-    def review(match_id: Annotated[int, Path(ge=1, le=2**63 - 1)], body: ReviewIn, actor: Reviewer) -> MatchOut:
+    def review(match_id: Annotated[int, Path(ge=1, le=2**31 - 1)], body: ReviewIn, actor: Reviewer) -> MatchOut:
         with work.sessions.begin() as session:
             match = session.get(Match, match_id)
             if match is None:

@@ -17,6 +17,7 @@ from typing import Any
 
 from sqlalchemy import (
     JSON,
+    BigInteger,
     DateTime,
     Float,
     ForeignKey,
@@ -112,7 +113,7 @@ class EnrolledPhoto(Base):
     sha256: Mapped[str] = mapped_column(String(64))
     object_key: Mapped[str] = mapped_column(String(300))  # the photo in the references bucket
     crop_key: Mapped[str] = mapped_column(String(300))  # its aligned face crop
-    face_id: Mapped[int] = mapped_column(Integer)  # primary key of the vector in Milvus
+    face_id: Mapped[int] = mapped_column(BigInteger)  # primary key of the vector in Milvus (INT64)
     model_version: Mapped[str] = mapped_column(String(128))
     enrolled_at: Mapped[dt.datetime] = mapped_column(UTCDateTime(), default=utcnow)
     enrolled_by: Mapped[str] = mapped_column(String(200))
@@ -128,7 +129,7 @@ class Match(Base):
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     case_id: Mapped[str] = mapped_column(ForeignKey("cases.id", ondelete="CASCADE"), index=True)
-    face_id: Mapped[int] = mapped_column(Integer)  # in the face collection
+    face_id: Mapped[int] = mapped_column(BigInteger)  # in the face collection (INT64)
     media_sha256: Mapped[str] = mapped_column(String(64), index=True)
     model_version: Mapped[str] = mapped_column(String(128))
     similarity: Mapped[float] = mapped_column(Float)
@@ -232,3 +233,11 @@ def open_database(url: str) -> sessionmaker:
             migrate(engine)
             _opened[url] = sessionmaker(engine, expire_on_commit=False)
         return _opened[url]
+
+
+def close_database(url: str) -> None:
+    """Close the pooled connections of ``url`` and forget it (a test stopping its server)."""
+    with _open_lock:
+        sessions = _opened.pop(url, None)
+    if sessions is not None:
+        sessions.kw["bind"].dispose()
