@@ -2,7 +2,8 @@
 
 Every route but the OpenAPI schema needs a key (``Authorization: Bearer mmk_...``) and a
 role: ``admin`` manages cases and keys, ``reviewer`` searches and reviews matches,
-``auditor`` reads the audit log. Every call, refused ones included, leaves an audit row.
+``auditor`` reads the audit log. Every call, refused ones included, leaves an audit row
+(``/metrics``, counts only, is Prometheus's and open on the network it is served on).
 Bad input is a 4xx with a machine-readable ``error`` and a sentence in ``detail``; an
 unexpected failure is a 500 without a stack trace.
 """
@@ -25,7 +26,7 @@ from sqlalchemy import select
 
 from mimamori import audit, metrics
 from mimamori.audit import Actor
-from mimamori.auth import authenticate, create_api_key
+from mimamori.auth import authenticate, create_api_key, revoke_api_key
 from mimamori.casework import CaseError, Casework, ConsentRecord
 from mimamori.config import Settings
 from stores.cases import Match, utcnow
@@ -129,6 +130,7 @@ def require(*roles: str) -> Callable[..., Actor]:
         if actor.role not in roles:
             audit.record(sessions, actor, action, outcome="denied", reason=f"needs {'/'.join(roles)}")
             raise ApiError(403, "forbidden", f"this needs the role {' or '.join(roles)}; the key is {actor.role}")
+        request.state.actor = actor  # for the audit row of a refusal later in the request
         return actor
 
     return dependency
@@ -169,19 +171,33 @@ def create_app(settings: Settings, casework: Casework | None = None) -> FastAPI:
             app.state.searcher = FaceSearch(settings)
         return app.state.searcher
 
-    # -- errors: always a reason and a sentence, never a stack trace ------------------------------
+    # -- errors: always a reason and a sentence, never a stack trace; every refusal audited ---------
+    def audit_refusal(request: Request, reason: str) -> None:
+        """One audit row for a request refused after authentication (bad input, unknown case...)."""
+        route = request.scope.get("route")
+        actor = getattr(request.state, "actor", None) or Actor("anonymous", "-")
+        case_id = request.path_params.get("case_id")
+        audit.record(work.sessions, actor, f"{request.method} {route.path if route else request.url.path}",
+                     case_id=case_id if isinstance(case_id, str) and len(case_id) <= 64 else None,
+                     outcome="rejected", reason=reason)
+
     @app.exception_handler(ApiError)
-    async def _api_error(_request: Request, error: ApiError) -> JSONResponse:
+    async def _api_error(request: Request, error: ApiError) -> JSONResponse:
+        if error.status not in (401, 403):  # those are audited where the key is checked
+            audit_refusal(request, error.reason)
         headers = {"WWW-Authenticate": "Bearer"} if error.status == 401 else None
         return JSONResponse({"error": error.reason, "detail": error.detail}, error.status, headers=headers)
 
     @app.exception_handler(CaseError)
-    async def _case_error(_request: Request, error: CaseError) -> JSONResponse:
+    async def _case_error(request: Request, error: CaseError) -> JSONResponse:
+        if not error.audited:
+            audit_refusal(request, error.reason)
         return JSONResponse({"error": error.reason, "detail": str(error)}, error.status)
 
     @app.exception_handler(RequestValidationError)
-    async def _invalid(_request: Request, error: RequestValidationError) -> JSONResponse:
+    async def _invalid(request: Request, error: RequestValidationError) -> JSONResponse:
         problems = [{"loc": list(e.get("loc", ())), "msg": e.get("msg", "")} for e in error.errors()]
+        audit_refusal(request, "invalid_request")
         return JSONResponse({"error": "invalid_request", "detail": problems}, 422)
 
     @app.exception_handler(Exception)
@@ -206,6 +222,14 @@ def create_app(settings: Settings, casework: Casework | None = None) -> FastAPI:
         key = create_api_key(work.sessions, body.name, body.role)
         audit.record(work.sessions, actor, "create_key", target=f"key:{body.name}", role_granted=body.role)
         return KeyOut(name=body.name, role=body.role, key=key)
+
+    @app.delete("/keys/{name}", tags=["admin"])
+    def revoke_key(name: Annotated[str, Path(min_length=1, max_length=200)], actor: Admin) -> dict[str, Any]:
+        count = revoke_api_key(work.sessions, name)
+        if count == 0:
+            raise ApiError(404, "unknown_key", f"no key named {name} in use")
+        audit.record(work.sessions, actor, "revoke_key", target=f"key:{name}", result_count=count)
+        return {"name": name, "revoked": count}
 
     # -- cases ------------------------------------------------------------------------------------
     def case_out(case_id: str) -> CaseOut:
@@ -260,6 +284,12 @@ def create_app(settings: Settings, casework: Casework | None = None) -> FastAPI:
         hits = work.search(actor, searcher(), photo=upload, case_id=case_id, top_k=top_k, offset=offset,
                            platform=platform, posted_from=posted_from, posted_to=posted_to)
         return {"results": [hit.to_dict() for hit in hits], "top_k": top_k, "offset": offset}
+
+    @app.get("/cases/{case_id}/export", tags=["reviewer"])
+    def export(case_id: str, actor: Reviewer,
+               status: Literal["confirmed", "pending_review", "rejected", "all"] = "confirmed") -> dict[str, Any]:
+        """The case's matches with every sighting's URL, for takedown requests (no images, no vectors)."""
+        return work.export(actor, searcher(), case_id, None if status == "all" else status)
 
     @app.get("/matches", response_model=list[MatchOut], tags=["reviewer"])
     def list_matches(actor: Reviewer, case_id: str | None = None,

@@ -1,4 +1,4 @@
-"""The case commands of the CLI: cases, enroll, search, matches, keys, api.
+"""The case commands of the CLI: cases, enroll, search, export, matches, keys, api.
 
 A shell on the server is full access, so these act as ``cli:<user>`` with the role
 ``operator``; every action still leaves an audit row.
@@ -10,6 +10,7 @@ import argparse
 import getpass
 import json
 import mimetypes
+import os
 import sys
 from pathlib import Path
 
@@ -80,7 +81,8 @@ def cmd_search(settings: Settings, args: argparse.Namespace) -> int:
         raise SystemExit("mimamori: give a PHOTO or --case ID")
     photo = _photo(args.photo) if args.photo else None
     hits = _casework(settings).search(_actor(), FaceSearch(settings), photo=photo, case_id=args.case,
-                                      top_k=args.top_k, offset=args.offset, platform=args.platform)
+                                      top_k=args.top_k, offset=args.offset, platform=args.platform,
+                                      posted_from=args.posted_from, posted_to=args.posted_to)
     if args.json:
         print(json.dumps([hit.to_dict() for hit in hits], indent=2))
         return 0
@@ -91,6 +93,35 @@ def cmd_search(settings: Settings, args: argparse.Namespace) -> int:
     if not hits:
         print("no faces found")
     return 0
+
+
+def cmd_export(settings: Settings, args: argparse.Namespace) -> int:
+    from mimamori.search import FaceSearch
+
+    document = _casework(settings).export(_actor(), FaceSearch(settings), args.case,
+                                          None if args.status == "all" else args.status)
+    text = json.dumps(document, indent=2)
+    if args.output:
+        args.output.unlink(missing_ok=True)  # created anew, readable by its owner only from the start
+        with os.fdopen(os.open(args.output, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "w") as file:
+            file.write(text + "\n")
+        print(f"case {args.case}: {len(document['matches'])} match(es) written to {args.output}")
+    else:
+        print(text)
+    return 0
+
+
+def _aware_time(text: str):
+    """An ISO 8601 time with a time zone (argparse type)."""
+    import datetime as dt
+
+    try:
+        value = dt.datetime.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an ISO 8601 time: {text!r}") from None
+    if value.tzinfo is None:
+        raise argparse.ArgumentTypeError(f"give a time zone, e.g. {text}Z")
+    return value
 
 
 def cmd_matches(settings: Settings, args: argparse.Namespace) -> int:
@@ -178,8 +209,18 @@ def add_case_commands(commands, bind) -> None:
     search.add_argument("--top-k", type=int, default=10)
     search.add_argument("--offset", type=int, default=0)
     search.add_argument("--platform")
+    search.add_argument("--posted-from", type=_aware_time, metavar="TIME", help="posted at or after (ISO 8601)")
+    search.add_argument("--posted-to", type=_aware_time, metavar="TIME", help="posted at or before (ISO 8601)")
     search.add_argument("--json", action="store_true")
     search.set_defaults(func=bind(cmd_search))
+
+    export = commands.add_parser("export", help="a case's matches with every sighting's URL, for takedown requests "
+                                                "(needs consent for takedown; audited)")
+    export.add_argument("--case", required=True, metavar="ID")
+    export.add_argument("--status", choices=["confirmed", "pending_review", "rejected", "all"], default="confirmed",
+                        help="which matches (default: confirmed)")
+    export.add_argument("--output", type=Path, metavar="FILE", help="write the JSON here (mode 0600), not to stdout")
+    export.set_defaults(func=bind(cmd_export))
 
     matches = commands.add_parser("matches", help="list watchlist matches")
     matches.add_argument("--case", metavar="ID")

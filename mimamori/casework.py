@@ -10,6 +10,7 @@ keeps a tombstone without biometric data.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import io
 from dataclasses import dataclass, field
@@ -33,6 +34,10 @@ from stores.objects import ensure_bucket, object_client
 from transforms.media import MediaError, decode_media
 
 Scope = Literal["search", "watchlist", "takedown"]
+# Enrolled vectors exist only to be searched for or watched for: a consent that covers neither
+# (takedown only) does not allow storing them. The retro search at enrolment is a search of
+# what was indexed before, so it runs only when the consent covers "search".
+ENROLMENT_SCOPES = ("search", "watchlist")
 
 
 class ConsentRecord(BaseModel):
@@ -146,7 +151,9 @@ class Casework:
             session.add(Consent(case_id=case_id, **consent.model_dump()))
         audit.record(self.sessions, actor, "record_consent", case_id=case_id, scope=list(consent.scope))
 
-    def active_consent(self, session: Session, case_id: str, scope: str | None = None) -> Consent | None:
+    def active_consent(self, session: Session, case_id: str, scope: str | tuple[str, ...] | None = None
+                       ) -> Consent | None:
+        """The newest consent in force for the case that covers ``scope`` (any of a tuple), if any."""
         now = utcnow()
         consents = session.scalars(select(Consent).where(Consent.case_id == case_id)
                                    .order_by(Consent.recorded_at.desc()))
@@ -176,6 +183,7 @@ class Casework:
             result = self._enroll(actor, case_id, photos, consent)
         except CaseError as error:
             audit.record(self.sessions, actor, "enroll", case_id=case_id, outcome="rejected", reason=error.reason)
+            error.audited = True
             raise
         audit.record(self.sessions, actor, "enroll", case_id=case_id, result_count=result.retro_matches,
                      photos=len(result.photos))
@@ -187,10 +195,11 @@ class Casework:
             self.record_consent(actor, case_id, consent)
         with self.sessions() as session:
             self.get_case(session, case_id)
-            if self.active_consent(session, case_id) is None:
+            if self.active_consent(session, case_id, ENROLMENT_SCOPES) is None:
                 raise ConsentMissing("consent_missing",
-                                     f"case {case_id} has no consent record in force: record the client's consent "
-                                     "(--consent FILE) before enrolling photos")
+                                     f"case {case_id} has no consent record in force that covers search or the "
+                                     "watchlist: record the client's consent (--consent FILE) before enrolling photos")
+            retro = self.active_consent(session, case_id, "search") is not None
         if not photos:
             raise PhotoRejected("no_photo", "no photo given")
         # Check every photo before storing any: a request is enrolled whole or not at all.
@@ -216,7 +225,8 @@ class Casework:
                     session.add(EnrolledPhoto(case_id=case_id, sha256=sha, object_key=photo_key, crop_key=crop_key,
                                               face_id=face_id, model_version=version, enrolled_by=actor.name))
             result.photos.append(sha)
-        result.retro_matches = self.retro_search(case_id, np.stack([face.vector for *_, face in faces]))
+        if retro:
+            result.retro_matches = self.retro_search(case_id, np.stack([face.vector for *_, face in faces]))
         return result
 
     def case_vectors(self, case_id: str, model: str | None = None) -> np.ndarray:
@@ -240,19 +250,30 @@ class Casework:
     def search(self, actor: Actor, searcher, *, photo: tuple[str, bytes, str] | None = None,
                case_id: str | None = None, top_k: int = 10, offset: int = 0, platform: str | None = None,
                posted_from: dt.datetime | None = None, posted_to: dt.datetime | None = None) -> list:
-        """Search the indexed faces with a photo's face or a case's faces; audited, refused photos too.
+        """Search the indexed faces with a photo's face or a case's faces; audited, refusals too.
 
-        ``searcher`` is a ``mimamori.search.FaceSearch``: queries are embedded with its model.
+        ``searcher`` is a ``mimamori.search.FaceSearch``: queries are embedded with the model of
+        the collection the search alias points to now (a promotion takes effect at once). A
+        search by case needs the client's consent in force for search.
         """
-        if photo is not None:
-            try:
+        searcher.follow_alias()
+        try:
+            if photo is not None:
                 sha, face = self.face_of_photo(*photo, searcher.model)
-            except PhotoRejected as error:
-                audit.record(self.sessions, actor, "search", target="photo", outcome="rejected", reason=error.reason)
-                raise
-            vectors, target = face.vector[None, :], f"photo:{sha}"
-        else:
-            vectors, target = self.case_vectors(case_id, searcher.model), f"case:{case_id}"
+                vectors, target = face.vector[None, :], f"photo:{sha}"
+            else:
+                with self.sessions() as session:
+                    self.get_case(session, case_id)
+                    if self.active_consent(session, case_id, "search") is None:
+                        raise ConsentMissing("consent_missing",
+                                             f"case {case_id} has no consent in force that covers search")
+                vectors, target = self.case_vectors(case_id, searcher.model), f"case:{case_id}"
+        except CaseError as error:
+            audit.record(self.sessions, actor, "search", case_id=case_id,
+                         target="photo" if photo is not None else f"case:{case_id}", outcome="rejected",
+                         reason=error.reason)
+            error.audited = True
+            raise
         hits = searcher.search(vectors, top_k=top_k, offset=offset, platform=platform, posted_from=posted_from,
                                posted_to=posted_to)
         audit.record(self.sessions, actor, "search", case_id=case_id, target=target, result_count=len(hits),
@@ -263,21 +284,56 @@ class Casework:
         return case.match_threshold if case.match_threshold is not None else self.encoder.spec.match_threshold
 
     def retro_search(self, case_id: str, vectors: np.ndarray) -> int:
-        """Matches among the faces indexed before the enrolment; returns how many are new."""
+        """Matches among the faces indexed before the enrolment; returns how many are new.
+
+        ``vectors`` come from the configured model, so the search reads that model's face
+        collection (not the search alias, which may point to another model), and it takes every
+        face at or above the case's threshold (a range search), however many re-uploads there are.
+        """
         from mimamori.search import FaceSearch
         from transforms.watchlist import record_matches
 
         with self.sessions() as session:
             case = self.get_case(session, case_id)
             threshold = self.threshold(case)
-        searcher = FaceSearch(self.settings)
+        searcher = FaceSearch(self.settings, model=self.settings.models.embedder.name)
         found: dict[int, tuple[float, str]] = {}
-        for hits in searcher.nearest_faces(vectors, top_k=self.settings.api.max_top_k):
+        for hits in searcher.faces_above(vectors, threshold):
             for hit in hits:
-                if hit.similarity >= threshold and hit.similarity > found.get(hit.face_id, (-1.0, ""))[0]:
+                if hit.similarity > found.get(hit.face_id, (-1.0, ""))[0]:
                     found[hit.face_id] = (hit.similarity, hit.media_sha256)
         candidates = [(case_id, face_id, sha, similarity) for face_id, (similarity, sha) in found.items()]
         return len(record_matches(self.sessions, candidates, self.encoder.version, "retro"))
+
+    # -- export for takedown requests --------------------------------------------------------------
+    def export(self, actor: Actor, searcher, case_id: str, status: str | None = "confirmed") -> dict:
+        """The case's matches (confirmed ones by default) with every sighting's URL, for takedown requests.
+
+        Needs the client's consent in force for takedown. Holds URLs, platforms, dates and
+        similarities, never an image, a crop link or a vector. Audited as ``export``.
+        """
+        try:
+            with self.sessions() as session:
+                case = self.get_case(session, case_id)
+                if self.active_consent(session, case_id, "takedown") is None:
+                    raise ConsentMissing("consent_missing", f"case {case_id} has no consent in force that covers "
+                                                            "takedown")
+                matches = sorted((m for m in case.matches if status is None or m.status == status),
+                                 key=lambda m: m.id)
+                display_name = case.display_name
+        except CaseError as error:
+            audit.record(self.sessions, actor, "export", case_id=case_id, outcome="rejected", reason=error.reason)
+            error.audited = True
+            raise
+        sightings = searcher.sightings_of({m.media_sha256 for m in matches})
+        items = [{"match_id": m.id, "status": m.status, "similarity": round(m.similarity, 4), "source": m.source,
+                  "media_sha256": m.media_sha256, "found_at": m.created_at.isoformat(),
+                  "sightings": [dataclasses.asdict(s) for s in sightings.get(m.media_sha256, [])]}
+                 for m in matches]
+        audit.record(self.sessions, actor, "export", case_id=case_id, result_count=len(items), status=status,
+                     urls=sum(len(item["sightings"]) for item in items))
+        return {"case_id": case_id, "display_name": display_name, "status": status,
+                "exported_at": utcnow().isoformat(), "matches": items}
 
     # -- withdrawal -------------------------------------------------------------------------------
     def withdraw(self, actor: Actor, case_id: str) -> WithdrawalReport:

@@ -277,8 +277,10 @@ class ApiConfig(Section):
 
 
 class WatchlistConfig(Section):
-    # Enrolled faces compared with each newly indexed face (top hits per face).
-    top_k: int = 5
+    # Enrolled faces compared with each newly indexed face (top hits per face, over every watched
+    # case at once). Large enough that one case with many reference photos cannot crowd another
+    # case's hit out; the enrolled collection is small and searched exactly (FLAT), so it is cheap.
+    top_k: int = 64
 
 
 class MetricsConfig(Section):

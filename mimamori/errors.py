@@ -14,6 +14,8 @@ class CaseError(Exception):
     def __init__(self, reason: str, message: str):
         super().__init__(message)
         self.reason = reason
+        # Set once an audit row says so, so the API's error handler does not write a second one.
+        self.audited = False
 
 
 class UnknownCase(CaseError):

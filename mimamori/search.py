@@ -16,10 +16,12 @@ from typing import Any
 import numpy as np
 
 from mimamori.config import Settings
-from stores.faces import search_collection
+from stores.faces import alias_target, ensure_face_collection, search_collection
 from stores.media import ensure_media_collections, page_url_from_store
 from stores.objects import object_client
 
+# Milvus's largest result window (topk) per query vector.
+MAX_RESULTS = 16384
 FACE_FIELDS = ["face_id", "media_sha256", "source_url", "platform", "posted_at", "indexed_at", "box", "det_score",
                "quality", "model_version", "crop_key", "frame_ms"]
 
@@ -73,13 +75,30 @@ def _filter(platform: str | None, posted_from: dt.datetime | None, posted_to: dt
 
 
 class FaceSearch:
-    def __init__(self, settings: Settings):
+    def __init__(self, settings: Settings, model: str | None = None):
+        """Search ``model``'s face collection, or (no model) the one the search alias points to."""
         self.settings = settings
+        self.pinned_model = model
         # Through the search alias when one is set (mimamori collections promote): queries must
         # then be embedded with ``self.model``, the model of that collection's vectors.
-        self.faces, self.model = search_collection(settings)
+        if model is None:
+            self.faces, self.model = search_collection(settings)
+        else:
+            self.faces, self.model = ensure_face_collection(settings, model), model
         _media, self.sightings = ensure_media_collections(settings)
         self._objects = None
+
+    def follow_alias(self) -> None:
+        """Switch to the collection the search alias names now, if it moved (promote, rollback).
+
+        A long-lived searcher (the API's) calls this before each request, so a promotion takes
+        effect with no restart; when the alias has not moved it costs two small Milvus calls.
+        """
+        if self.pinned_model is not None:
+            return
+        target = alias_target(self.settings)
+        if target is not None and target != self.faces.name:
+            self.faces, self.model = search_collection(self.settings)
 
     def nearest_faces(self, vectors: np.ndarray, top_k: int, offset: int = 0, platform: str | None = None,
                       posted_from: dt.datetime | None = None, posted_to: dt.datetime | None = None
@@ -93,6 +112,19 @@ class FaceSearch:
                                     limit=top_k, expr=_filter(platform, posted_from, posted_to),
                                     output_fields=FACE_FIELDS, consistency_level="Strong")
         return [[self._hit(hit) for hit in hits] for hits in results]
+
+    def faces_above(self, vectors: np.ndarray, threshold: float) -> list[list[FaceHit]]:
+        """Every indexed face at or above ``threshold`` for each vector (a range search), best first."""
+        if len(vectors) == 0:
+            return []
+        if self.settings.milvus.index.metric_type == "L2":
+            raise ValueError("a similarity threshold needs the IP or COSINE metric, not L2")
+        params = {"metric_type": self.settings.milvus.index.metric_type,
+                  "params": {**self.settings.milvus.index.search_params,
+                             "radius": threshold - 1e-6, "range_filter": 1.0 + 1e-6}}
+        results = self.faces.search(np.asarray(vectors, dtype=np.float32).tolist(), "embedding", params,
+                                    limit=MAX_RESULTS, output_fields=FACE_FIELDS, consistency_level="Strong")
+        return [[self._hit(hit) for hit in hits if hit.distance >= threshold] for hits in results]
 
     @staticmethod
     def _hit(hit: Any) -> FaceHit:
@@ -120,9 +152,15 @@ class FaceSearch:
         return ranked
 
     def _attach_sightings(self, hits: list[FaceHit]) -> None:
-        shas = sorted({hit.media_sha256 for hit in hits})
+        by_media = self.sightings_of({hit.media_sha256 for hit in hits})
+        for hit in hits:
+            hit.sightings = by_media.get(hit.media_sha256, [])
+
+    def sightings_of(self, media_sha256: set[str]) -> dict[str, list[Sighting]]:
+        """Every sighting (original upload and re-uploads) of each media, oldest first."""
+        shas = sorted(media_sha256)
         if not shas:
-            return
+            return {}
         rows = self.sightings.query(f"canonical_sha256 in {json.dumps(shas)}", limit=16384,
                                     output_fields=["canonical_sha256", "media_id", "source_url", "page_url",
                                                    "platform", "posted_at", "scraped_at", "match"],
@@ -132,8 +170,7 @@ class FaceSearch:
             by_media.setdefault(row["canonical_sha256"], []).append(Sighting(
                 row["media_id"], row["source_url"], page_url_from_store(row["page_url"]), row["platform"],
                 _iso(row["posted_at"]), _iso(row["scraped_at"]), row["match"]))
-        for hit in hits:
-            hit.sightings = by_media.get(hit.media_sha256, [])
+        return by_media
 
     def crop_link(self, crop_key: str) -> str:
         """A link to the face crop that expires after ``api.crop_link_ttl_s``."""

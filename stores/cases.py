@@ -97,11 +97,13 @@ class Consent(Base):
     case: Mapped[Case] = relationship(back_populates="consents")
 
 
-def consent_in_force(consent: Consent, now: dt.datetime, scope: str | None = None) -> bool:
-    """Not expired at ``now`` and, if ``scope`` is given, covering it."""
+def consent_in_force(consent: Consent, now: dt.datetime, scope: str | tuple[str, ...] | None = None) -> bool:
+    """Not expired at ``now`` and, if ``scope`` is given, covering it (a tuple: any one of them)."""
     if consent.expires_at is not None and consent.expires_at <= now:
         return False
-    return scope is None or scope in consent.scope
+    if scope is None:
+        return True
+    return any(wanted in consent.scope for wanted in ((scope,) if isinstance(scope, str) else scope))
 
 
 class EnrolledPhoto(Base):

@@ -126,12 +126,16 @@ class Watchlist:
         """
         if not sightings:
             return 0
+        watched = self._watched_cases()  # a lapsed or narrowed consent stops the announcements too
+        if not watched:
+            return 0
         by_sha: dict[str, list[tuple[str, str, str, dt.datetime]]] = {}
         for sha, media_id, url, platform, scraped_at in sightings:
             by_sha.setdefault(sha, []).append((media_id, url, platform, scraped_at))
         linked = []
         with self.sessions.begin() as session:
-            for match in session.scalars(select(Match).where(Match.media_sha256.in_(sorted(by_sha)))):
+            for match in session.scalars(select(Match).where(Match.media_sha256.in_(sorted(by_sha)),
+                                                             Match.case_id.in_(sorted(watched)))):
                 latest = max(seen[3] for seen in by_sha[match.media_sha256])
                 if match.last_seen_at is None or latest > match.last_seen_at:
                     match.last_seen_at = latest

@@ -136,13 +136,31 @@ def test_search_with_the_photo_returns_the_match_at_rank_1_with_its_sightings(en
     assert response.status_code == 200, response.text
     results = response.json()["results"]
     assert results and results[0]["face_id"] == streamed["matches"][0].face_id
-    assert results[0]["crop_url"].startswith("http://127.0.0.1:9000/")
+    assert env["work"].encoder.spec.match_threshold <= results[0]["similarity"] <= 1.0
+    assert results[0]["crop_url"].startswith("http://127.0.0.1:9000/") and "X-Amz-Expires=300" in results[0]["crop_url"]
     assert {s["media_id"] for s in results[0]["sightings"]} == {"live:paul_reupload", "again:paul_reupload_again"}
+    first = results[0]["sightings"][0]  # oldest first: the upload the pipeline indexed
+    assert first["media_id"] == "live:paul_reupload" and first["match"] == "original"
+    assert first["source_url"] == "https://example.test/live/paul_reupload" and first["platform"] == "example"
+    assert first["scraped_at"].endswith("Z") and results[0]["sightings"][1]["match"] == "exact"
+
+    def face_ids(**params) -> list[int]:
+        found = env["client"].post("/search", files={"photo": ("paul.jpg", enrolled, "image/jpeg")},
+                                   params={"top_k": 5, **params}, headers=auth(env, "reviewer"))
+        assert found.status_code == 200, found.text
+        return [hit["face_id"] for hit in found.json()["results"]]
+
+    face = results[0]["face_id"]
+    assert face in face_ids(platform="example") and face not in face_ids(platform="elsewhere")
+    tomorrow = (dt.datetime.now(dt.UTC) + dt.timedelta(days=1)).isoformat()
+    assert face in face_ids(posted_to=tomorrow) and face not in face_ids(posted_from=tomorrow)
+    assert face_ids(top_k=1, offset=1) == [hit["face_id"] for hit in results[1:2]]  # paging
     by_case = env["client"].post("/search", data={"case_id": CASE}, headers=auth(env, "reviewer"))
     assert by_case.status_code == 200 and by_case.json()["results"][0]["face_id"] == results[0]["face_id"]
     rows = audit_rows(env, action="search", actor="test-reviewer")
-    assert rows[-2].target.startswith("photo:") and rows[-2].result_count == len(results)
-    assert rows[-1].case_id == CASE and rows[-1].target == f"case:{CASE}"
+    assert rows[-1].case_id == CASE and rows[-1].target == f"case:{CASE}" and rows[-1].outcome == "ok"
+    assert all(row.target.startswith("photo:") for row in rows[-7:-1])  # this test's six photo searches
+    assert rows[-7].result_count == len(results)
 
 
 def test_without_a_key_401_with_the_wrong_role_403_and_every_call_is_audited(env, enrolled):
@@ -168,6 +186,7 @@ def test_bad_input_gets_a_clear_4xx(env, enrolled):
     client, admin, testdata = env["client"], auth(env, "admin"), env["testdata"]
     group = (testdata / "faces" / "multiface.jpg").read_bytes()
     blank = jpeg(Image.new("RGB", (400, 400), (200, 180, 160)))
+    rejected_before = len(audit_rows(env, outcome="rejected"))
 
     def photos(case: str, name: str, data: bytes, content_type: str = "image/jpeg"):
         return client.post(f"/cases/{case}/photos", files=[("photos", (name, data, content_type))], headers=admin)
@@ -192,6 +211,71 @@ def test_bad_input_gets_a_clear_4xx(env, enrolled):
         body = response.json()
         assert body["error"] == reason, (name, body)
         assert "Traceback" not in response.text and body["detail"], name
+    # Every refusal audited exactly once, under the caller's name (the requests above ran in this order).
+    refusals = [(row.actor, row.details["reason"]) for row in audit_rows(env, outcome="rejected")][-len(cases):]
+    assert sorted(refusals) == sorted(("test-admin", reason) for _response, _status, reason in cases.values())
+    assert len(audit_rows(env, outcome="rejected")) == rejected_before + len(cases)
+
+
+def test_consent_scope_decides_enrolment_search_and_retro_matches(env, enrolled, streamed):
+    """Takedown-only consent stores no vectors; watchlist-only allows no search of the past; search finds it."""
+    client, admin = env["client"], auth(env, "admin")
+
+    def open_case(case_id: str, scope: list[str]):
+        assert client.post("/cases", json={"id": case_id, "display_name": "R."}, headers=admin).status_code == 201
+        assert client.post(f"/cases/{case_id}/consent", json=consent(scope=scope), headers=admin).status_code == 201
+        return client.post(f"/cases/{case_id}/photos", files=[("photos", ("paul.jpg", enrolled, "image/jpeg"))],
+                           headers=admin)
+
+    refused = open_case("takedown-only", ["takedown"])
+    assert refused.status_code == 409 and refused.json()["error"] == "consent_missing", refused.text
+    assert EnrolledFaces(env["settings"]).count("takedown-only") == 0
+
+    watched = open_case("watch-only", ["watchlist"])
+    assert watched.status_code == 201 and watched.json()["retro_matches"] == 0  # no consent to search the past
+    search = client.post("/search", data={"case_id": "watch-only"}, headers=auth(env, "reviewer"))
+    assert search.status_code == 409 and search.json()["error"] == "consent_missing"
+    assert audit_rows(env, case_id="watch-only", action="search")[-1].outcome == "rejected"
+
+    # The edited re-upload was indexed before this enrolment: the retro search finds it.
+    found = open_case("retro", ["search"])
+    assert found.status_code == 201 and found.json()["retro_matches"] == 1, found.text
+    with env["work"].sessions() as session:
+        match = session.scalars(select(Match).where(Match.case_id == "retro")).one()
+    assert match.source == "retro" and match.status == "pending_review"
+    assert match.face_id == streamed["matches"][0].face_id
+    for case_id in ("takedown-only", "watch-only", "retro"):
+        assert client.delete(f"/cases/{case_id}", headers=admin).status_code == 200
+
+
+def test_export_for_takedown_lists_confirmed_matches_with_every_url_and_is_audited(env, streamed):
+    client = env["client"]
+    match_id = streamed["matches"][0].id
+    assert client.get(f"/cases/{CASE}/export", headers=auth(env, "reviewer")).json()["matches"] == []
+    reviewed = client.post(f"/matches/{match_id}/review", json={"status": "confirmed"}, headers=auth(env, "reviewer"))
+    assert reviewed.status_code == 200 and reviewed.json()["reviewed_by"] == "test-reviewer"
+    response = client.get(f"/cases/{CASE}/export", headers=auth(env, "reviewer"))
+    assert response.status_code == 200, response.text
+    [item] = response.json()["matches"]
+    assert item["match_id"] == match_id and item["status"] == "confirmed"
+    assert [s["source_url"] for s in item["sightings"]] == [
+        "https://example.test/live/paul_reupload", "https://example.test/again/paul_reupload_again"]
+    assert "crop" not in response.text and "embedding" not in response.text  # URLs only, no images or vectors
+    row = audit_rows(env, action="export", case_id=CASE)[-1]
+    assert row.actor == "test-reviewer" and row.result_count == 1 and row.details["urls"] == 2
+    assert client.get(f"/cases/{CASE}/export", headers=auth(env, "auditor")).status_code == 403
+
+
+def test_a_revoked_key_is_refused(env):
+    client, admin = env["client"], auth(env, "admin")
+    created = client.post("/keys", json={"name": "temp-reviewer", "role": "reviewer"}, headers=admin)
+    assert created.status_code == 201
+    temp = {"Authorization": f"Bearer {created.json()['key']}"}
+    assert client.get("/matches", headers=temp).status_code == 200
+    assert client.delete("/keys/temp-reviewer", headers=admin).json() == {"name": "temp-reviewer", "revoked": 1}
+    assert client.get("/matches", headers=temp).status_code == 401
+    assert client.delete("/keys/temp-reviewer", headers=admin).status_code == 404
+    assert [row.action for row in audit_rows(env, target="key:temp-reviewer")] == ["create_key", "revoke_key"]
 
 
 def test_withdrawal_deletes_the_case_from_every_store_and_keeps_a_tombstone(env, enrolled, streamed):
@@ -205,7 +289,8 @@ def test_withdrawal_deletes_the_case_from_every_store_and_keeps_a_tombstone(env,
     assert response.status_code == 200, response.text
     assert response.json() == {"case_id": CASE, "vectors": 1, "objects": 2, "photos": 1, "matches": 1}
 
-    assert EnrolledFaces(s).count(CASE) == 0
+    enrolled = EnrolledFaces(s).collection  # the whole collection, not only the case's (dropped) partition
+    assert enrolled.query(f'case_id == "{CASE}"', output_fields=["enrolled_id"], consistency_level="Strong") == []
     assert list(objects.list_objects(bucket, prefix=f"cases/{CASE}/", recursive=True)) == []
     with work.sessions() as session:
         for table in (Case, Consent, EnrolledPhoto, Match):
@@ -264,9 +349,14 @@ def test_the_cli_enrols_searches_and_withdraws(env, streamed, tmp_path, capsys):
     assert main([*cli, "search", str(photo), "--top-k", "3", "--json"]) == 0
     hits = json.loads(capsys.readouterr().out)
     assert isinstance(hits, list)  # this portrait was never published: whatever is closest, ranked
+    export = tmp_path / "takedown.json"
+    assert main([*cli, "export", "--case", "cli-case", "--status", "all", "--output", str(export)]) == 0
+    assert json.loads(export.read_text())["matches"] == [] and export.stat().st_mode & 0o777 == 0o600
+    capsys.readouterr()
     assert main([*cli, "cases", "withdraw", "cli-case", "--yes"]) == 0
     assert "1 vectors" in capsys.readouterr().out
     rows = audit_rows(env, case_id="cli-case")
     actions = [(row.action, row.outcome) for row in rows]
     assert actions[0] == ("create_case", "ok") and ("enroll", "rejected") in actions
+    assert ("export", "ok") in actions
     assert actions[-1] == ("withdraw", "ok") and all(row.actor.startswith("cli:") for row in rows)

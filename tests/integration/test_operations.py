@@ -96,6 +96,8 @@ def test_promote_switches_search_to_another_models_collection_and_rollback_switc
         cli = site_config(s, tmp_path)
         assert main([*cli, "collections", "promote", "dlib-resnet"]) == 0
         assert alias_target(s) == s.face_collection("dlib-resnet")
+        running = FaceSearch(s)  # a long-lived searcher, as the API holds one
+        assert running.model == "dlib-resnet"
         with pytest.raises(SystemExit, match="holds no faces"):  # nothing embedded with FaceNet yet
             main([*cli, "collections", "promote", "facenet-vggface2"])
         capsys.readouterr()
@@ -106,6 +108,10 @@ def test_promote_switches_search_to_another_models_collection_and_rollback_switc
         assert main([*cli, "collections", "promote", "facenet-vggface2"]) == 0
         assert alias_target(s) == s.face_collection("facenet-vggface2")
         assert FaceSearch(s).model == "facenet-vggface2"
+        running.follow_alias()  # what every search does first: no restart needed
+        assert running.model == "facenet-vggface2" and running.faces.name == s.face_collection("facenet-vggface2")
         assert main([*cli, "collections", "rollback"]) == 0
         assert alias_target(s) == s.face_collection("dlib-resnet") and FaceSearch(s).model == "dlib-resnet"
+        running.follow_alias()
+        assert running.model == "dlib-resnet"
         assert search_alias(s).endswith("_search")

@@ -131,6 +131,7 @@ def test_consent_in_force_depends_on_expiry_and_scope():
                      scope=["search"], expires_at=NOW + dt.timedelta(days=1), recorded_by="s")
     assert consent_in_force(record, NOW) and consent_in_force(record, NOW, "search")
     assert not consent_in_force(record, NOW, "watchlist")
+    assert consent_in_force(record, NOW, ("watchlist", "search")) and not consent_in_force(record, NOW, ("takedown",))
     assert not consent_in_force(record, NOW + dt.timedelta(days=2))
 
 
