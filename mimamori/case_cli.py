@@ -11,6 +11,7 @@ import getpass
 import json
 import mimetypes
 import os
+import signal
 import sys
 from pathlib import Path
 
@@ -177,6 +178,9 @@ def cmd_api(settings: Settings, args: argparse.Namespace) -> int:
     port = args.port or settings.api.port
     if settings.profile == "local":  # the local Prometheus finds the API here
         register_scrape_target(settings.stack.home, "mimamori-api", port, settings.api.bind_address)
+    # uvicorn shuts down gracefully on SIGTERM, then raises the signal again: leave through
+    # Python then, so the atexit handlers (the scrape target's removal) run.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     uvicorn.run(create_app(settings), host=settings.api.bind_address, port=port, log_level="info")
     return 0
 

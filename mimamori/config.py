@@ -243,6 +243,11 @@ class PipelineConfig(Section):
     bundle_read_s: float = 2.0
     # pHash (64 bits) Hamming distance up to which media counts as a near duplicate.
     near_duplicate_distance: int = 6
+    # Process media again even when it is already indexed under this media id (a replay after a
+    # fix of detection or alignment: `mimamori replay --reprocess`). Its faces are rewritten under
+    # the same keys, and faces the new run no longer finds are deleted with their crops. Copies
+    # under other media ids stay sightings.
+    reprocess_indexed: bool = False
 
 
 class RunnerConfig(Section):

@@ -1,6 +1,6 @@
 """mimamori's exporter of state for Prometheus: what no single worker knows.
 
-- consumer lag of the live consumer group, per partition, from the group's committed offsets
+- consumer lag of each consumer group (labelled live or replay), per partition, from the group's committed offsets
   and the partitions' end offsets (and the end offsets themselves: their rate is media in);
 - entities per Milvus collection of this deployment (faces, media, sightings, enrolled);
 - matches waiting for review, and how long the oldest has waited.
@@ -26,8 +26,19 @@ from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from mimamori.config import Settings, load_settings
+from mimamori.stack.monitoring import forget_dead_targets
+from streams.topics import REPLAY_GROUP_MARK
 
 log = logging.getLogger(__name__)
+
+
+def group_role(group: str) -> str:
+    """``replay`` for a replay's own consumer group (streams.replay.replay_group), else ``live``.
+
+    A replay's group stops at the end of its range and then falls behind by design, so alerts
+    and the lag panel look at live groups only.
+    """
+    return "replay" if REPLAY_GROUP_MARK in group else "live"
 
 
 class StateCollector(Collector):
@@ -61,8 +72,9 @@ class StateCollector(Collector):
             self._admin = KafkaAdminClient(**self.settings.kafka.client_options())
         media_topic = self.settings.kafka.topics.media_scraped.name
         lag = GaugeMetricFamily("mimamori_kafka_group_lag_messages",
-                                "Messages of a media topic not yet committed by a consumer group",
-                                labels=["group", "topic", "partition"])
+                                "Messages of a media topic not yet committed by a consumer group "
+                                "(role: live, or replay for a replay's own group)",
+                                labels=["group", "role", "topic", "partition"])
         end = GaugeMetricFamily("mimamori_kafka_topic_end_offset", "End offset of each partition of mimamori's topics",
                                 labels=["topic", "partition"])
         names = {t.name for t in self.settings.kafka.topics.all()}
@@ -76,7 +88,8 @@ class StateCollector(Collector):
         for group, committed_offsets in offsets.items():
             for tp, committed in committed_offsets.items():
                 if tp in ends and (tp.topic == media_topic or tp.topic.endswith(f".{media_topic}")):
-                    lag.add_metric([group, tp.topic, str(tp.partition)], max(0, ends[tp] - committed.offset))
+                    lag.add_metric([group, group_role(group), tp.topic, str(tp.partition)],
+                                   max(0, ends[tp] - committed.offset))
         yield lag
         yield end
 
@@ -131,6 +144,11 @@ def serve(settings: Settings) -> None:
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     while not stop.wait(settings.stack.monitoring.exporter_interval_s):
         collector.refresh()
+        if settings.profile == "local":
+            # The local stack's only long-running process of ours also keeps Prometheus's
+            # discovery files true: a worker killed with SIGKILL leaves its file behind, and a
+            # target that is gone would read as down (MimamoriTargetDown) until the next stack up.
+            forget_dead_targets(settings.stack.home / "prometheus" / "targets")
 
 
 def main() -> int:

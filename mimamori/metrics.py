@@ -24,6 +24,8 @@ MEDIA = Counter("mimamori_media_total", "Media items by outcome", ["outcome"])
 FACES_PER_MEDIA = Histogram("mimamori_faces_per_media", "Faces found in one media item",
                             buckets=(0, 1, 2, 3, 5, 10, 20, 50, 100))
 FACES_INDEXED = Counter("mimamori_faces_indexed_total", "Faces written to the face collection", ["model"])
+FACES_REMOVED = Counter("mimamori_faces_removed_total",
+                        "Faces deleted because reprocessing their media no longer found them")
 FACES_DROPPED = Counter("mimamori_faces_over_cap_total", "Faces beyond max_faces_per_image, not indexed")
 DEDUPE_HITS = Counter("mimamori_dedupe_hits_total", "Media already indexed, recorded as sightings", ["match"])
 DEAD_LETTERS = Counter("mimamori_dead_letters_total", "Elements sent to the dead-letter topic",
@@ -85,19 +87,3 @@ def register_scrape_target(home: Path, job: str, port: int, address: str = "127.
     temporary.replace(path)  # Prometheus never reads half a file
     atexit.register(lambda: path.unlink(missing_ok=True))
     return path
-
-
-def counts() -> dict[str, float]:
-    """This process's totals of media by outcome, faces and dead letters by reason (for run summaries)."""
-    totals: dict[str, float] = {}
-    for metric, label, prefix in ((MEDIA, "outcome", "media"), (DEAD_LETTERS, "reason", "dead_letters")):
-        for family in metric.collect():
-            for sample in family.samples:
-                if sample.name.endswith("_total"):
-                    key = f"{prefix}.{sample.labels[label]}"
-                    totals[key] = totals.get(key, 0.0) + sample.value
-    for family in FACES_INDEXED.collect():
-        for sample in family.samples:
-            if sample.name.endswith("_total"):
-                totals["faces"] = totals.get("faces", 0.0) + sample.value
-    return totals

@@ -24,32 +24,37 @@ def _time(text: str) -> dt.datetime:
 def cmd_replay(settings: Settings, args: argparse.Namespace, beam_args: list[str]) -> int:
     import apache_beam as beam
 
-    from mimamori import metrics
     from mimamori.runner import pipeline_options
     from models.registry import embedder_spec
     from streams.replay import ReplayProgress, plan_replay
     from transforms.pipeline import SourceOptions, build_pipeline
+    from transforms.totals import run_totals
 
     if args.model:
         embedder_spec(args.model)  # an unknown model is an error before anything runs
         settings.models.embedder.name = args.model
+    settings.pipeline.reprocess_indexed = args.reprocess
     topic = args.topic or settings.kafka.topics.media_scraped.name
     plan = plan_replay(settings, topic, args.start, args.stop)
     print(plan.describe())
-    print(f"model: {settings.models.embedder.name} (collection {settings.face_collection()})")
+    print(f"model: {settings.models.embedder.name} (collection {settings.face_collection()})"
+          + ("; media already indexed is processed again" if args.reprocess else ""))
     if args.dry_run or plan.total == 0:
         return 0
-    before = metrics.counts()
-    options = pipeline_options(settings, args.runner or settings.runner.default, beam_args)
-    with ReplayProgress(settings, plan), beam.Pipeline(options=options) as pipeline:
-        build_pipeline(pipeline, settings, SourceOptions(group_id=plan.group_id, start_time_ms=plan.from_ms,
-                                                         stop_time_ms=plan.to_ms, topic=topic))
-    after = metrics.counts()
-    delta = {k: after.get(k, 0) - before.get(k, 0) for k in after if after.get(k, 0) != before.get(k, 0)}
-    media = sum(v for k, v in delta.items() if k.startswith("media."))
-    sightings = sum(v for k, v in delta.items() if k.startswith("media.sighting"))
-    letters = {k.split(".", 1)[1]: int(v) for k, v in delta.items() if k.startswith("dead_letters.")}
-    print(f"replay done: {int(media)} media ({int(sightings)} sightings), {int(delta.get('faces', 0))} faces "
+    # A replay's reads end at the range's stop offsets; bounded=True lets a streaming runner
+    # (Flink) end the job then, after a last checkpoint has committed the offsets.
+    options = pipeline_options(settings, args.runner or settings.runner.default, beam_args, bounded=True)
+    pipeline = beam.Pipeline(options=options)
+    build_pipeline(pipeline, settings, SourceOptions(group_id=plan.group_id, start_time_ms=plan.from_ms,
+                                                     stop_time_ms=plan.to_ms, topic=topic))
+    with ReplayProgress(settings, plan):
+        result = pipeline.run()
+        result.wait_until_finish()
+    totals = run_totals(result)  # counted by the workers, wherever they ran
+    media = sum(v for k, v in totals.items() if k.startswith("media."))
+    sightings = sum(v for k, v in totals.items() if k.startswith("media.sighting"))
+    letters = {k.split(".", 1)[1]: v for k, v in totals.items() if k.startswith("dead_letters.")}
+    print(f"replay done: {media} media ({sightings} sightings), {totals.get('faces', 0)} faces "
           f"written, {sum(letters.values())} dead letters" + (f" {letters}" if letters else ""))
     return 0
 
@@ -122,7 +127,7 @@ def cmd_collections_rollback(settings: Settings, args: argparse.Namespace) -> in
 def cmd_dlq_replay(settings: Settings, args: argparse.Namespace) -> int:
     from streams.dlq import redrive_dead_letters
 
-    counts = redrive_dead_letters(settings, args.reason, args.dry_run)
+    counts = redrive_dead_letters(settings, args.reason, args.dry_run, args.again)
     verb = "would republish" if args.dry_run else "republished"
     print(f"dlq: {verb} {sum(counts.values())} dead letter(s)" +
           "".join(f"\n  {reason}: {count}" for reason, count in counts.most_common()))
@@ -141,6 +146,9 @@ def add_ops_commands(commands, bind, bind_beam) -> None:
     replay.add_argument("--topic", help="default: the media.scraped topic")
     replay.add_argument("--model", metavar="NAME", help="embed with this model from the registry (its own collection)")
     replay.add_argument("--runner", choices=["prism", "flink", "direct"])
+    replay.add_argument("--reprocess", action="store_true",
+                        help="process media that is already indexed again (after a fix of detection or alignment): "
+                             "its faces are rewritten, and faces no longer found are deleted")
     replay.add_argument("--dry-run", action="store_true", help="print the offset ranges and counts only")
     replay.set_defaults(func=bind_beam(cmd_replay), takes_beam_args=True)
 
@@ -157,8 +165,11 @@ def add_ops_commands(commands, bind, bind_beam) -> None:
 
     dlq = commands.add_parser("dlq", help="dead letters")
     dlq_actions = dlq.add_subparsers(dest="dlq_command", required=True, metavar="ACTION")
-    redrive = dlq_actions.add_parser("replay", help="republish dead letters' original messages after a fix")
+    redrive = dlq_actions.add_parser("replay", help="republish dead letters' original messages after a fix "
+                                                    "(each once: later runs take only newer letters)")
     redrive.add_argument("--reason", help="only dead letters of this reason code")
+    redrive.add_argument("--again", action="store_true",
+                         help="every letter on the topic, also those an earlier re-drive with this filter took")
     redrive.add_argument("--dry-run", action="store_true")
     redrive.set_defaults(func=bind(cmd_dlq_replay))
 

@@ -9,8 +9,12 @@ from mimamori.stack.prism import PrismRunner
 
 
 def pipeline_options(settings: Settings, runner: str, beam_args: list[str] | None = None,
-                     until_idle_s: float | None = None) -> PipelineOptions:
-    """Options for ``runner``; ``until_idle_s`` lets a streaming runner end once the sources are done."""
+                     until_idle_s: float | None = None, bounded: bool = False) -> PipelineOptions:
+    """Options for ``runner``.
+
+    ``until_idle_s`` (reads that end when idle) and ``bounded`` (reads that end at stop offsets,
+    a replay) let a streaming runner end the job once the sources are done.
+    """
     beam_args = list(beam_args or [])
     if runner == "prism":
         prism = PrismRunner(settings).install()
@@ -32,11 +36,11 @@ def pipeline_options(settings: Settings, runner: str, beam_args: list[str] | Non
             options["job_endpoint"] = runner_config.job_endpoint
         else:  # Beam's Flink job server, started from the cached Maven jars for this run
             options["flink_job_server_jar"] = str(flink_job_server_jar(settings))
-        if until_idle_s is not None:
+        if until_idle_s is not None or bounded:
             # Offsets are committed when a checkpoint completes after the bundle that read them:
             # checkpoint often enough that one completes before an idle source lets the job end.
             options["checkpointing_interval"] = min(runner_config.flink_checkpoint_interval_ms,
-                                                    max(200, int(until_idle_s * 1000 / 4)))
+                                                    max(200, int((until_idle_s or 4.0) * 1000 / 4)))
             # With checkpoints on, Flink keeps finished sources (the Impulse) alive forever; let
             # them stop so the job can end when every partition read has ended.
             options["shutdown_sources_after_idle_ms"] = 1000

@@ -20,6 +20,7 @@ from kafka import KafkaConsumer, TopicPartition
 
 from mimamori.config import Settings
 from streams.kafka_source import PartitionRead, plan_partition_reads
+from streams.topics import REPLAY_GROUP_MARK
 
 
 @dataclass(frozen=True)
@@ -47,7 +48,7 @@ def _iso(ms: int) -> str:
 
 
 def replay_group(settings: Settings, from_ms: int, to_ms: int) -> str:
-    return f"{settings.kafka.consumer_group}.replay.{from_ms}-{to_ms}"
+    return f"{settings.kafka.consumer_group}{REPLAY_GROUP_MARK}{from_ms}-{to_ms}"
 
 
 def plan_replay(settings: Settings, topic: str, start: dt.datetime, stop: dt.datetime) -> ReplayPlan:

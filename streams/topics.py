@@ -8,8 +8,13 @@ from kafka import KafkaAdminClient, KafkaConsumer, TopicPartition
 from kafka.admin import NewPartitions, NewTopic
 from kafka.consumer.fetcher import ConsumerRecord
 from kafka.errors import TopicAlreadyExistsError
+from kafka.structs import OffsetAndMetadata
 
 from mimamori.config import Settings, TopicConfig
+
+# Marks a replay's own consumer group (streams.replay.replay_group); the exporter labels its
+# lag role="replay", and alerts look at live groups only.
+REPLAY_GROUP_MARK = ".replay."
 
 
 def admin_client(settings: Settings) -> KafkaAdminClient:
@@ -47,11 +52,44 @@ def read_topic(settings: Settings, topic: str) -> list[ConsumerRecord]:
         tps = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic) or ()]
         consumer.assign(tps)
         consumer.seek_to_beginning(*tps)
-        end = consumer.end_offsets(tps)
-        records: list[ConsumerRecord] = []
-        while any(consumer.position(tp) < end[tp] for tp in tps):
-            for batch in consumer.poll(timeout_ms=1000).values():
-                records += batch
-        return records
+        return _read_to(consumer, consumer.end_offsets(tps))
     finally:
         consumer.close()
+
+
+class GroupReader:
+    """The records of ``topic`` that consumer group ``group`` has not committed yet, up to the
+    current end; ``commit()`` marks them done. ``from_start`` reads from the beginning anyway.
+
+    For one-off jobs over a topic (re-driving dead letters) that must not repeat their work.
+    """
+
+    def __init__(self, settings: Settings, topic: str, group: str, from_start: bool = False):
+        self.consumer = KafkaConsumer(**settings.kafka.client_options(), group_id=group, enable_auto_commit=False)
+        tps = [TopicPartition(topic, p) for p in self.consumer.partitions_for_topic(topic) or ()]
+        self.consumer.assign(tps)
+        self.end = self.consumer.end_offsets(tps)
+        for tp in tps:
+            committed = None if from_start else self.consumer.committed(tp)
+            if committed is None:
+                self.consumer.seek_to_beginning(tp)
+            else:
+                self.consumer.seek(tp, committed)
+
+    def records(self) -> list[ConsumerRecord]:
+        return _read_to(self.consumer, self.end)
+
+    def commit(self) -> None:
+        self.consumer.commit({tp: OffsetAndMetadata(end, None, -1) for tp, end in self.end.items()})
+
+    def close(self) -> None:
+        self.consumer.close()
+
+
+def _read_to(consumer: KafkaConsumer, end: dict[TopicPartition, int]) -> list[ConsumerRecord]:
+    records: list[ConsumerRecord] = []
+    while any(consumer.position(tp) < end[tp] for tp in end):
+        for batch in consumer.poll(timeout_ms=1000).values():
+            records += [record for record in batch if record.offset < end[TopicPartition(record.topic,
+                                                                                         record.partition)]]
+    return records

@@ -1,7 +1,8 @@
 """Skip media that is already indexed: an exact or near duplicate becomes a sighting only.
 
 Exact: the same sha256. Near: a perceptual hash within a few bits and the same aspect
-ratio (re-encoded or resized copies). Edits that change the layout (crops, mirrors,
+ratio (re-encoded or resized copies). A replay of the first upload itself is a sighting too,
+unless ``pipeline.reprocess_indexed`` asks for it to be processed again. Edits that change the layout (crops, mirrors,
 borders) are new media: their faces are indexed and found by face search instead.
 """
 
@@ -25,6 +26,7 @@ class Dedupe(Stage):
 
     def __init__(self, settings: Settings):
         self.settings = settings
+        self.reprocess = settings.pipeline.reprocess_indexed
 
     def setup(self) -> None:
         self.index = MediaIndex(self.settings)
@@ -40,6 +42,8 @@ class Dedupe(Stage):
             known = KnownMedia(sha, "exact", 0)
         else:
             known = self.index.find(sha, item.event.media_id, item.phash, item.media.width, item.media.height)
+        if known is not None and self.reprocess and known.match == "original":
+            known = None  # a replay after a fix: through detection again (see PipelineConfig)
         if known is not None:
             item.known = known
             metrics.DEDUPE_HITS.labels(match=known.match).inc()

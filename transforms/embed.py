@@ -50,11 +50,12 @@ def embed_batch(batch: Sequence[torch.Tensor], model: torch.nn.Module, device: s
         _sample_gpu_utilization(target)
     outputs = np.split(vectors, np.cumsum(counts)[:-1])
     metrics.STAGE_SECONDS.labels(stage="embed").observe(time.perf_counter() - began)
+    metrics.STAGE_ELEMENTS.labels(stage="embed").inc(len(batch))  # media items, as the other stages count
     return [PredictionResult(example, inference, model_id) for example, inference in zip(batch, outputs, strict=True)]
 
 
 def _sample_gpu_utilization(device: torch.device) -> None:
-    # Needs NVML (pynvml): a worker without it does not report utilisation; a metric never fails a batch.
+    # NVML through pynvml (the nvidia-ml-py package, installed with mimamori); a metric never fails a batch.
     with contextlib.suppress(Exception):
         metrics.GPU_UTILIZATION.labels(device=str(device)).set(torch.cuda.utilization(device) / 100.0)
 

@@ -21,13 +21,14 @@ from apache_beam import pvalue
 from mimamori import metrics
 from mimamori.retry import retryable_errors
 from streams.events import DeadLetter, KafkaRecord
+from transforms.totals import count_dead_letter
 
 log = logging.getLogger(__name__)
 DEAD_LETTER = "dead_letter"
 
 
 def dead_letter(record: KafkaRecord, reason: str, stage: str, error: str, media_id: str | None) -> DeadLetter:
-    metrics.DEAD_LETTERS.labels(reason=reason, stage=stage).inc()
+    count_dead_letter(reason, stage)
     return DeadLetter(reason=reason, stage=stage, error=error, original=record.describe(), media_id=media_id)
 
 

@@ -13,6 +13,7 @@ the item, and every write lands on the same key again:
 from __future__ import annotations
 
 import io
+import json
 import logging
 import time
 from collections.abc import Iterator
@@ -33,6 +34,7 @@ from stores.writer import MilvusWriter
 from streams.events import DeadLetter, epoch_seconds, face_indexed_json
 from streams.producer import shared_producer
 from transforms.elements import MediaItem
+from transforms.totals import count_faces, count_media
 from transforms.watchlist import IndexedFace, Watchlist
 
 log = logging.getLogger(__name__)
@@ -93,6 +95,7 @@ class _BatchingWriter(beam.DoFn):
             self.write(self.buffer)
             metrics.BATCH_SIZE.labels(stage=type(self).__name__).observe(len(self.buffer))
             metrics.STAGE_SECONDS.labels(stage="write").observe(time.perf_counter() - began)
+            metrics.STAGE_ELEMENTS.labels(stage="write").inc(len(self.buffer))
         self.buffer, self.rows = [], 0
 
     def write(self, items: list[MediaItem]) -> None:
@@ -171,6 +174,8 @@ class WriteIndexedMedia(_BatchingWriter):
                 indexed.append(IndexedFace(row["face_id"], item.media.sha256, vector, item.event.media_id,
                                            item.event.source_url, item.event.platform,
                                            datetime.fromisoformat(item.event.scraped_at)))
+        if self.settings.pipeline.reprocess_indexed:
+            self._drop_faces_not_found_again(items, face_rows)
         self.upsert(self.faces, face_rows)
         self.upsert(self.media, [{
             "media_key": int64_key(item.media.sha256),
@@ -197,8 +202,30 @@ class WriteIndexedMedia(_BatchingWriter):
         # After the faces are written: a reviewer opening a match finds its face.
         with_retries(lambda: self.watchlist.check(indexed), "watchlist check")
         for item in items:
-            metrics.MEDIA.labels(outcome="indexed" if item.faces else "no_face").inc()
-        metrics.FACES_INDEXED.labels(model=self.model).inc(len(face_rows))
+            count_media("indexed" if item.faces else "no_face")
+        count_faces(self.model, len(face_rows))
+
+
+    def _drop_faces_not_found_again(self, items: list[MediaItem], face_rows: list[dict[str, Any]]) -> None:
+        """Faces of reprocessed media that this run no longer finds (a fixed false positive): deleted.
+
+        Their crops go too, unless a face found now has the same crop key.
+        """
+        shas = sorted({item.media.sha256 for item in items})
+        found_now = {row["face_id"] for row in face_rows}
+        crops_now = {row["crop_key"] for row in face_rows}
+        stored = with_retries(lambda: self.faces.query(
+            f"media_sha256 in {json.dumps(shas)}", output_fields=["face_id", "crop_key"], limit=16384,
+            consistency_level="Strong"), "query faces of reprocessed media")
+        stale = [row for row in stored if row["face_id"] not in found_now]
+        if not stale:
+            return
+        with_retries(lambda: self.faces.delete(f"face_id in {[int(row['face_id']) for row in stale]}"),
+                     "delete faces not found again")
+        for key in {row["crop_key"] for row in stale} - crops_now:
+            with_retries(lambda key=key: self.objects.remove_object(self.crops_bucket, key), f"remove crop {key}")
+        metrics.FACES_REMOVED.inc(len(stale))
+        log.info("reprocessing removed %d face(s) no longer found in %d media", len(stale), len(shas))
 
 
 class WriteSightings(_BatchingWriter):
@@ -217,7 +244,7 @@ class WriteSightings(_BatchingWriter):
             [(item.known.sha256, item.event.media_id, item.event.source_url, item.event.platform,
               datetime.fromisoformat(item.event.scraped_at)) for item in known]), "watchlist sightings")
         for item in items:
-            metrics.MEDIA.labels(outcome=f"sighting_{item.known.match if item.known else 'unknown'}").inc()
+            count_media(f"sighting_{item.known.match if item.known else 'unknown'}")
 
 
 class WriteDeadLetters(beam.DoFn):

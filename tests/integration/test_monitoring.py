@@ -6,6 +6,7 @@ import datetime as dt
 import io
 import json
 import time
+import urllib.error
 import urllib.parse
 import urllib.request
 
@@ -73,3 +74,42 @@ def test_every_dashboard_panel_returns_data_after_a_pipeline_run(stack, settings
         names = {metric.name for metric in REGISTRY.collect()}
         for _uid, panel in gpu_only:
             assert "mimamori_gpu_utilization_ratio" in panel.expr and "mimamori_gpu_utilization_ratio" in names
+
+
+def test_a_running_api_is_scraped_under_its_own_job(stack, settings, tmp_path):
+    """`mimamori api` registers itself with the local Prometheus, which scrapes it as mimamori-api."""
+    import socket
+    import subprocess
+    import sys
+
+    from tests.integration.helpers import site_config
+
+    with isolated_settings(settings) as s:
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            port = probe.getsockname()[1]
+        api = subprocess.Popen([sys.executable, "-m", "mimamori.cli", *site_config(s, tmp_path), "api",
+                                "--port", str(port)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        try:
+            # One refused request, then its count must reach Prometheus through the API's own job.
+            deadline = time.monotonic() + 90
+            while time.monotonic() < deadline:
+                assert api.poll() is None, api.stderr.read()
+                try:
+                    urllib.request.urlopen(f"http://127.0.0.1:{port}/matches", timeout=5)
+                except urllib.error.HTTPError as refused:
+                    assert refused.code == 401
+                    break
+                except OSError:
+                    time.sleep(1)
+            counted = (f'mimamori_api_requests_total{{job="mimamori-api", instance="127.0.0.1:{port}", '
+                       'route="/matches", status="401"}')
+            while not query(s, counted) and time.monotonic() < deadline:
+                time.sleep(2)
+            assert query(s, counted), "the API's request count never reached Prometheus"
+            assert query(s, f'up{{job="mimamori-api", instance="127.0.0.1:{port}"}} == 1')
+        finally:
+            api.terminate()
+            api.wait(timeout=30)
+        targets = s.stack.home / "prometheus" / "targets"
+        assert not (targets / f"mimamori-api-{api.pid}.json").exists(), "a stopped API leaves no scrape target"

@@ -61,6 +61,61 @@ def test_replaying_one_window_reprocesses_only_it_and_leaves_live_offsets_and_co
         assert committed(s, s.kafka.consumer_group) == live
 
 
+def test_a_replay_with_reprocess_detects_again_and_drops_faces_no_longer_found(
+        stack, settings, testdata, tmp_path, capsys):
+    """After a detection fix: the media goes through the pipeline again; a false face of the old
+    detector (planted here) is deleted with its crop; the real face keeps its key; live offsets stay."""
+    from stores.faces import ensure_face_collection
+    from transforms.write import crop_key, face_id
+
+    with isolated_settings(settings) as s:
+        now = int(time.time() * 1000)
+        publish(s, portraits(testdata, "paul_rudd"), "fixed", timestamp_ms=now - HOUR_MS)
+        run_pipeline(s, s.kafka.consumer_group)
+        counts, live = snapshot(s), committed(s, s.kafka.consumer_group)
+        assert counts["faces"] == 1
+
+        faces = ensure_face_collection(s)
+        fields = [field.name for field in faces.schema.fields]
+        [real] = faces.query("face_id != 0", output_fields=fields, consistency_level="Strong")
+        sha = real["media_sha256"]
+        false_key = crop_key(s.models.embedder.name, sha, real["frame_ms"], 7)
+        false_face = dict(real, face_index=7, crop_key=false_key,
+                          face_id=face_id(sha, real["frame_ms"], 7, real["model_version"]))
+        faces.upsert([false_face])
+        faces.flush()
+        crops, bucket = object_client(s), s.minio.buckets.crops.name
+        crops.put_object(bucket, false_key, io.BytesIO(b"\xff\xd8 old crop"), 10)
+        assert snapshot(s)["faces"] == 2
+
+        cli = site_config(s, tmp_path)
+        window = ["--from", iso(now - HOUR_MS - 60_000), "--to", iso(now - HOUR_MS + 60_000)]
+        assert main([*cli, "replay", *window, "--reprocess"]) == 0
+        summary = capsys.readouterr().out
+        assert "processed again" in summary
+        assert re.search(r"replay done: 1 media \(0 sightings\), 1 faces written, 0 dead letters", summary), summary
+        assert snapshot(s) == counts
+        [kept] = faces.query("face_id != 0", output_fields=["face_id"], consistency_level="Strong")
+        assert kept["face_id"] == real["face_id"]
+        assert [o.object_name for o in crops.list_objects(bucket, prefix=false_key)] == []
+        assert [o.object_name for o in crops.list_objects(bucket, prefix=real["crop_key"])] == [real["crop_key"]]
+        assert committed(s, s.kafka.consumer_group) == live
+
+
+def test_a_replay_runs_on_flink_and_reports_the_workers_totals(stack, settings, testdata, tmp_path, capsys):
+    """The summary comes from the job's own counters (Beam metrics), not from this process."""
+    with isolated_settings(settings) as s:
+        now = int(time.time() * 1000)
+        publish(s, portraits(testdata, "kate_siegel"), "flink", timestamp_ms=now - HOUR_MS)
+        run_pipeline(s, s.kafka.consumer_group)
+        counts = snapshot(s)
+        window = ["--from", iso(now - HOUR_MS - 60_000), "--to", iso(now - HOUR_MS + 60_000)]
+        assert main([*site_config(s, tmp_path), "replay", *window, "--runner", "flink", "--reprocess"]) == 0
+        summary = capsys.readouterr().out
+        assert re.search(r"replay done: 1 media \(0 sightings\), 1 faces written, 0 dead letters", summary), summary
+        assert snapshot(s) == counts
+
+
 def test_dead_letters_are_redriven_after_a_fix(stack, settings, testdata, tmp_path, capsys):
     with isolated_settings(settings) as s:
         portrait = portraits(testdata, "shea_whigham")[0]
@@ -80,9 +135,15 @@ def test_dead_letters_are_redriven_after_a_fix(stack, settings, testdata, tmp_pa
         assert main([*cli, "dlq", "replay", "--reason", "object_missing", "--dry-run"]) == 0
         assert "would republish 1" in capsys.readouterr().out
         assert main([*cli, "dlq", "replay", "--reason", "object_missing"]) == 0
+        assert "republished 1" in capsys.readouterr().out
         run_pipeline(s, s.kafka.consumer_group)
         assert snapshot(s)["faces"] == 1
         assert list(ids) == ["fix:shea_early"]
+        # Each letter is re-driven once: a second run finds nothing new, unless asked to take all again.
+        assert main([*cli, "dlq", "replay", "--reason", "object_missing"]) == 0
+        assert "republished 0" in capsys.readouterr().out
+        assert main([*cli, "dlq", "replay", "--reason", "object_missing", "--again", "--dry-run"]) == 0
+        assert "would republish 1" in capsys.readouterr().out
 
 
 def test_promote_switches_search_to_another_models_collection_and_rollback_switches_back(

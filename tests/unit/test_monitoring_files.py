@@ -67,3 +67,37 @@ def test_the_local_scrape_config_covers_workers_api_exporter_and_milvus(tmp_path
     jobs = {job["job_name"] for job in config["scrape_configs"]}
     assert {"mimamori-pipeline", "mimamori-api", "mimamori-exporter", "milvus"} <= jobs
     assert config["rule_files"] == [str(RULES_DIR / "*.rules.yml")]
+
+
+def test_promtool_accepts_the_local_and_the_compose_scrape_configs(promtool, tmp_path):
+    import yaml
+
+    generated = tmp_path / "prometheus.yml"
+    generated.write_text(yaml.safe_dump(scrape_config(load_settings("local"), tmp_path)))
+    for config in (generated, PROMETHEUS_DIR / "prometheus.compose.yml"):
+        result = subprocess.run([str(promtool), "check", "config", "--syntax-only", str(config)],
+                                capture_output=True, text=True)
+        assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_replay_groups_are_told_apart_from_live_groups():
+    from mimamori.exporter import group_role
+    from streams.replay import replay_group
+
+    settings = load_settings("local")
+    assert group_role(settings.kafka.consumer_group) == "live"
+    assert group_role(replay_group(settings, 1_000, 2_000)) == "replay"
+
+
+def test_discovery_files_of_dead_processes_are_forgotten(tmp_path):
+    import os
+
+    from mimamori.stack.monitoring import forget_dead_targets
+
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    for name, pid in (("alive", os.getpid()), ("dead", dead.pid)):
+        (tmp_path / f"mimamori-api-{name}.json").write_text(
+            json.dumps([{"targets": ["127.0.0.1:1"], "labels": {"job": "mimamori-api", "pid": str(pid)}}]))
+    forget_dead_targets(tmp_path)
+    assert sorted(p.name for p in tmp_path.glob("*.json")) == ["mimamori-api-alive.json"]
