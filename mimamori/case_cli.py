@@ -15,6 +15,7 @@ import signal
 import sys
 from pathlib import Path
 
+from mimamori.cli_types import aware_time
 from mimamori.config import Settings
 
 
@@ -112,19 +113,6 @@ def cmd_export(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
-def _aware_time(text: str):
-    """An ISO 8601 time with a time zone (argparse type)."""
-    import datetime as dt
-
-    try:
-        value = dt.datetime.fromisoformat(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not an ISO 8601 time: {text!r}") from None
-    if value.tzinfo is None:
-        raise argparse.ArgumentTypeError(f"give a time zone, e.g. {text}Z")
-    return value
-
-
 def cmd_matches(settings: Settings, args: argparse.Namespace) -> int:
     from sqlalchemy import select
 
@@ -213,8 +201,8 @@ def add_case_commands(commands, bind) -> None:
     search.add_argument("--top-k", type=int, default=10)
     search.add_argument("--offset", type=int, default=0)
     search.add_argument("--platform")
-    search.add_argument("--posted-from", type=_aware_time, metavar="TIME", help="posted at or after (ISO 8601)")
-    search.add_argument("--posted-to", type=_aware_time, metavar="TIME", help="posted at or before (ISO 8601)")
+    search.add_argument("--posted-from", type=aware_time, metavar="TIME", help="posted at or after (ISO 8601)")
+    search.add_argument("--posted-to", type=aware_time, metavar="TIME", help="posted at or before (ISO 8601)")
     search.add_argument("--json", action="store_true")
     search.set_defaults(func=bind(cmd_search))
 

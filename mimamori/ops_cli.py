@@ -3,22 +3,10 @@
 from __future__ import annotations
 
 import argparse
-import datetime as dt
 import getpass
 
+from mimamori.cli_types import aware_time
 from mimamori.config import Settings
-
-
-def _time(text: str) -> dt.datetime:
-    if text == "now":
-        return dt.datetime.now(dt.UTC)
-    try:
-        value = dt.datetime.fromisoformat(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not an ISO 8601 time (e.g. 2026-11-20T10:00:00Z)") from None
-    if value.tzinfo is None:
-        raise argparse.ArgumentTypeError(f"{text!r} has no time zone (add Z or +01:00)")
-    return value
 
 
 def cmd_replay(settings: Settings, args: argparse.Namespace, beam_args: list[str]) -> int:
@@ -140,9 +128,9 @@ def add_ops_commands(commands, bind, bind_beam) -> None:
         description="Replay a topic between two times: offsets from offsets_for_times on every partition, a "
                     "consumer group of its own (the live group's offsets never move), progress with an ETA, "
                     "and a summary. Arguments this command does not know go to Beam.")
-    replay.add_argument("--from", dest="start", required=True, type=_time, metavar="TIME",
+    replay.add_argument("--from", dest="start", required=True, type=aware_time, metavar="TIME",
                         help="ISO 8601 with a zone, e.g. 2026-11-20T00:00:00Z")
-    replay.add_argument("--to", dest="stop", required=True, type=_time, metavar="TIME", help="ISO 8601, or now")
+    replay.add_argument("--to", dest="stop", required=True, type=aware_time, metavar="TIME", help="ISO 8601, or now")
     replay.add_argument("--topic", help="default: the media.scraped topic")
     replay.add_argument("--model", metavar="NAME", help="embed with this model from the registry (its own collection)")
     replay.add_argument("--runner", choices=["prism", "flink", "direct"])
