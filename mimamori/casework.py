@@ -256,10 +256,10 @@ class Casework:
         the collection the search alias points to now (a promotion takes effect at once). A
         search by case needs the client's consent in force for search.
         """
-        searcher.follow_alias()
+        faces, model = searcher.follow_alias()
         try:
             if photo is not None:
-                sha, face = self.face_of_photo(*photo, searcher.model)
+                sha, face = self.face_of_photo(*photo, model)
                 vectors, target = face.vector[None, :], f"photo:{sha}"
             else:
                 with self.sessions() as session:
@@ -267,7 +267,7 @@ class Casework:
                     if self.active_consent(session, case_id, "search") is None:
                         raise ConsentMissing("consent_missing",
                                              f"case {case_id} has no consent in force that covers search")
-                vectors, target = self.case_vectors(case_id, searcher.model), f"case:{case_id}"
+                vectors, target = self.case_vectors(case_id, model), f"case:{case_id}"
         except CaseError as error:
             audit.record(self.sessions, actor, "search", case_id=case_id,
                          target="photo" if photo is not None else f"case:{case_id}", outcome="rejected",
@@ -275,7 +275,7 @@ class Casework:
             error.audited = True
             raise
         hits = searcher.search(vectors, top_k=top_k, offset=offset, platform=platform, posted_from=posted_from,
-                               posted_to=posted_to)
+                               posted_to=posted_to, collection=faces)
         audit.record(self.sessions, actor, "search", case_id=case_id, target=target, result_count=len(hits),
                      platform=platform, offset=offset)
         return hits

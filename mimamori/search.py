@@ -14,6 +14,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import numpy as np
+from pymilvus import Collection
 
 from mimamori.config import Settings
 from stores.faces import alias_target, ensure_face_collection, search_collection
@@ -81,35 +82,44 @@ class FaceSearch:
         self.pinned_model = model
         # Through the search alias when one is set (mimamori collections promote): queries must
         # then be embedded with ``self.model``, the model of that collection's vectors.
-        if model is None:
-            self.faces, self.model = search_collection(settings)
-        else:
-            self.faces, self.model = ensure_face_collection(settings, model), model
+        # (collection, model), swapped whole so that a request never pairs one with the other's.
+        self._target: tuple[Collection, str] = (
+            search_collection(settings) if model is None else (ensure_face_collection(settings, model), model))
         _media, self.sightings = ensure_media_collections(settings)
         self._objects = None
 
-    def follow_alias(self) -> None:
-        """Switch to the collection the search alias names now, if it moved (promote, rollback).
+    @property
+    def faces(self) -> Collection:
+        return self._target[0]
 
-        A long-lived searcher (the API's) calls this before each request, so a promotion takes
-        effect with no restart; when the alias has not moved it costs two small Milvus calls.
+    @property
+    def model(self) -> str:
+        return self._target[1]
+
+    def follow_alias(self) -> tuple[Collection, str]:
+        """The (collection, model) one request should use: where the search alias points now.
+
+        A long-lived searcher (the API's, shared by concurrent requests) calls this before each
+        request and passes the collection on, so a promotion takes effect with no restart and a
+        request never embeds with one model and searches another's vectors. When the alias has
+        not moved it costs two small Milvus calls.
         """
-        if self.pinned_model is not None:
-            return
-        target = alias_target(self.settings)
-        if target is not None and target != self.faces.name:
-            self.faces, self.model = search_collection(self.settings)
+        if self.pinned_model is None:
+            target = alias_target(self.settings)
+            if target is not None and target != self._target[0].name:
+                self._target = search_collection(self.settings)
+        return self._target
 
     def nearest_faces(self, vectors: np.ndarray, top_k: int, offset: int = 0, platform: str | None = None,
-                      posted_from: dt.datetime | None = None, posted_to: dt.datetime | None = None
-                      ) -> list[list[FaceHit]]:
+                      posted_from: dt.datetime | None = None, posted_to: dt.datetime | None = None,
+                      collection: Collection | None = None) -> list[list[FaceHit]]:
         """The indexed faces closest to each vector, best first (no sightings or links)."""
         if len(vectors) == 0:
             return []
         params = {"metric_type": self.settings.milvus.index.metric_type,
                   "params": dict(self.settings.milvus.index.search_params), "offset": offset}
-        results = self.faces.search(np.asarray(vectors, dtype=np.float32).tolist(), "embedding", params,
-                                    limit=top_k, expr=_filter(platform, posted_from, posted_to),
+        results = (collection or self.faces).search(np.asarray(vectors, dtype=np.float32).tolist(), "embedding",
+                                                    params, limit=top_k, expr=_filter(platform, posted_from, posted_to),
                                     output_fields=FACE_FIELDS, consistency_level="Strong")
         return [[self._hit(hit) for hit in hits] for hits in results]
 
@@ -137,10 +147,10 @@ class FaceSearch:
 
     def search(self, vectors: np.ndarray, top_k: int = 10, offset: int = 0, platform: str | None = None,
                posted_from: dt.datetime | None = None, posted_to: dt.datetime | None = None,
-               with_links: bool = True) -> list[FaceHit]:
+               with_links: bool = True, collection: Collection | None = None) -> list[FaceHit]:
         """One ranked list for one or more query vectors (a face seen in several query vectors keeps its best)."""
         best: dict[int, FaceHit] = {}
-        for hits in self.nearest_faces(vectors, top_k + offset, 0, platform, posted_from, posted_to):
+        for hits in self.nearest_faces(vectors, top_k + offset, 0, platform, posted_from, posted_to, collection):
             for hit in hits:
                 if hit.face_id not in best or hit.similarity > best[hit.face_id].similarity:
                     best[hit.face_id] = hit
