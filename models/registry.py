@@ -81,9 +81,14 @@ class EmbedderSpec:
         scale = self.input_size / (1.0 + 2.0 * self.padding)
         return [((self.padding + x) * scale, (self.padding + y) * scale) for x, y in self.template]
 
-    def derive(self, name: str, version: str, **changes: object) -> EmbedderSpec:
-        """A model built on this one (a per-case adapter): same input and alignment, own collection."""
-        return dataclasses.replace(self, name=name, version=version, derives_from=self.name, **changes)
+    def derive(self, name: str, version: str, match_threshold: float | None = None,
+               weights_hint: str = "") -> EmbedderSpec:
+        """A model built on this one (a per-case adapter): same input, alignment, dimension and
+        metric, its own name, version, threshold and weights, and so its own collection."""
+        return dataclasses.replace(
+            self, name=name, version=version, derives_from=self.name,
+            match_threshold=self.match_threshold if match_threshold is None else match_threshold,
+            weights_hint=weights_hint or f"the adapter's weights, trained on top of {self.name}")
 
 
 FACENET_VGGFACE2 = EmbedderSpec(
@@ -113,6 +118,20 @@ DLIB_RESNET = EmbedderSpec(
 )
 
 EMBEDDERS: dict[str, EmbedderSpec] = {spec.name: spec for spec in (FACENET_VGGFACE2, DLIB_RESNET)}
+
+
+def register_embedder(spec: EmbedderSpec) -> EmbedderSpec:
+    """Add a model to the registry: a per-case adapter derived from a registered base.
+
+    From then on the config can name it, and it gets its own face, media and enrolled
+    collections like any model.
+    """
+    if spec.name in EMBEDDERS:
+        raise ValueError(f"an embedder named {spec.name!r} is registered already")
+    if spec.derives_from is not None and spec.derives_from not in EMBEDDERS:
+        raise ValueError(f"{spec.name} derives from {spec.derives_from!r}, which is not registered")
+    EMBEDDERS[spec.name] = spec
+    return spec
 
 
 def embedder_spec(name: str) -> EmbedderSpec:
