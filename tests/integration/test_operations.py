@@ -58,6 +58,14 @@ def test_replaying_one_window_reprocesses_only_it_and_leaves_live_offsets_and_co
             summary = capsys.readouterr().out
             assert re.search(r"replay done: 2 media \(2 sightings\), 0 faces written, 0 dead letters", summary), summary
             assert snapshot(s) == counts
+        # Processed again for real (--reprocess): the faces announced anew are the first window's only.
+        announced = read_topic(s, s.kafka.topics.faces_indexed.name)
+        assert main([*cli, "replay", *window, "--reprocess"]) == 0
+        assert re.search(r"replay done: 2 media \(0 sightings\), 2 faces written", capsys.readouterr().out)
+        # Events carry their indexing time, so the new ones differ from every earlier one.
+        again = [e for e in read_topic(s, s.kafka.topics.faces_indexed.name) if e not in announced]
+        assert sorted(event["media_id"] for event in again) == ["early:kate_siegel", "early:paul_rudd"]
+        assert snapshot(s) == counts
         assert committed(s, s.kafka.consumer_group) == live
 
 
