@@ -53,6 +53,7 @@ class CaseOut(BaseModel):
     id: str
     display_name: str
     match_threshold: float | None
+    threshold_model: str | None = Field(description="The model the threshold was set for; others use their default")
     created_at: dt.datetime
     created_by: str
     photos: int
@@ -236,6 +237,7 @@ def create_app(settings: Settings, casework: Casework | None = None) -> FastAPI:
         with work.sessions() as session:
             case = work.get_case(session, case_id)
             return CaseOut(id=case.id, display_name=case.display_name, match_threshold=case.match_threshold,
+                           threshold_model=case.threshold_model,
                            created_at=case.created_at, created_by=case.created_by, photos=len(case.photos),
                            matches=len(case.matches),
                            consent_in_force=work.active_consent(session, case.id) is not None)

@@ -26,8 +26,8 @@ from mimamori import audit
 from mimamori.audit import Actor
 from mimamori.config import Settings
 from mimamori.errors import CaseError, CaseExists, ConsentMissing, PhotoRejected, UnknownCase
-from models.registry import EMBEDDERS
-from stores.cases import Case, Consent, EnrolledPhoto, consent_in_force, open_database, utcnow
+from models.registry import EMBEDDERS, embedder_spec
+from stores.cases import Case, Consent, EnrolledPhoto, case_threshold, consent_in_force, open_database, utcnow
 from stores.enrolled import EnrolledFaces
 from stores.milvus import connect
 from stores.objects import ensure_bucket, object_client
@@ -134,6 +134,7 @@ class Casework:
             if session.get(Case, case_id) is not None:
                 raise CaseExists("case_exists", f"case {case_id} already exists")
             case = Case(id=case_id, display_name=display_name, match_threshold=match_threshold,
+                        threshold_model=self.settings.models.embedder.name if match_threshold is not None else None,
                         created_by=actor.name)
             session.add(case)
         audit.record(self.sessions, actor, "create_case", case_id=case_id)
@@ -281,7 +282,8 @@ class Casework:
         return hits
 
     def threshold(self, case: Case) -> float:
-        return case.match_threshold if case.match_threshold is not None else self.encoder.spec.match_threshold
+        model = self.settings.models.embedder.name
+        return case_threshold(case, model, embedder_spec(model).match_threshold)
 
     def retro_search(self, case_id: str, vectors: np.ndarray) -> int:
         """Matches among the faces indexed before the enrolment; returns how many are new.

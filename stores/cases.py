@@ -67,14 +67,24 @@ class Case(Base):
 
     id: Mapped[str] = mapped_column(String(64), primary_key=True)
     display_name: Mapped[str] = mapped_column(String(200))  # a pseudonym is enough
-    # Similarity above which a face is a match for this case; None: the model's default.
+    # Similarity above which a face is a match for this case; None: the model's default. It is
+    # on the scale of the model it was set for (threshold_model): another model uses its own default.
     match_threshold: Mapped[float | None] = mapped_column(Float, nullable=True)
+    threshold_model: Mapped[str | None] = mapped_column(String(100), nullable=True)
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime(), default=utcnow)
     created_by: Mapped[str] = mapped_column(String(200))
 
     consents: Mapped[list[Consent]] = relationship(back_populates="case", cascade="all, delete-orphan")
     photos: Mapped[list[EnrolledPhoto]] = relationship(back_populates="case", cascade="all, delete-orphan")
     matches: Mapped[list[Match]] = relationship(back_populates="case", cascade="all, delete-orphan")
+
+
+def case_threshold(case: Case, model: str, model_default: float) -> float:
+    """The case's own threshold when it was set for ``model`` (or before models were recorded),
+    else ``model``'s default: similarities of two models are on different scales."""
+    if case.match_threshold is not None and case.threshold_model in (None, model):
+        return case.match_threshold
+    return model_default
 
 
 class Consent(Base):

@@ -24,7 +24,7 @@ from sqlalchemy.orm import sessionmaker
 from mimamori import metrics
 from mimamori.config import Settings
 from models.registry import embedder_spec
-from stores.cases import Case, Consent, Match, consent_in_force, open_database, utcnow
+from stores.cases import Case, Consent, Match, case_threshold, consent_in_force, open_database, utcnow
 from stores.enrolled import EnrolledFaces
 from streams.events import match_json
 from streams.producer import shared_producer
@@ -73,7 +73,8 @@ class Watchlist:
     def __init__(self, settings: Settings, model_version: str):
         self.settings = settings
         self.model_version = model_version
-        self.default_threshold = embedder_spec(settings.models.embedder.name).match_threshold
+        self.model = settings.models.embedder.name
+        self.default_threshold = embedder_spec(self.model).match_threshold
         self.sessions = open_database(settings.database_url())
         self.enrolled = EnrolledFaces(settings)
         self.producer = shared_producer(settings.kafka)
@@ -83,12 +84,12 @@ class Watchlist:
         """Case id -> threshold, for cases whose consent in force covers the watchlist."""
         now = utcnow()
         with self.sessions() as session:
-            thresholds = {case.id: case.match_threshold for case in session.scalars(select(Case))}
+            thresholds = {case.id: case_threshold(case, self.model, self.default_threshold)
+                          for case in session.scalars(select(Case))}
             watched = {}
             for consent in session.scalars(select(Consent)):
                 if consent_in_force(consent, now, "watchlist") and consent.case_id in thresholds:
-                    threshold = thresholds[consent.case_id]
-                    watched[consent.case_id] = threshold if threshold is not None else self.default_threshold
+                    watched[consent.case_id] = thresholds[consent.case_id]
         return watched
 
     def check(self, faces: list[IndexedFace]) -> list[Match]:

@@ -33,7 +33,7 @@ from transforms.watchlist import record_matches
 NOW = dt.datetime.now(dt.UTC)
 
 
-HEAD = "0003"
+HEAD = "0004"
 BIGGEST_FACE_ID = 2**63 - 1  # face ids are Milvus INT64 keys
 
 
@@ -133,6 +133,18 @@ def test_consent_in_force_depends_on_expiry_and_scope():
     assert not consent_in_force(record, NOW, "watchlist")
     assert consent_in_force(record, NOW, ("watchlist", "search")) and not consent_in_force(record, NOW, ("takedown",))
     assert not consent_in_force(record, NOW + dt.timedelta(days=2))
+
+
+def test_a_case_threshold_applies_to_the_model_it_was_set_for():
+    from stores.cases import case_threshold
+
+    dlib = Case(id="c", display_name="C.", match_threshold=0.96, threshold_model="dlib-resnet", created_by="s")
+    assert case_threshold(dlib, "dlib-resnet", 0.94) == 0.96
+    assert case_threshold(dlib, "facenet-vggface2", 0.6) == 0.6  # another model's scale: its default
+    legacy = Case(id="l", display_name="L.", match_threshold=0.9, created_by="s")
+    assert case_threshold(legacy, "facenet-vggface2", 0.6) == 0.9
+    default = Case(id="d", display_name="D.", created_by="s")
+    assert case_threshold(default, "dlib-resnet", 0.94) == 0.94
 
 
 def test_a_match_is_recorded_once_per_case_and_face(sessions):
