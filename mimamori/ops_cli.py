@@ -79,7 +79,8 @@ def _record_alias(settings: Settings, collection: str, model: str) -> None:
 
 def cmd_collections_promote(settings: Settings, args: argparse.Namespace) -> int:
     from models.registry import embedder_spec
-    from stores.faces import ensure_face_collection, point_search_alias, search_alias
+    from stores.faces import ensure_face_collection, point_search_alias, search_alias, search_collection
+    from stores.media import ensure_media_collections
     from stores.milvus import count_entities
 
     embedder_spec(args.model)
@@ -87,6 +88,16 @@ def cmd_collections_promote(settings: Settings, args: argparse.Namespace) -> int
     if count_entities(collection, consistency_level="Strong") == 0 and not args.force:
         raise SystemExit(f"mimamori: {collection.name} holds no faces: replay with --model {args.model} first "
                          "(or --force)")
+    # A backfill that has not reached every media item would make search miss what the current
+    # model finds: compare how many media each model has processed.
+    current_model = search_collection(settings)[1]
+    if current_model != args.model and not args.force:
+        new_media = count_entities(ensure_media_collections(settings, args.model)[0], consistency_level="Strong")
+        old_media = count_entities(ensure_media_collections(settings, current_model)[0], consistency_level="Strong")
+        if new_media < old_media:
+            raise SystemExit(f"mimamori: {args.model} has processed {new_media} media, {current_model} (which search "
+                             f"reads now) {old_media}: finish the backfill (mimamori replay --model {args.model}) "
+                             "first (or --force)")
     point_search_alias(settings, collection.name)
     _record_alias(settings, collection.name, args.model)
     print(f"{search_alias(settings)} -> {collection.name}: search now reads {args.model} vectors")
@@ -146,7 +157,8 @@ def add_ops_commands(commands, bind, bind_beam) -> None:
         func=bind(cmd_collections_list))
     promote = actions.add_parser("promote", help="point search at a model's collection (no downtime)")
     promote.add_argument("model", metavar="MODEL", help="a model name from the registry, e.g. dlib-resnet")
-    promote.add_argument("--force", action="store_true", help="even if its collection is empty")
+    promote.add_argument("--force", action="store_true",
+                         help="even if its collection is empty or it has processed fewer media than the current one")
     promote.set_defaults(func=bind(cmd_collections_promote))
     actions.add_parser("rollback", help="point search back where it pointed before").set_defaults(
         func=bind(cmd_collections_rollback))

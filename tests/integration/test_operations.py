@@ -160,7 +160,9 @@ def test_promote_switches_search_to_another_models_collection_and_rollback_switc
 
     with isolated_settings(settings) as s:
         s.models.embedder.allow_random_weights = True  # FaceNet has no real weights here
-        publish(s, portraits(testdata, "paul_rudd"), "promote", timestamp_ms=int(time.time() * 1000) - 60_000)
+        now = int(time.time() * 1000)
+        publish(s, portraits(testdata, "paul_rudd"), "promote", timestamp_ms=now - HOUR_MS)
+        publish(s, portraits(testdata, "kate_siegel"), "promote", timestamp_ms=now - 60_000)
         run_pipeline(s, s.kafka.consumer_group)
         cli = site_config(s, tmp_path)
         assert main([*cli, "collections", "promote", "dlib-resnet"]) == 0
@@ -170,9 +172,15 @@ def test_promote_switches_search_to_another_models_collection_and_rollback_switc
         with pytest.raises(SystemExit, match="holds no faces"):  # nothing embedded with FaceNet yet
             main([*cli, "collections", "promote", "facenet-vggface2"])
         capsys.readouterr()
-        # Re-embed the same media with FaceNet, into its own collection, then point search at it.
-        window = ["--from", iso(int(time.time() * 1000) - 3_600_000), "--to", "now"]
-        assert main([*cli, "replay", *window, "--model", "facenet-vggface2"]) == 0
+        # Re-embed the same media with FaceNet, into its own collection, then point search at it:
+        # not before the backfill has reached every media item.
+        first = ["--from", iso(now - HOUR_MS - 60_000), "--to", iso(now - HOUR_MS + 60_000)]
+        assert main([*cli, "replay", *first, "--model", "facenet-vggface2"]) == 0
+        assert "1 faces written" in capsys.readouterr().out
+        with pytest.raises(SystemExit, match=r"has processed 1 media, dlib-resnet .* 2: finish the backfill"):
+            main([*cli, "collections", "promote", "facenet-vggface2"])
+        rest = ["--from", iso(now - HOUR_MS + 60_000), "--to", "now"]
+        assert main([*cli, "replay", *rest, "--model", "facenet-vggface2"]) == 0
         assert "1 faces written" in capsys.readouterr().out
         assert main([*cli, "collections", "promote", "facenet-vggface2"]) == 0
         assert alias_target(s) == s.face_collection("facenet-vggface2")
