@@ -182,6 +182,16 @@ def test_without_a_key_401_with_the_wrong_role_403_and_every_call_is_audited(env
     assert rows[5].action == "read_audit" and rows[5].result_count == 10
 
 
+def test_opening_a_case_recording_consent_and_enrolling_are_audited(env, enrolled):
+    rows = audit_rows(env, case_id=CASE)[:3]  # the enrolled fixture's three calls came first
+    assert [(r.actor, r.role, r.action, r.outcome) for r in rows] == [
+        ("test-admin", "admin", "create_case", "ok"), ("test-admin", "admin", "record_consent", "ok"),
+        ("test-admin", "admin", "enroll", "ok")]
+    assert rows[1].details["scope"] == ["search", "watchlist", "takedown"]
+    assert rows[2].details["photos"] == 1 and rows[2].result_count == 0  # no retro match: nothing indexed yet
+    assert all("embedding" not in json.dumps(r.details) for r in rows)
+
+
 def test_bad_input_gets_a_clear_4xx(env, enrolled):
     client, admin, testdata = env["client"], auth(env, "admin"), env["testdata"]
     group = (testdata / "faces" / "multiface.jpg").read_bytes()
