@@ -160,6 +160,23 @@ class Casework:
                                    .order_by(Consent.recorded_at.desc()))
         return next((c for c in consents if consent_in_force(c, now, scope)), None)
 
+    def require_consent(self, session: Session, case_id: str, scopes: tuple[str, ...], doing: str) -> Consent:
+        """The consent in force that covers one of ``scopes``, or a refusal that says what is wrong:
+        no consent recorded (``consent_missing``), every one expired (``consent_expired``), or none
+        in force covering the scope (``consent_out_of_scope``)."""
+        consent = self.active_consent(session, case_id, scopes)
+        if consent is not None:
+            return consent
+        wanted = " or ".join(scopes)
+        if session.scalars(select(Consent.id).where(Consent.case_id == case_id)).first() is None:
+            raise ConsentMissing("consent_missing", f"case {case_id} has no consent on record: record the client's "
+                                                    f"consent (covering {wanted}) before {doing}")
+        if self.active_consent(session, case_id) is None:
+            raise ConsentMissing("consent_expired", f"the consent of case {case_id} has expired: record the client's "
+                                                    f"renewed consent (covering {wanted}) before {doing}")
+        raise ConsentMissing("consent_out_of_scope", f"the consent in force for case {case_id} does not cover "
+                                                     f"{wanted}, which {doing} needs")
+
     # -- enrolment --------------------------------------------------------------------------------
     def face_of_photo(self, name: str, data: bytes, content_type: str, model: str | None = None):
         """The single face of a photo, embedded by ``model`` (default: the configured one), or a refusal."""
@@ -196,10 +213,7 @@ class Casework:
             self.record_consent(actor, case_id, consent)
         with self.sessions() as session:
             self.get_case(session, case_id)
-            if self.active_consent(session, case_id, ENROLMENT_SCOPES) is None:
-                raise ConsentMissing("consent_missing",
-                                     f"case {case_id} has no consent record in force that covers search or the "
-                                     "watchlist: record the client's consent (--consent FILE) before enrolling photos")
+            self.require_consent(session, case_id, ENROLMENT_SCOPES, "enrolling photos")
             retro = self.active_consent(session, case_id, "search") is not None
         if not photos:
             raise PhotoRejected("no_photo", "no photo given")
@@ -265,9 +279,7 @@ class Casework:
             else:
                 with self.sessions() as session:
                     self.get_case(session, case_id)
-                    if self.active_consent(session, case_id, "search") is None:
-                        raise ConsentMissing("consent_missing",
-                                             f"case {case_id} has no consent in force that covers search")
+                    self.require_consent(session, case_id, ("search",), "searching with the case's faces")
                 vectors, target = self.case_vectors(case_id, model), f"case:{case_id}"
         except CaseError as error:
             audit.record(self.sessions, actor, "search", case_id=case_id,
@@ -317,9 +329,7 @@ class Casework:
         try:
             with self.sessions() as session:
                 case = self.get_case(session, case_id)
-                if self.active_consent(session, case_id, "takedown") is None:
-                    raise ConsentMissing("consent_missing", f"case {case_id} has no consent in force that covers "
-                                                            "takedown")
+                self.require_consent(session, case_id, ("takedown",), "exporting for takedown requests")
                 matches = sorted((m for m in case.matches if status is None or m.status == status),
                                  key=lambda m: m.id)
                 display_name = case.display_name

@@ -215,7 +215,7 @@ def test_bad_input_gets_a_clear_4xx(env, enrolled):
     past = dt.datetime.now(dt.UTC) - dt.timedelta(days=30)
     client.post("/cases/expired/consent", json=consent(given_at=(past - dt.timedelta(days=1)).isoformat(),
                                                        expires_at=past.isoformat()), headers=admin)
-    cases["expired consent"] = (photos("expired", "paul.jpg", enrolled), 409, "consent_missing")
+    cases["expired consent"] = (photos("expired", "paul.jpg", enrolled), 409, "consent_expired")
     for name, (response, status, reason) in cases.items():
         assert response.status_code == status, (name, response.text)
         body = response.json()
@@ -238,13 +238,13 @@ def test_consent_scope_decides_enrolment_search_and_retro_matches(env, enrolled,
                            headers=admin)
 
     refused = open_case("takedown-only", ["takedown"])
-    assert refused.status_code == 409 and refused.json()["error"] == "consent_missing", refused.text
+    assert refused.status_code == 409 and refused.json()["error"] == "consent_out_of_scope", refused.text
     assert EnrolledFaces(env["settings"]).count("takedown-only") == 0
 
     watched = open_case("watch-only", ["watchlist"])
     assert watched.status_code == 201 and watched.json()["retro_matches"] == 0  # no consent to search the past
     search = client.post("/search", data={"case_id": "watch-only"}, headers=auth(env, "reviewer"))
-    assert search.status_code == 409 and search.json()["error"] == "consent_missing"
+    assert search.status_code == 409 and search.json()["error"] == "consent_out_of_scope"
     assert audit_rows(env, case_id="watch-only", action="search")[-1].outcome == "rejected"
 
     # The edited re-upload was indexed before this enrolment: the retro search finds it.
