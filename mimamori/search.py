@@ -21,7 +21,7 @@ from stores.faces import alias_target, ensure_face_collection, search_collection
 from stores.media import ensure_media_collections, page_url_from_store
 from stores.objects import object_client
 
-# Milvus's largest result window (topk) per query vector.
+# Milvus's largest result window (topk per query vector, and rows per query).
 MAX_RESULTS = 16384
 FACE_FIELDS = ["face_id", "media_sha256", "source_url", "platform", "posted_at", "indexed_at", "box", "det_score",
                "quality", "model_version", "crop_key", "frame_ms"]
@@ -118,10 +118,8 @@ class FaceSearch:
             return []
         params = {"metric_type": self.settings.milvus.index.metric_type,
                   "params": dict(self.settings.milvus.index.search_params), "offset": offset}
-        results = (collection or self.faces).search(np.asarray(vectors, dtype=np.float32).tolist(), "embedding",
-                                                    params, limit=top_k, expr=_filter(platform, posted_from, posted_to),
-                                    output_fields=FACE_FIELDS, consistency_level="Strong")
-        return [[self._hit(hit) for hit in hits] for hits in results]
+        return self._search(collection or self.faces, vectors, params, top_k,
+                            _filter(platform, posted_from, posted_to))
 
     def faces_above(self, vectors: np.ndarray, threshold: float) -> list[list[FaceHit]]:
         """Every indexed face at or above ``threshold`` for each vector (a range search), best first."""
@@ -132,9 +130,15 @@ class FaceSearch:
         params = {"metric_type": self.settings.milvus.index.metric_type,
                   "params": {**self.settings.milvus.index.search_params,
                              "radius": threshold - 1e-6, "range_filter": 1.0 + 1e-6}}
-        results = self.faces.search(np.asarray(vectors, dtype=np.float32).tolist(), "embedding", params,
-                                    limit=MAX_RESULTS, output_fields=FACE_FIELDS, consistency_level="Strong")
-        return [[self._hit(hit) for hit in hits if hit.distance >= threshold] for hits in results]
+        return self._search(self.faces, vectors, params, MAX_RESULTS, min_distance=threshold)
+
+    def _search(self, collection: Collection, vectors: np.ndarray, params: dict[str, Any], limit: int,
+                expr: str | None = None, min_distance: float | None = None) -> list[list[FaceHit]]:
+        """One batched Milvus search; hits below ``min_distance`` (the raw score, before rounding) dropped."""
+        results = collection.search(np.asarray(vectors, dtype=np.float32).tolist(), "embedding", params,
+                                    limit=limit, expr=expr, output_fields=FACE_FIELDS, consistency_level="Strong")
+        return [[self._hit(hit) for hit in hits if min_distance is None or hit.distance >= min_distance]
+                for hits in results]
 
     @staticmethod
     def _hit(hit: Any) -> FaceHit:
@@ -171,7 +175,7 @@ class FaceSearch:
         shas = sorted(media_sha256)
         if not shas:
             return {}
-        rows = self.sightings.query(f"canonical_sha256 in {json.dumps(shas)}", limit=16384,
+        rows = self.sightings.query(f"canonical_sha256 in {json.dumps(shas)}", limit=MAX_RESULTS,
                                     output_fields=["canonical_sha256", "media_id", "source_url", "page_url",
                                                    "platform", "posted_at", "scraped_at", "match"],
                                     consistency_level="Strong")

@@ -47,30 +47,28 @@ def ensure_topics(settings: Settings, topics: list[TopicConfig] | None = None) -
 
 def read_topic(settings: Settings, topic: str) -> list[ConsumerRecord]:
     """Every record now on ``topic``, from the beginning to the current end (no group, no commit)."""
-    consumer = KafkaConsumer(**settings.kafka.client_options(), enable_auto_commit=False)
+    reader = GroupReader(settings, topic, None, from_start=True)
     try:
-        tps = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic) or ()]
-        consumer.assign(tps)
-        consumer.seek_to_beginning(*tps)
-        return _read_to(consumer, consumer.end_offsets(tps))
+        return reader.records()
     finally:
-        consumer.close()
+        reader.close()
 
 
 class GroupReader:
     """The records of ``topic`` that consumer group ``group`` has not committed yet, up to the
-    current end; ``commit()`` marks them done. ``from_start`` reads from the beginning anyway.
+    current end; ``commit()`` marks them done. ``from_start`` reads from the beginning anyway
+    (and is what a reader without a group does).
 
     For one-off jobs over a topic (re-driving dead letters) that must not repeat their work.
     """
 
-    def __init__(self, settings: Settings, topic: str, group: str, from_start: bool = False):
+    def __init__(self, settings: Settings, topic: str, group: str | None, from_start: bool = False):
         self.consumer = KafkaConsumer(**settings.kafka.client_options(), group_id=group, enable_auto_commit=False)
         tps = [TopicPartition(topic, p) for p in self.consumer.partitions_for_topic(topic) or ()]
         self.consumer.assign(tps)
         self.end = self.consumer.end_offsets(tps)
         for tp in tps:
-            committed = None if from_start else self.consumer.committed(tp)
+            committed = None if from_start or group is None else self.consumer.committed(tp)
             if committed is None:
                 self.consumer.seek_to_beginning(tp)
             else:

@@ -2,8 +2,9 @@
 
 Exact: the same sha256. Near: a perceptual hash within a few bits and the same aspect
 ratio (re-encoded or resized copies). A replay of the first upload itself is a sighting too,
-unless ``pipeline.reprocess_indexed`` asks for it to be processed again. Edits that change the layout (crops, mirrors,
-borders) are new media: their faces are indexed and found by face search instead.
+unless ``pipeline.reprocess_indexed`` asks for it to be processed again. Edits that change the
+layout (crops, mirrors, borders) are new media: their faces are indexed and found by face
+search instead.
 """
 
 from __future__ import annotations

@@ -205,7 +205,6 @@ class WriteIndexedMedia(_BatchingWriter):
             count_media("indexed" if item.faces else "no_face")
         count_faces(self.model, len(face_rows))
 
-
     def _drop_faces_not_found_again(self, items: list[MediaItem], face_rows: list[dict[str, Any]]) -> None:
         """Faces of reprocessed media that this run no longer finds (a fixed false positive): deleted.
 

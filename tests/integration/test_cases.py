@@ -72,16 +72,21 @@ def audit_rows(env, **where) -> list[AuditEvent]:
         return list(session.scalars(query))
 
 
+def open_case(env, case_id: str, photo: bytes, **consent_changes):
+    """Through the API as an admin: create the case, record the consent, enrol the photo (its response)."""
+    client, admin = env["client"], auth(env, "admin")
+    response = client.post("/cases", json={"id": case_id, "display_name": "Client P."}, headers=admin)
+    assert response.status_code == 201, response.text
+    response = client.post(f"/cases/{case_id}/consent", json=consent(**consent_changes), headers=admin)
+    assert response.status_code == 201, response.text
+    return client.post(f"/cases/{case_id}/photos", files=[("photos", ("paul.jpg", photo, "image/jpeg"))],
+                       headers=admin)
+
+
 @pytest.fixture(scope="module")
 def enrolled(env):
-    client = env["client"]
     photo = (env["testdata"] / "faces" / "paul_rudd.jpg").read_bytes()
-    response = client.post("/cases", json={"id": CASE, "display_name": "Client P."}, headers=auth(env, "admin"))
-    assert response.status_code == 201, response.text
-    response = client.post(f"/cases/{CASE}/consent", json=consent(), headers=auth(env, "admin"))
-    assert response.status_code == 201, response.text
-    response = client.post(f"/cases/{CASE}/photos", files=[("photos", ("paul.jpg", photo, "image/jpeg"))],
-                           headers=auth(env, "admin"))
+    response = open_case(env, CASE, photo)
     assert response.status_code == 201, response.text
     assert response.json()["retro_matches"] == 0  # nothing indexed yet
     return photo
@@ -230,25 +235,18 @@ def test_bad_input_gets_a_clear_4xx(env, enrolled):
 def test_consent_scope_decides_enrolment_search_and_retro_matches(env, enrolled, streamed):
     """Takedown-only consent stores no vectors; watchlist-only allows no search of the past; search finds it."""
     client, admin = env["client"], auth(env, "admin")
-
-    def open_case(case_id: str, scope: list[str]):
-        assert client.post("/cases", json={"id": case_id, "display_name": "R."}, headers=admin).status_code == 201
-        assert client.post(f"/cases/{case_id}/consent", json=consent(scope=scope), headers=admin).status_code == 201
-        return client.post(f"/cases/{case_id}/photos", files=[("photos", ("paul.jpg", enrolled, "image/jpeg"))],
-                           headers=admin)
-
-    refused = open_case("takedown-only", ["takedown"])
+    refused = open_case(env, "takedown-only", enrolled, scope=["takedown"])
     assert refused.status_code == 409 and refused.json()["error"] == "consent_out_of_scope", refused.text
     assert EnrolledFaces(env["settings"]).count("takedown-only") == 0
 
-    watched = open_case("watch-only", ["watchlist"])
+    watched = open_case(env, "watch-only", enrolled, scope=["watchlist"])
     assert watched.status_code == 201 and watched.json()["retro_matches"] == 0  # no consent to search the past
     search = client.post("/search", data={"case_id": "watch-only"}, headers=auth(env, "reviewer"))
     assert search.status_code == 409 and search.json()["error"] == "consent_out_of_scope"
     assert audit_rows(env, case_id="watch-only", action="search")[-1].outcome == "rejected"
 
     # The edited re-upload was indexed before this enrolment: the retro search finds it.
-    found = open_case("retro", ["search"])
+    found = open_case(env, "retro", enrolled, scope=["search"])
     assert found.status_code == 201 and found.json()["retro_matches"] == 1, found.text
     with env["work"].sessions() as session:
         match = session.scalars(select(Match).where(Match.case_id == "retro")).one()
