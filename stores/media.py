@@ -1,8 +1,11 @@
 """Indexed media and sightings, in Milvus, keyed so that every write is an idempotent upsert.
 
-* ``media_<model>_v1``: one row per distinct media content (sha256) that the model has
+* ``media_<model>_v2``: one row per distinct media content (sha256) that the model has
   indexed, with its perceptual hash as a binary vector, so exact and near duplicates are
-  found with one query or one Hamming search.
+  found with one query or one Hamming search, and the orientation the decoder applied
+  (``rotation`` clockwise degrees after a left-right flip if ``mirrored``: a phone video's
+  display matrix or a photo's EXIF), so a thumbnail of the stored file is shown upright.
+  Version 2 added those two fields; version 1 collections are left as they were.
 * ``sightings_v1``: one row per place a media item was seen (media id, URL, platform,
   dates), linked to the indexed media it shows (``canonical_sha256``). Re-uploads are what
   users hunt for: each one is a sighting, none is embedded twice.
@@ -20,7 +23,8 @@ from mimamori.config import Settings
 from stores.milvus import ensure_collection
 
 PHASH_BITS = 64
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 1  # of the sightings collection
+MEDIA_SCHEMA_VERSION = 2  # of the media collections: v2 records the orientation applied
 # An unknown page URL is stored as this, never as "": Milvus 2.3.5 cannot memory-map a string
 # column of zero bytes (milvus#31406, fixed in 2.3.12), so a sealed segment of sightings whose
 # page URLs were all unknown would never load (stores/writer.py refuses empty strings).
@@ -43,7 +47,7 @@ def int64_key(*parts: str) -> int:
 
 
 def media_collection_name(settings: Settings, model_name: str | None = None) -> str:
-    return f"{settings.milvus.media_collection_prefix}_{settings.model_tag(model_name)}_v{SCHEMA_VERSION}"
+    return f"{settings.milvus.media_collection_prefix}_{settings.model_tag(model_name)}_v{MEDIA_SCHEMA_VERSION}"
 
 
 def sightings_collection_name(settings: Settings) -> str:
@@ -51,9 +55,9 @@ def sightings_collection_name(settings: Settings) -> str:
 
 
 def _ensure(settings: Settings, name: str, fields: list[FieldSchema], kind: str,
-            scalar_indexes: list[str]) -> Collection:
+            scalar_indexes: list[str], version: int) -> Collection:
     """A collection searched by perceptual hash (exact Hamming search over 64-bit vectors)."""
-    schema = CollectionSchema(fields, description=json.dumps({"kind": kind, "schema_version": SCHEMA_VERSION}))
+    schema = CollectionSchema(fields, description=json.dumps({"kind": kind, "schema_version": version}))
     return ensure_collection(settings, name, schema, "phash",
                              {"index_type": "BIN_FLAT", "metric_type": "HAMMING", "params": {}}, scalar_indexes)
 
@@ -67,10 +71,12 @@ def ensure_media_collections(settings: Settings, model_name: str | None = None) 
         FieldSchema("width", DataType.INT32),
         FieldSchema("height", DataType.INT32),
         FieldSchema("face_count", DataType.INT32),
+        FieldSchema("rotation", DataType.INT32),
+        FieldSchema("mirrored", DataType.BOOL),
         FieldSchema("first_media_id", DataType.VARCHAR, max_length=200),
         FieldSchema("model_version", DataType.VARCHAR, max_length=128),
         FieldSchema("indexed_at", DataType.INT64),
-    ], "mimamori-media", ["sha256"])
+    ], "mimamori-media", ["sha256"], MEDIA_SCHEMA_VERSION)
     sightings = _ensure(settings, sightings_collection_name(settings), [
         FieldSchema("sighting_key", DataType.INT64, is_primary=True),
         FieldSchema("phash", DataType.BINARY_VECTOR, dim=PHASH_BITS),
@@ -83,7 +89,7 @@ def ensure_media_collections(settings: Settings, model_name: str | None = None) 
         FieldSchema("platform", DataType.VARCHAR, max_length=64),
         FieldSchema("posted_at", DataType.INT64),
         FieldSchema("scraped_at", DataType.INT64),
-    ], "mimamori-sightings", ["canonical_sha256", "media_sha256"])
+    ], "mimamori-sightings", ["canonical_sha256", "media_sha256"], SCHEMA_VERSION)
     return media, sightings
 
 

@@ -17,6 +17,8 @@ import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from mimamori.config import PipelineConfig
+from transforms import orientation
+from transforms.orientation import UPRIGHT, Orientation
 
 VIDEO_TYPES = ("video/mp4", "video/webm", "video/quicktime")
 VIDEO_SIGNATURES = (b"ftyp", b"\x1a\x45\xdf\xa3")  # ISO BMFF (MP4, MOV) at offset 4; Matroska/WebM at 0
@@ -41,6 +43,9 @@ class DecodedMedia:
     width: int
     height: int
     frames: list[Frame] = field(default_factory=list)
+    # How the stored pixels were turned to be upright (EXIF, or a video's display matrix):
+    # frames, width and height are of the upright picture.
+    orientation: Orientation = UPRIGHT
 
 
 def sha256_hex(data: bytes) -> str:
@@ -102,8 +107,9 @@ def _decode_image(data: bytes, digest: str, limits: PipelineConfig) -> DecodedMe
                         break
                 return DecodedMedia(digest, "animation", width, height, frames)
             image.load()
+            turned = orientation.from_exif(image)
             rgb = to_rgb(ImageOps.exif_transpose(image))
-            return DecodedMedia(digest, "image", rgb.width, rgb.height, [Frame(0, rgb)])
+            return DecodedMedia(digest, "image", rgb.width, rgb.height, [Frame(0, rgb)], turned)
     except MediaError:
         raise
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as error:
@@ -114,10 +120,23 @@ def _decode_image(data: bytes, digest: str, limits: PipelineConfig) -> DecodedMe
         raise MediaError("corrupt_image", f"cannot decode: {error}") from None
 
 
+def _video_orientation(frame, stream) -> Orientation:
+    """The display matrix of the first decoded frame (FFmpeg copies the container's onto it)."""
+    from av.sidedata.sidedata import Type
+
+    matrix = frame.side_data.get(Type.DISPLAYMATRIX)
+    if matrix is not None:
+        entries = np.frombuffer(bytes(matrix), dtype="<i4")[:9].tolist()
+        return orientation.from_display_matrix(frame.rotation, entries)
+    tags = {key.lower(): value for key, value in stream.metadata.items()}  # Matroska writes ROTATE
+    return orientation.from_rotate_tag(tags.get("rotate"))
+
+
 def _decode_video(data: bytes, digest: str, limits: PipelineConfig) -> DecodedMedia:
     import av
 
     frames: list[Frame] = []
+    turned: Orientation | None = None
     try:
         with av.open(io.BytesIO(data)) as container:
             if not container.streams.video:
@@ -137,8 +156,10 @@ def _decode_video(data: bytes, digest: str, limits: PipelineConfig) -> DecodedMe
                 thumb = np.asarray(image.convert("L").resize((64, 36)), dtype=np.float32)
                 cut = previous is not None and float(np.abs(thumb - previous).mean()) > limits.video_scene_change
                 previous = thumb
+                if turned is None:
+                    turned = _video_orientation(frame, stream)
                 if time_ms >= next_sample_ms or cut:
-                    frames.append(Frame(time_ms, image.convert("RGB")))
+                    frames.append(Frame(time_ms, orientation.apply(image.convert("RGB"), turned)))
                     next_sample_ms = time_ms + limits.video_frame_interval_s * 1000
                     if len(frames) >= limits.max_video_frames:
                         break
@@ -146,8 +167,9 @@ def _decode_video(data: bytes, digest: str, limits: PipelineConfig) -> DecodedMe
         raise
     except (av.error.FFmpegError, ValueError, OSError) as error:
         if frames:  # a truncated tail: keep what decoded
-            return DecodedMedia(digest, "video", frames[0].image.width, frames[0].image.height, frames)
+            return DecodedMedia(digest, "video", frames[0].image.width, frames[0].image.height, frames,
+                                turned or UPRIGHT)
         raise MediaError("corrupt_video", f"cannot decode video: {error}") from None
     if not frames:
         raise MediaError("corrupt_video", "the video has no decodable frame")
-    return DecodedMedia(digest, "video", frames[0].image.width, frames[0].image.height, frames)
+    return DecodedMedia(digest, "video", frames[0].image.width, frames[0].image.height, frames, turned or UPRIGHT)

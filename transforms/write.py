@@ -185,6 +185,8 @@ class WriteIndexedMedia(_BatchingWriter):
             "width": item.media.width,
             "height": item.media.height,
             "face_count": len(item.faces),
+            "rotation": item.media.orientation.rotation,
+            "mirrored": item.media.orientation.mirrored,
             "first_media_id": item.event.media_id,
             "model_version": self.model_version,
             "indexed_at": int(now.timestamp()),

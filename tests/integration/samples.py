@@ -60,6 +60,9 @@ def good_samples(testdata: Path) -> list[Sample]:
         faces = 6 if path.stem == "multiface" else 1
         samples.append(Sample(path.stem, path.read_bytes(), "image/jpeg", f"faces:{faces}"))
     samples.append(Sample("video", (testdata / "video" / "video.mp4").read_bytes(), "video/mp4", "indexed"))
+    # A phone clip stored sideways with a 90-degree display matrix: indexed upright, or not at all.
+    samples.append(Sample("phone_video", (testdata / "video" / "new_face_video-90.mp4").read_bytes(), "video/mp4",
+                          "indexed"))
     return samples
 
 

@@ -63,7 +63,8 @@ def test_each_face_of_the_good_media_is_stored_once_with_its_crop(pipeline_setti
     s = pipeline_settings
     faces = query_all(ensure_face_collection(s), ["face_id", "media_sha256", "frame_ms", "face_index", "crop_key"])
     media, _sightings = ensure_media_collections(s)
-    media_rows = {row["sha256"]: row for row in query_all(media, ["sha256", "face_count", "first_media_id"])}
+    media_rows = {row["sha256"]: row for row in query_all(media, ["sha256", "face_count", "first_media_id",
+                                                                  "rotation", "mirrored"])}
     per_media = Counter(face["media_sha256"] for face in faces)
     identities = Counter((f["media_sha256"], f["frame_ms"], f["face_index"]) for f in faces)
     assert max(identities.values()) == 1, "a face is stored twice"
@@ -80,6 +81,8 @@ def test_each_face_of_the_good_media_is_stored_once_with_its_crop(pipeline_setti
             assert per_media[sha] == int(expect.split(":")[1]), f"{name}: {per_media[sha]} faces"
         else:
             assert per_media[sha] >= 1, f"{name}: no face found"
+        turned = (90, False) if name == "phone_video" else (0, False)
+        assert (media_rows[sha]["rotation"], media_rows[sha]["mirrored"]) == turned, name
 
     client = object_client(s)
     for face in faces:
