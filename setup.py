@@ -1,12 +1,26 @@
-"""Packaging for mimamori.
+"""Packaging for mimamori: one installed package, ``mimamori``.
 
-Beam ships this package to its workers with ``--setup_file ./setup.py``, so every
-module the pipeline imports (streams, transforms, models, stores, mimamori) is
-listed here. Known-good versions are pinned in ``constraints.txt``; install with
+The folders the project is known by (``streams/``, ``transforms/``, ``models/``,
+``stores/``) stay at the top of the repository and are installed as
+``mimamori.streams``, ``mimamori.transforms``, ``mimamori.models`` and ``mimamori.stores``
+(``package_dir``, as facenet-pytorch maps its folders), so nothing generic lands in
+site-packages. Beam ships this package to its workers with ``--setup_file ./setup.py``.
+Known-good versions are pinned in ``constraints.txt``; install with
 ``pip install -c constraints.txt -e .[dev]``.
 """
 
 from setuptools import find_packages, setup
+
+# The data-flow folders at the repository's top, each installed under mimamori.
+MAPPED = ("streams", "transforms", "models", "stores")
+
+
+def packages() -> list[str]:
+    found = find_packages(include=["mimamori", "mimamori.*"])
+    for folder in MAPPED:
+        found += [f"mimamori.{name}" for name in find_packages(include=[folder, f"{folder}.*"])]
+    return found
+
 
 # facenet-pytorch 2.6.0 pins torch<2.3, numpy<2 and Pillow<10.3, none of which is
 # true of its code: it is installed separately with --no-deps (see scripts/setup),
@@ -18,13 +32,14 @@ setup(
     version="0.1.0",
     description="Find every re-upload of a person's intimate images, so they can be taken down.",
     python_requires=">=3.11",
-    packages=find_packages(include=["mimamori*", "streams*", "transforms*", "models*", "stores*"]),
+    packages=packages(),
+    package_dir={"mimamori": "mimamori", **{f"mimamori.{folder}": folder for folder in MAPPED}},
     include_package_data=True,
     package_data={
-        "mimamori.profiles": ["*.yaml"],
-        "stores.migrations": ["*.ini", "*.mako", "versions/*.py"],
+        "mimamori.core.profiles": ["*.yaml"],
+        "mimamori.stores.migrations": ["*.ini", "*.mako", "versions/*.py"],
         "mimamori.stack": ["*.xml"],
-        "streams.schemas": ["*.json"],
+        "mimamori.streams.schemas": ["*.json"],
     },
     install_requires=[
         "apache-beam>=2.77,<2.78",
@@ -62,7 +77,9 @@ setup(
     ],
     extras_require={
         # dlib-bin: the reference the torch port of dlib's network is tested against.
+        # import-linter: the layers contract (pyproject.toml) runs in the test command.
         "dev": ["pytest>=8", "pytest-timeout>=2.3", "ruff>=0.6", "dlib-bin>=20,<21", "httpx>=0.27",
+                "import-linter>=2.17,<3",
                 "schemathesis>=4,<5",
                 # python-hcl2: the Terraform files are parsed and cross-checked in the unit tests.
                 "python-hcl2>=8,<9",
@@ -77,5 +94,5 @@ setup(
         # Amazon MSK's IAM authentication (kafka-python's AWS_MSK_IAM mechanism signs with botocore).
         "aws": ["botocore>=1.35,<2"],
     },
-    entry_points={"console_scripts": ["mimamori=mimamori.cli:main"]},
+    entry_points={"console_scripts": ["mimamori=mimamori.cli.main:main"]},
 )

@@ -35,9 +35,9 @@ import torch  # noqa: E402
 from PIL import Image  # noqa: E402
 
 from mimamori import edits  # noqa: E402
-from mimamori.config import load_settings  # noqa: E402
-from mimamori.scratch import scratch_settings  # noqa: E402
+from mimamori.core.config import load_settings  # noqa: E402
 from mimamori.stack.process import children_cpu_seconds, process_table, tree_cpu_seconds  # noqa: E402
+from tests.support.scratch import scratch_settings  # noqa: E402
 
 TESTDATA = ROOT.parent / "shared" / "testdata"
 
@@ -56,8 +56,9 @@ def bench_images(count: int) -> list[bytes]:
 
 
 def bare_loop(settings, images: list[bytes]) -> dict[str, float]:
-    from models.face_encoder import FaceEncoder
-    from transforms.media import decode_media
+    from mimamori.models.face_encoder import FaceEncoder
+
+    from mimamori.media.decode import decode_media
 
     encoder = FaceEncoder(settings)
     timings = {"decode": 0.0, "detect": 0.0, "align": 0.0, "embed": 0.0}
@@ -86,15 +87,15 @@ def bare_loop(settings, images: list[bytes]) -> dict[str, float]:
 
 def pipeline_run(settings, images: list[bytes], runner: str) -> dict[str, float]:
     import apache_beam as beam
+    from mimamori.stores.media import ensure_media_collections
+    from mimamori.stores.objects import object_client
+    from mimamori.streams.events import MediaEvent, now_utc
+    from mimamori.streams.ingest import store_bytes
+    from mimamori.streams.producer import shared_producer
+    from mimamori.transforms.pipeline import SourceOptions, build_pipeline
 
-    from mimamori import metrics
-    from mimamori.runner import pipeline_options
-    from stores.media import ensure_media_collections
-    from stores.objects import object_client
-    from streams.events import MediaEvent, now_utc
-    from streams.ingest import store_bytes
-    from streams.producer import shared_producer
-    from transforms.pipeline import SourceOptions, build_pipeline
+    from mimamori.cli.runner import pipeline_options
+    from mimamori.core import metrics
 
     media_collection, _ = ensure_media_collections(settings)  # made by scratch_settings
     client, producer = object_client(settings), shared_producer(settings.kafka)

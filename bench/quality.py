@@ -31,10 +31,11 @@ from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from mimamori import edits
-from mimamori.config import EmbedderConfig, load_settings
-from models.embedders import weights_file
-from models.registry import EMBEDDERS
+from mimamori.models.embedders import weights_file
+from mimamori.models.registry import EMBEDDERS
+
+from mimamori.core.config import EmbedderConfig, load_settings
+from tests.support import edits
 
 TESTDATA = Path(__file__).resolve().parent.parent.parent / "shared" / "testdata"
 START, END = "<!-- results:start -->", "<!-- results:end -->"
@@ -56,7 +57,7 @@ class ModelResult:
 
 
 def measure(model: str, photos: dict[str, Image.Image]) -> ModelResult:
-    from models.face_encoder import FaceEncoder
+    from mimamori.models.face_encoder import FaceEncoder
 
     began = time.perf_counter()
     settings = load_settings("local")

@@ -51,9 +51,10 @@ import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from mimamori.config import IndexConfig, Settings, load_settings
-from models.registry import embedder_spec
-from stores.writer import DEFAULT_IN_FLIGHT, DEFAULT_REQUEST_BYTES, IndexGate, MilvusWriter
+from mimamori.models.registry import embedder_spec
+from mimamori.stores.writer import DEFAULT_IN_FLIGHT, DEFAULT_REQUEST_BYTES, IndexGate, MilvusWriter
+
+from mimamori.core.config import IndexConfig, Settings, load_settings
 
 MODEL = "facenet-vggface2"  # the production embedder: 512-d
 PLATFORMS = ("x", "reddit", "telegram", "forum", "tube", "imageboard")
@@ -306,11 +307,11 @@ def bench_settings(settings: Settings, index_type: str) -> Settings:
 
 
 def run(args: argparse.Namespace) -> list[Checkpoint]:
+    from mimamori.stores.faces import ensure_face_collection
+    from mimamori.stores.milvus import connect
     from pymilvus import utility
 
     from mimamori.stack.stack import Stack
-    from stores.faces import ensure_face_collection
-    from stores.milvus import connect
 
     settings = bench_settings(load_settings(), args.index)
     stack = Stack(settings)

@@ -28,18 +28,19 @@ from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from mimamori import edits
-from mimamori.audit import Actor
-from mimamori.casework import Casework, ConsentRecord
-from mimamori.config import load_settings
-from mimamori.runner import pipeline_options
-from mimamori.scratch import scratch_settings
-from stores.cases import Match
-from stores.objects import object_client
-from streams.events import MediaEvent, now_utc
-from streams.ingest import store_bytes
-from streams.producer import shared_producer
-from transforms.pipeline import SourceOptions, build_pipeline
+from mimamori.stores.cases import Match
+from mimamori.stores.objects import object_client
+from mimamori.streams.events import MediaEvent, now_utc
+from mimamori.streams.ingest import store_bytes
+from mimamori.streams.producer import shared_producer
+from mimamori.transforms.pipeline import SourceOptions, build_pipeline
+
+from mimamori.cli.runner import pipeline_options
+from mimamori.core.config import load_settings
+from mimamori.services.audit import Actor
+from mimamori.services.casework import Casework, ConsentRecord
+from tests.support import edits
+from tests.support.scratch import scratch_settings
 
 TESTDATA = Path(__file__).resolve().parent.parent.parent / "shared" / "testdata"
 PORTRAITS = ("angelina_jolie", "kate_siegel", "paul_rudd", "shea_whigham")

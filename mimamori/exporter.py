@@ -25,9 +25,9 @@ from prometheus_client import CollectorRegistry, Counter, start_http_server
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
-from mimamori.config import Settings, load_settings
-from mimamori.stack.monitoring import forget_dead_targets
-from streams.topics import REPLAY_GROUP_MARK
+from mimamori.core.config import Settings, load_settings
+from mimamori.core.scrape_targets import forget_dead_targets
+from mimamori.streams.topics import REPLAY_GROUP_MARK
 
 log = logging.getLogger(__name__)
 
@@ -96,7 +96,7 @@ class StateCollector(Collector):
     def _milvus(self) -> Iterator[GaugeMetricFamily]:
         from pymilvus import Collection, utility
 
-        from stores.milvus import connect, count_entities
+        from mimamori.stores.milvus import connect, count_entities
 
         alias = connect(self.settings)
         family = GaugeMetricFamily("mimamori_milvus_entities", "Entities in each Milvus collection",
@@ -111,7 +111,7 @@ class StateCollector(Collector):
     def _database(self) -> Iterator[GaugeMetricFamily]:
         from sqlalchemy import func, select
 
-        from stores.cases import Match, open_database, utcnow
+        from mimamori.stores.cases import Match, open_database, utcnow
 
         if self._sessions is None:
             self._sessions = open_database(self.settings.database_url())
@@ -148,7 +148,9 @@ def serve(settings: Settings) -> None:
             # The local stack's only long-running process of ours also keeps Prometheus's
             # discovery files true: a worker killed with SIGKILL leaves its file behind, and a
             # target that is gone would read as down (MimamoriTargetDown) until the next stack up.
-            forget_dead_targets(settings.stack.home / "prometheus" / "targets")
+            targets = settings.scrape_targets_dir()
+            if targets is not None:
+                forget_dead_targets(targets)
 
 
 def main() -> int:

@@ -13,7 +13,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from mimamori.config import DetectorConfig
+from mimamori.core.config import DetectorConfig
 
 
 @dataclass(frozen=True)

@@ -22,8 +22,10 @@ from typing import Any
 
 import numpy as np
 
+from mimamori.core.errors import Misconfigured
 
-class DlibFormatError(ValueError):
+
+class DlibFormatError(Misconfigured):
     """The file is not a dlib network of a kind this reader knows."""
 
 

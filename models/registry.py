@@ -15,6 +15,8 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 
+from mimamori.core.errors import Misconfigured
+
 Point = tuple[float, float]
 
 # The five MTCNN landmarks (left eye, right eye, nose tip, left and right mouth corner, as
@@ -53,7 +55,7 @@ DLIB_FIVE_POINT_TEMPLATE: tuple[Point, ...] = (
 )
 
 
-class MissingWeightsError(RuntimeError):
+class MissingWeightsError(Misconfigured):
     """The configured embedder has no weights and may not run on a random initialisation."""
 
 

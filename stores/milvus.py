@@ -9,7 +9,8 @@ from typing import Any
 
 from pymilvus import Collection, CollectionSchema, DataType, FieldSchema, connections, utility
 
-from mimamori.config import Settings
+from mimamori.core.config import Settings
+from mimamori.core.waiting import wait_until
 
 
 def _token(settings: Settings) -> str:
@@ -53,8 +54,6 @@ def _probe_once(alias: str) -> None:
 
 def wait_until_writable(settings: Settings, timeout_s: float = 120.0) -> None:
     """Block until Milvus accepts and flushes a write (it answers /healthz well before that)."""
-    from mimamori.stack.process import wait_until
-
     def writable() -> bool:
         alias = connect(settings, timeout_s=5)
         _probe_once(alias)

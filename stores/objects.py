@@ -10,7 +10,7 @@ from minio.commonconfig import ENABLED, Filter
 from minio.credentials import IamAwsProvider
 from minio.lifecycleconfig import Expiration, LifecycleConfig, Rule
 
-from mimamori.config import BucketConfig, Settings
+from mimamori.core.config import BucketConfig, Settings
 
 
 def load_credentials(path: Path | None) -> dict[str, str]:

@@ -34,8 +34,8 @@ from typing import Any
 import numpy as np
 from pymilvus import Collection, DataType, MilvusException, utility
 
-from mimamori import metrics
-from mimamori.retry import retryable_errors, with_retries
+from mimamori.core import metrics
+from mimamori.core.retry import retryable_errors, with_retries
 
 log = logging.getLogger(__name__)
 

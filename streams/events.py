@@ -18,16 +18,14 @@ from typing import Any
 
 import jsonschema
 
+from mimamori.core.errors import InvalidInput
+
 SCHEMAS = Path(__file__).parent / "schemas"
 MEDIA_SCRAPED_VERSION = 1
 
 
-class EventError(ValueError):
+class EventError(InvalidInput):
     """An event that cannot be accepted; ``reason`` is the dead-letter reason code."""
-
-    def __init__(self, reason: str, message: str):
-        super().__init__(message)
-        self.reason = reason
 
 
 @cache

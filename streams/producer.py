@@ -6,7 +6,7 @@ import threading
 
 from kafka import KafkaProducer
 
-from mimamori.config import KafkaConfig
+from mimamori.core.config import KafkaConfig
 
 _lock = threading.Lock()
 _producers: dict[str, KafkaProducer] = {}

@@ -17,10 +17,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from kafka import KafkaConsumer, TopicPartition
+from mimamori.streams.kafka_source import PartitionRead, plan_partition_reads
+from mimamori.streams.topics import REPLAY_GROUP_MARK
 
-from mimamori.config import Settings
-from streams.kafka_source import PartitionRead, plan_partition_reads
-from streams.topics import REPLAY_GROUP_MARK
+from mimamori.core.config import Settings
 
 
 @dataclass(frozen=True)

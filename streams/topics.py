@@ -10,7 +10,7 @@ from kafka.consumer.fetcher import ConsumerRecord
 from kafka.errors import TopicAlreadyExistsError
 from kafka.structs import OffsetAndMetadata
 
-from mimamori.config import Settings, TopicConfig
+from mimamori.core.config import Settings, TopicConfig
 
 # Marks a replay's own consumer group (streams.replay.replay_group); the exporter labels its
 # lag role="replay", and alerts look at live groups only.

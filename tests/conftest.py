@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from mimamori.config import Settings, load_settings
+from mimamori.core.config import Settings, load_settings
 
 TESTDATA = Path(__file__).resolve().parent.parent.parent / "shared" / "testdata"
 
@@ -37,7 +37,7 @@ def stack(settings: Settings) -> Iterator:
     stack = Stack(settings)
     started = stack.up()
     yield stack
-    from streams.producer import close_all
+    from mimamori.streams.producer import close_all
 
     close_all()
     if started and not os.environ.get("MIMAMORI_KEEP_STACK"):

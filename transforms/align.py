@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-from mimamori.config import Settings
-from models.alignment import align_face, face_quality
-from models.registry import embedder_spec
-from transforms.elements import MediaItem
-from transforms.stage import Stage
+from mimamori.models.alignment import align_face, face_quality
+from mimamori.models.registry import embedder_spec
+from mimamori.transforms.elements import MediaItem
+from mimamori.transforms.stage import Stage
+
+from mimamori.core.config import Settings
 
 
 class AlignFaces(Stage):

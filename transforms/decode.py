@@ -6,13 +6,13 @@ from collections.abc import Iterator
 
 import imagehash
 import numpy as np
+from mimamori.stores.objects import object_client
+from mimamori.transforms.elements import Incoming, MediaItem
+from mimamori.transforms.stage import Stage
 from minio.error import S3Error
 
-from mimamori.config import Settings
-from stores.objects import object_client
-from transforms.elements import Incoming, MediaItem
-from transforms.media import MediaError, decode_media
-from transforms.stage import Stage
+from mimamori.core.config import Settings
+from mimamori.media.decode import MediaError, decode_media
 
 
 def perceptual_hash(item_image) -> bytes:

@@ -12,12 +12,12 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 from apache_beam import pvalue
+from mimamori.stores.media import KnownMedia, MediaIndex
+from mimamori.transforms.elements import MediaItem
+from mimamori.transforms.stage import Stage
 
-from mimamori import metrics
-from mimamori.config import Settings
-from stores.media import KnownMedia, MediaIndex
-from transforms.elements import MediaItem
-from transforms.stage import Stage
+from mimamori.core import metrics
+from mimamori.core.config import Settings
 
 SIGHTING = "sighting"
 

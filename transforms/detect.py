@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-from mimamori import metrics
-from mimamori.config import Settings
-from models.detector import FaceDetector
-from models.devices import limit_torch_threads, pick_device
-from transforms.elements import Face, MediaItem
-from transforms.stage import Stage
+from mimamori.models.detector import FaceDetector
+from mimamori.models.devices import limit_torch_threads, pick_device
+from mimamori.transforms.elements import Face, MediaItem
+from mimamori.transforms.stage import Stage
+
+from mimamori.core import metrics
+from mimamori.core.config import Settings
 
 
 class DetectFaces(Stage):

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-from streams.events import KafkaRecord, MediaEvent
-from transforms.elements import Incoming
-from transforms.stage import Stage
+from mimamori.streams.events import KafkaRecord, MediaEvent
+from mimamori.transforms.elements import Incoming
+from mimamori.transforms.stage import Stage
 
 
 class ParseMediaEvent(Stage):

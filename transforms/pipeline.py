@@ -10,22 +10,24 @@ The one shuffle, ``GiveTheStageAnOutput``, hangs off the side and never carries 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 import apache_beam as beam
+from mimamori.models.embedders import check_weights
+from mimamori.streams.kafka_source import ReadFromKafka
+from mimamori.transforms.align import AlignFaces
+from mimamori.transforms.decode import FetchAndDecode
+from mimamori.transforms.dedupe import SIGHTING, Dedupe
+from mimamori.transforms.detect import DetectFaces
+from mimamori.transforms.elements import Incoming, MediaItem
+from mimamori.transforms.embed import EmbedFaces
+from mimamori.transforms.parse import ParseMediaEvent
+from mimamori.transforms.stage import DEAD_LETTER
+from mimamori.transforms.write import WriteDeadLetters, WriteIndexedMedia, WriteSightings
 
-from mimamori.config import Settings
-from mimamori.metrics import register_scrape_target, serve_metrics
-from models.embedders import check_weights
-from streams.kafka_source import ReadFromKafka
-from transforms.align import AlignFaces
-from transforms.decode import FetchAndDecode
-from transforms.dedupe import SIGHTING, Dedupe
-from transforms.detect import DetectFaces
-from transforms.elements import Incoming, MediaItem
-from transforms.embed import EmbedFaces
-from transforms.parse import ParseMediaEvent
-from transforms.stage import DEAD_LETTER
-from transforms.write import WriteDeadLetters, WriteIndexedMedia, WriteSightings
+from mimamori.core.config import Settings
+from mimamori.core.metrics import serve_metrics
+from mimamori.core.scrape_targets import register_scrape_target
 
 WITH_FACES = "with_faces"
 
@@ -44,14 +46,13 @@ class SourceOptions:
 class _ServeMetrics(beam.DoFn):
     """Starts the worker's Prometheus endpoint once per process, then passes elements on."""
 
-    def __init__(self, settings: Settings):
-        self.settings = settings
+    def __init__(self, port: int, address: str, targets_dir: Path | None):
+        self.port, self.address, self.targets_dir = port, address, targets_dir
 
     def setup(self) -> None:
-        port = serve_metrics(self.settings.metrics.port, self.settings.metrics.bind_address)
-        if self.settings.profile == "local":
-            register_scrape_target(self.settings.stack.home, "mimamori-pipeline", port,
-                                   self.settings.metrics.bind_address)
+        port = serve_metrics(self.port, self.address)
+        if self.targets_dir is not None:
+            register_scrape_target(self.targets_dir, "mimamori-pipeline", port, self.address)
 
     def process(self, element):
         yield element
@@ -98,7 +99,8 @@ def build_pipeline(pipeline: beam.Pipeline, settings: Settings, source: SourceOp
             max_records_per_bundle=settings.pipeline.max_records_per_bundle,
             bundle_read_s=settings.pipeline.bundle_read_s,
         )
-    raw = pipeline | "ReadMediaScraped" >> records | "ServeMetrics" >> beam.ParDo(_ServeMetrics(settings))
+    raw = pipeline | "ReadMediaScraped" >> records | "ServeMetrics" >> beam.ParDo(
+        _ServeMetrics(settings.metrics.port, settings.metrics.bind_address, settings.scrape_targets_dir()))
     raw | "GiveTheStageAnOutput" >> GiveTheStageAnOutput()
 
     def stage(pcoll, name: str, dofn: beam.DoFn, *extra_outputs: str, output_type: type = MediaItem):

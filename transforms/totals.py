@@ -12,7 +12,7 @@ from apache_beam.metrics import Metrics
 from apache_beam.metrics.metric import MetricsFilter
 from apache_beam.runners.runner import PipelineResult
 
-from mimamori import metrics
+from mimamori.core import metrics
 
 NAMESPACE = "mimamori"
 

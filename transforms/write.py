@@ -21,21 +21,21 @@ from datetime import UTC, datetime
 from typing import Any
 
 import apache_beam as beam
+from mimamori.models.embedders import embedder_version
+from mimamori.stores.faces import ensure_face_collection
+from mimamori.stores.media import ensure_media_collections, int64_key, stored_page_url
+from mimamori.stores.objects import object_client
+from mimamori.stores.writer import MilvusWriter
+from mimamori.streams.events import DeadLetter, epoch_seconds, face_indexed_json
+from mimamori.streams.producer import shared_producer
+from mimamori.transforms.elements import MediaItem
+from mimamori.transforms.totals import count_faces, count_media
 from pymilvus import Collection
 
-from mimamori import metrics
-from mimamori.config import Settings
-from mimamori.retry import with_retries
-from models.embedders import embedder_version
-from stores.faces import ensure_face_collection
-from stores.media import ensure_media_collections, int64_key, stored_page_url
-from stores.objects import object_client
-from stores.writer import MilvusWriter
-from streams.events import DeadLetter, epoch_seconds, face_indexed_json
-from streams.producer import shared_producer
-from transforms.elements import MediaItem
-from transforms.totals import count_faces, count_media
-from transforms.watchlist import IndexedFace, Watchlist
+from mimamori.core import metrics
+from mimamori.core.config import Settings
+from mimamori.core.retry import with_retries
+from mimamori.services.watchlist import IndexedFace, Watchlist
 
 log = logging.getLogger(__name__)
 

@@ -14,7 +14,7 @@ import os
 import zipfile
 from pathlib import Path
 
-from mimamori.config import Settings
+from mimamori.core.config import Settings
 from mimamori.stack.install import maven_dependencies
 
 POM = Path(__file__).parent / "flink-job-server.pom.xml"

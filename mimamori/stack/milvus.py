@@ -19,9 +19,10 @@ from typing import Any
 
 import yaml
 
+from mimamori.core.waiting import wait_until
 from mimamori.stack.minio import ensure_credentials
 from mimamori.stack.netns import in_own_network_namespace, network_namespace_supported
-from mimamori.stack.process import ManagedProcess, StackError, wait_until
+from mimamori.stack.process import ManagedProcess, StackError
 from mimamori.stack.service import Health, Service, http_health
 
 COMPONENTS_WITH_IP = ("rootCoord", "proxy", "queryCoord", "queryNode", "indexCoord", "indexNode",
@@ -164,6 +165,6 @@ class MilvusService(Service):
 
     def after_start(self) -> None:
         """Wait until Milvus really accepts writes: a fresh server answers /healthz before flush works."""
-        from stores.milvus import wait_until_writable
+        from mimamori.stores.milvus import wait_until_writable
 
         wait_until_writable(self.settings, timeout_s=self.settings.stack.start_timeout_s)

@@ -10,7 +10,6 @@ exporter and Milvus are static targets, and the alert rules are the repository's
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import subprocess
@@ -20,7 +19,8 @@ from pathlib import Path
 
 import yaml
 
-from mimamori.config import SOURCE_ROOT, Settings
+from mimamori.core.config import SOURCE_ROOT, Settings
+from mimamori.core.scrape_targets import forget_dead_targets
 from mimamori.stack.install import require_tool
 from mimamori.stack.process import ManagedProcess, StackError
 from mimamori.stack.service import Health, Service, http_health
@@ -77,18 +77,6 @@ def scrape_config(settings: Settings, targets_dir: Path) -> dict:
             {"job_name": "prometheus", "static_configs": [{"targets": [monitoring.prometheus_address]}]},
         ],
     }
-
-
-def forget_dead_targets(targets_dir: Path) -> None:
-    """Remove the discovery files of worker processes that are gone (a SIGKILL skips atexit)."""
-    for path in targets_dir.glob("*.json"):
-        try:
-            pid = int(json.loads(path.read_text())[0]["labels"]["pid"])
-            os.kill(pid, 0)
-        except ProcessLookupError:
-            path.unlink(missing_ok=True)
-        except (ValueError, KeyError, IndexError, OSError):
-            continue
 
 
 class PrometheusService(Service):

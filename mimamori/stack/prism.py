@@ -9,7 +9,7 @@ from __future__ import annotations
 import importlib.metadata
 from pathlib import Path
 
-from mimamori.config import Settings
+from mimamori.core.config import Settings
 from mimamori.stack.install import go_binary
 
 MODULE = "github.com/apache/beam/sdks/v2/go/cmd/prism"

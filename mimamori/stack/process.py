@@ -14,12 +14,15 @@ import signal
 import socket
 import subprocess
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from mimamori.core.errors import Unavailable
+from mimamori.core.waiting import wait_until
 
-class StackError(RuntimeError):
+
+class StackError(Unavailable):
     """A clear, user-facing failure of the local stack (port taken, install failed, unhealthy)."""
 
 
@@ -95,23 +98,6 @@ def port_in_use(host: str, port: int) -> bool:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.settimeout(0.5)
         return sock.connect_ex((host, port)) == 0
-
-
-def wait_until(check: Callable[[], bool], timeout_s: float, what: str, interval_s: float = 0.25) -> None:
-    """Poll ``check`` until it is true; raise StackError naming ``what`` after ``timeout_s``."""
-    deadline = time.monotonic() + timeout_s
-    last_error: Exception | None = None
-    while time.monotonic() < deadline:
-        try:
-            if check():
-                return
-        except StackError:
-            raise  # a definite failure (the process died): no point in waiting on
-        except Exception as error:  # a health check may fail in many ways before it passes
-            last_error = error
-        time.sleep(interval_s)
-    detail = f" (last error: {last_error})" if last_error else ""
-    raise StackError(f"{what} not ready after {timeout_s:.0f} s{detail}")
 
 
 @dataclass

@@ -6,8 +6,9 @@ import abc
 from dataclasses import dataclass
 from pathlib import Path
 
-from mimamori.config import Settings
-from mimamori.stack.process import ManagedProcess, StackError, port_in_use, wait_until
+from mimamori.core.config import Settings
+from mimamori.core.waiting import wait_until
+from mimamori.stack.process import ManagedProcess, StackError, port_in_use
 
 
 @dataclass

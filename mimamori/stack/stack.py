@@ -19,7 +19,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
-from mimamori.config import Settings
+from mimamori.core.config import Settings
 from mimamori.stack.kafka import KafkaService
 from mimamori.stack.milvus import MilvusService
 from mimamori.stack.minio import MinioService
@@ -78,7 +78,7 @@ class Stack:
                     started.append(service.name)
                     _say(f"  {service.name}: started in {time.monotonic() - began:.1f} s")
                 if service is self.minio:
-                    from stores.objects import ensure_buckets
+                    from mimamori.stores.objects import ensure_buckets
 
                     ensure_buckets(self.settings)  # Milvus needs its bucket before it starts
             self.create_resources()
@@ -112,9 +112,9 @@ class Stack:
     def create_resources(self) -> None:
         """Topics, collections and indexes, as configured (idempotent). Buckets are made in
         ``up`` as soon as MinIO runs, because Milvus needs its own before it starts."""
-        from stores.faces import ensure_face_collection
-        from stores.media import ensure_media_collections
-        from streams.topics import ensure_topics
+        from mimamori.stores.faces import ensure_face_collection
+        from mimamori.stores.media import ensure_media_collections
+        from mimamori.streams.topics import ensure_topics
 
         ensure_topics(self.settings)
         ensure_face_collection(self.settings)
@@ -123,7 +123,7 @@ class Stack:
     def down(self, purge: bool = False) -> list[str]:
         stopped: list[str] = []
         with self._lock():
-            from stores.milvus import disconnect
+            from mimamori.stores.milvus import disconnect
 
             disconnect(self.settings)
             for service in reversed(self.services):

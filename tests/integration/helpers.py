@@ -9,18 +9,18 @@ import json
 
 from apache_beam.testing.test_pipeline import TestPipeline as BeamTestPipeline
 from kafka import KafkaProducer
+from mimamori.stores.faces import ensure_face_collection
+from mimamori.stores.media import ensure_media_collections
+from mimamori.stores.objects import object_client
+from mimamori.streams.events import MediaEvent, now_utc
+from mimamori.streams.ingest import raw_object_key
+from mimamori.streams.topics import read_topic as read_records
+from mimamori.transforms.pipeline import SourceOptions, build_pipeline
 from pymilvus import Collection
 
-from mimamori.runner import pipeline_options
-from mimamori.scratch import scratch_settings
-from stores.faces import ensure_face_collection
-from stores.media import ensure_media_collections
-from stores.objects import object_client
-from streams.events import MediaEvent, now_utc
-from streams.ingest import raw_object_key
-from streams.topics import read_topic as read_records
+from mimamori.cli.runner import pipeline_options
 from tests.integration import samples as sample_sets
-from transforms.pipeline import SourceOptions, build_pipeline
+from tests.support.scratch import scratch_settings
 
 MAX_MEDIA_BYTES = 4_000_000
 

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from mimamori import edits
+from tests.support import edits
 
 
 def png_chunk(kind: bytes, data: bytes) -> bytes:

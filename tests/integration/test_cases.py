@@ -17,18 +17,18 @@ import hypothesis
 import pytest
 import schemathesis
 from fastapi.testclient import TestClient
+from mimamori.stores.cases import AuditEvent, Case, Consent, EnrolledPhoto, Match
+from mimamori.stores.enrolled import EnrolledFaces
+from mimamori.stores.objects import object_client
 from PIL import Image
 from sqlalchemy import select
 
-from mimamori import edits
-from mimamori.api import create_app
-from mimamori.auth import create_api_key
-from mimamori.casework import Casework
-from stores.cases import AuditEvent, Case, Consent, EnrolledPhoto, Match
-from stores.enrolled import EnrolledFaces
-from stores.objects import object_client
+from mimamori.api.app import create_app
+from mimamori.services.auth import create_api_key
+from mimamori.services.casework import Casework
 from tests.integration import samples as sample_sets
 from tests.integration.helpers import isolated_settings, publish, read_topic, run_pipeline
+from tests.support import edits
 
 pytestmark = pytest.mark.integration
 CASE = "case-0001"
@@ -338,7 +338,7 @@ def test_the_cli_enrols_searches_and_withdraws(env, streamed, tmp_path, capsys):
     """The same actions from the CLI (as cli:<user>, audited), on the same stores."""
     import yaml
 
-    from mimamori.cli import main
+    from mimamori.cli.main import main
 
     site = tmp_path / "site.yaml"
     site.write_text(yaml.safe_dump(env["settings"].model_dump(mode="json")))

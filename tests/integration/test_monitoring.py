@@ -15,13 +15,13 @@ import torch
 from fastapi.testclient import TestClient
 from PIL import Image
 
-from mimamori import edits
-from mimamori.api import create_app
-from mimamori.audit import Actor
-from mimamori.auth import create_api_key
-from mimamori.casework import Casework, ConsentRecord
+from mimamori.api.app import create_app
+from mimamori.services.audit import Actor
+from mimamori.services.auth import create_api_key
+from mimamori.services.casework import Casework, ConsentRecord
 from tests.integration import samples as sample_sets
 from tests.integration.helpers import isolated_settings, publish, run_pipeline
+from tests.support import edits
 from tests.unit.test_monitoring_files import load_dashboards
 
 pytestmark = pytest.mark.integration

@@ -11,10 +11,10 @@ import time
 
 import pytest
 from kafka import KafkaConsumer, TopicPartition
+from mimamori.stores.faces import alias_target, search_alias
+from mimamori.stores.objects import object_client
 
-from mimamori.cli import main
-from stores.faces import alias_target, search_alias
-from stores.objects import object_client
+from mimamori.cli.main import main
 from tests.integration import samples as sample_sets
 from tests.integration.helpers import isolated_settings, publish, read_topic, run_pipeline, site_config, snapshot
 
@@ -73,8 +73,8 @@ def test_a_replay_with_reprocess_detects_again_and_drops_faces_no_longer_found(
         stack, settings, testdata, tmp_path, capsys):
     """After a detection fix: the media goes through the pipeline again; a false face of the old
     detector (planted here) is deleted with its crop; the real face keeps its key; live offsets stay."""
-    from stores.faces import ensure_face_collection
-    from transforms.write import crop_key, face_id
+    from mimamori.stores.faces import ensure_face_collection
+    from mimamori.transforms.write import crop_key, face_id
 
     with isolated_settings(settings) as s:
         now = int(time.time() * 1000)
@@ -156,7 +156,7 @@ def test_dead_letters_are_redriven_after_a_fix(stack, settings, testdata, tmp_pa
 
 def test_promote_switches_search_to_another_models_collection_and_rollback_switches_back(
         stack, settings, testdata, tmp_path, capsys):
-    from mimamori.search import FaceSearch
+    from mimamori.services.search import FaceSearch
 
     with isolated_settings(settings) as s:
         s.models.embedder.allow_random_weights = True  # FaceNet has no real weights here

@@ -18,12 +18,11 @@ from collections import Counter
 import pytest
 import yaml
 from kafka import KafkaConsumer, TopicPartition
+from mimamori.stores.faces import ensure_face_collection
+from mimamori.stores.media import ensure_media_collections
+from mimamori.stores.objects import object_client
 
-from mimamori import edits
 from mimamori.stack.process import children_cpu_seconds, process_table
-from stores.faces import ensure_face_collection
-from stores.media import ensure_media_collections
-from stores.objects import object_client
 from tests.integration import samples as sample_sets
 from tests.integration.helpers import (
     MAX_MEDIA_BYTES,
@@ -34,6 +33,7 @@ from tests.integration.helpers import (
     run_pipeline,
     snapshot,
 )
+from tests.support import edits
 
 pytestmark = pytest.mark.integration
 
@@ -227,7 +227,7 @@ def test_workers_serve_prometheus_metrics(pipeline_settings, processed):
     """LOOPBACK workers run in this process: its metrics endpoint shows the run."""
     import urllib.request
 
-    from mimamori import metrics
+    from mimamori.core import metrics
 
     assert metrics._server_port, "the pipeline did not start a metrics endpoint"
     with urllib.request.urlopen(f"http://127.0.0.1:{metrics._server_port}/metrics", timeout=5) as response:
@@ -240,7 +240,7 @@ def test_workers_serve_prometheus_metrics(pipeline_settings, processed):
 
 
 def test_stats_report_what_the_stores_hold(pipeline_settings, processed):
-    from mimamori.stats import collect_stats
+    from mimamori.services.stats import collect_stats
 
     stats = collect_stats(pipeline_settings)
     model = stats["models"][pipeline_settings.models.embedder.name.replace("-", "_")]
@@ -256,8 +256,9 @@ def test_stats_report_what_the_stores_hold(pipeline_settings, processed):
 
 def test_switching_the_embedder_switches_the_collection_and_vectors_never_mix(stack, settings, testdata):
     """The same media through two models: each model's vectors land in its own collection only."""
-    from mimamori.config import EmbedderConfig
-    from models.registry import embedder_spec
+    from mimamori.models.registry import embedder_spec
+
+    from mimamori.core.config import EmbedderConfig
 
     with isolated_settings(settings) as dlib_settings:
         portrait = next(s for s in sample_sets.good_samples(testdata) if s.name == "paul_rudd")

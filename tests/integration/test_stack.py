@@ -11,10 +11,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from mimamori.stores.milvus import connect
 from pymilvus import Collection, CollectionSchema, DataType, FieldSchema, utility
 
 from mimamori.stack.sockets import listeners
-from stores.milvus import connect
 from tests.conftest import unique
 
 pytestmark = pytest.mark.integration
@@ -105,7 +105,7 @@ def test_down_stops_every_stack_process_and_milvus_data_survives_a_restart(stack
     finally:
         assert _cli("stack", "up").returncode == 0
 
-    from stores.milvus import disconnect
+    from mimamori.stores.milvus import disconnect
 
     disconnect(settings)
     alias = connect(settings)

@@ -1,9 +1,8 @@
 import numpy as np
 import pytest
+from mimamori.models.alignment import align_face, face_quality, similarity_transform
+from mimamori.models.registry import embedder_spec
 from PIL import Image
-
-from models.alignment import align_face, face_quality, similarity_transform
-from models.registry import embedder_spec
 
 
 def test_similarity_transform_recovers_a_known_transform():

@@ -9,15 +9,7 @@ import datetime as dt
 import itertools
 
 import pytest
-from pydantic import ValidationError
-from sqlalchemy import select, text
-from sqlalchemy.exc import DBAPIError
-
-from mimamori import audit
-from mimamori.audit import Actor
-from mimamori.auth import authenticate, create_api_key, revoke_api_key
-from mimamori.casework import ConsentRecord
-from stores.cases import (
+from mimamori.stores.cases import (
     ApiKey,
     AuditEvent,
     Case,
@@ -28,7 +20,15 @@ from stores.cases import (
     open_database,
     utcnow,
 )
-from transforms.watchlist import record_matches
+from pydantic import ValidationError
+from sqlalchemy import select, text
+from sqlalchemy.exc import DBAPIError
+
+from mimamori.services import audit
+from mimamori.services.audit import Actor
+from mimamori.services.auth import authenticate, create_api_key, revoke_api_key
+from mimamori.services.casework import ConsentRecord
+from mimamori.services.watchlist import record_matches
 
 NOW = dt.datetime.now(dt.UTC)
 
@@ -136,7 +136,7 @@ def test_consent_in_force_depends_on_expiry_and_scope():
 
 
 def test_a_case_threshold_applies_to_the_model_it_was_set_for():
-    from stores.cases import case_threshold
+    from mimamori.stores.cases import case_threshold
 
     dlib = Case(id="c", display_name="C.", match_threshold=0.96, threshold_model="dlib-resnet", created_by="s")
     assert case_threshold(dlib, "dlib-resnet", 0.94) == 0.96

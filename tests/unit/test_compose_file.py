@@ -4,7 +4,7 @@ import re
 
 import yaml
 
-from mimamori.config import SOURCE_ROOT, load_settings
+from mimamori.core.config import SOURCE_ROOT, load_settings
 
 DOCKER = SOURCE_ROOT / "docker"
 

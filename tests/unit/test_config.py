@@ -2,7 +2,7 @@ from pathlib import Path
 
 import pytest
 
-from mimamori.config import load_settings
+from mimamori.core.config import load_settings
 
 
 def test_local_profile_is_loopback_only():

@@ -12,13 +12,12 @@ import dataclasses
 import numpy as np
 import pytest
 import torch
+from mimamori.models.alignment import align_face
+from mimamori.models.dlib_format import DlibFormatError, read_network
+from mimamori.models.dlib_resnet import DlibFaceResNet, padded_add
+from mimamori.models.embedders import packaged_weights
+from mimamori.models.registry import DLIB_FIVE_POINT_TEMPLATE, DLIB_RESNET
 from PIL import Image
-
-from models.alignment import align_face
-from models.dlib_format import DlibFormatError, read_network
-from models.dlib_resnet import DlibFaceResNet, padded_add
-from models.embedders import packaged_weights
-from models.registry import DLIB_FIVE_POINT_TEMPLATE, DLIB_RESNET
 
 dlib = pytest.importorskip("dlib", reason="dlib-bin is a test dependency (pip install -e .[dev])")
 face_recognition_models = pytest.importorskip("face_recognition_models")
@@ -118,8 +117,9 @@ def test_our_chip_geometry_reproduces_dlibs_chip(network, dlib_faces):
 
 
 def test_chips_from_mtcnn_landmarks_describe_the_face_as_dlib_does(network, dlib_faces, testdata):
-    from mimamori.config import DetectorConfig
-    from models.detector import FaceDetector
+    from mimamori.models.detector import FaceDetector
+
+    from mimamori.core.config import DetectorConfig
 
     detector = FaceDetector(DetectorConfig(), torch.device("cpu"))
     chips = []

@@ -2,12 +2,12 @@ import dataclasses
 
 import numpy as np
 import pytest
+from mimamori.models.embedders import check_weights, embedder_version, load_embedder
+from mimamori.models.registry import DLIB_RESNET, MissingWeightsError, embedder_spec
 from PIL import Image
 
-from mimamori import edits
-from mimamori.config import EmbedderConfig, load_settings
-from models.embedders import check_weights, embedder_version, load_embedder
-from models.registry import DLIB_RESNET, MissingWeightsError, embedder_spec
+from mimamori.core.config import EmbedderConfig, load_settings
+from tests.support import edits
 
 
 def test_dlib_weights_come_from_their_package_and_the_version_names_the_file_and_its_hash():
@@ -32,7 +32,7 @@ def test_the_local_profile_uses_the_model_with_real_weights():
 
 
 def test_a_derived_model_keeps_the_alignment_and_gets_its_own_collection(monkeypatch):
-    from models import registry
+    from mimamori.models import registry
 
     monkeypatch.setattr(registry, "EMBEDDERS", dict(registry.EMBEDDERS))  # this test's registrations only
     adapter = registry.register_embedder(

@@ -1,8 +1,7 @@
 import json
 
 import pytest
-
-from streams.events import DeadLetter, EventError, KafkaRecord, MediaEvent, now_utc
+from mimamori.streams.events import DeadLetter, EventError, KafkaRecord, MediaEvent, now_utc
 
 
 def _event(**changes) -> MediaEvent:

@@ -1,6 +1,6 @@
 """The Kafka source's restriction handling, without Kafka."""
 
-from streams.kafka_source import UNBOUNDED, PartitionRead, _OffsetRangeProvider
+from mimamori.streams.kafka_source import UNBOUNDED, PartitionRead, _OffsetRangeProvider
 
 
 def test_a_partition_read_checkpoints_but_never_splits():

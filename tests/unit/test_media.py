@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 from PIL import Image
 
-from mimamori.config import PipelineConfig
+from mimamori.core.config import PipelineConfig
+from mimamori.media.decode import MediaError, decode_media, to_rgb
 from tests.integration import samples
-from transforms.media import MediaError, decode_media, to_rgb
 
 LIMITS = PipelineConfig(max_media_bytes=4_000_000)
 

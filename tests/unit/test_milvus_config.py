@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from mimamori.config import load_settings
+from mimamori.core.config import load_settings
 from mimamori.stack.milvus import COMPONENTS_WITH_IP, MilvusService
 
 

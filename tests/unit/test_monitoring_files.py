@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from mimamori.config import SOURCE_ROOT, load_settings
+from mimamori.core.config import SOURCE_ROOT, load_settings
 from mimamori.stack.monitoring import RULES_DIR, prometheus_binaries, scrape_config
 
 PROMETHEUS_DIR = SOURCE_ROOT / "docker" / "prometheus"
@@ -81,8 +81,9 @@ def test_promtool_accepts_the_local_and_the_compose_scrape_configs(promtool, tmp
 
 
 def test_replay_groups_are_told_apart_from_live_groups():
+    from mimamori.streams.replay import replay_group
+
     from mimamori.exporter import group_role
-    from streams.replay import replay_group
 
     settings = load_settings("local")
     assert group_role(settings.kafka.consumer_group) == "live"
@@ -92,7 +93,7 @@ def test_replay_groups_are_told_apart_from_live_groups():
 def test_discovery_files_of_dead_processes_are_forgotten(tmp_path):
     import os
 
-    from mimamori.stack.monitoring import forget_dead_targets
+    from mimamori.core.scrape_targets import forget_dead_targets
 
     dead = subprocess.Popen([sys.executable, "-c", "pass"])
     dead.wait()

@@ -14,10 +14,10 @@ import numpy as np
 import pytest
 from PIL import Image, ImageOps
 
-from mimamori.config import PipelineConfig
-from transforms import orientation
-from transforms.media import decode_media
-from transforms.orientation import EXIF_ORIENTATIONS, Orientation
+from mimamori.core.config import PipelineConfig
+from mimamori.media import orientation
+from mimamori.media.decode import decode_media
+from mimamori.media.orientation import EXIF_ORIENTATIONS, Orientation
 
 LIMITS = PipelineConfig(min_side=16)
 
@@ -131,9 +131,9 @@ def test_exif_orientations_agree_with_pillow_and_are_reported():
 def test_a_phone_video_with_a_rotation_flag_gives_upright_faces(testdata):
     """new_face_video-90.mp4: 17 s of close-up faces stored sideways with a 90° display matrix."""
     import torch
+    from mimamori.models.detector import FaceDetector
 
-    from mimamori.config import DetectorConfig
-    from models.detector import FaceDetector
+    from mimamori.core.config import DetectorConfig
 
     detector = FaceDetector(DetectorConfig(), torch.device("cpu"))
     per_frame: dict[str, list[int]] = {}

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from mimamori.config import load_settings
+from mimamori.core.config import load_settings
 from mimamori.stack.kafka import KafkaService
 from mimamori.stack.process import (
     ManagedProcess,

@@ -7,6 +7,7 @@ import threading
 
 import numpy as np
 import pytest
+from mimamori.stores.writer import row_bytes
 
 from bench.scale import (
     Checkpoint,
@@ -20,7 +21,6 @@ from bench.scale import (
     summarise,
     write_csv,
 )
-from stores.writer import row_bytes
 
 
 def test_vectors_are_shaped_like_face_embeddings():

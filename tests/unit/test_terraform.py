@@ -20,7 +20,7 @@ import hcl2
 import pytest
 import yaml
 
-from mimamori.config import load_settings
+from mimamori.core.config import load_settings
 
 ROOT = Path(__file__).resolve().parents[2]
 TERRAFORM = ROOT / "infra" / "terraform"

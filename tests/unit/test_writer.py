@@ -5,10 +5,9 @@ from __future__ import annotations
 from types import SimpleNamespace
 
 import pytest
+from mimamori.stores.media import NO_PAGE_URL, page_url_from_store, stored_page_url
+from mimamori.stores.writer import IndexGate, MilvusWriter
 from pymilvus import DataType
-
-from stores.media import NO_PAGE_URL, page_url_from_store, stored_page_url
-from stores.writer import IndexGate, MilvusWriter
 
 
 class ScriptedGate(IndexGate):

@@ -22,16 +22,16 @@ from pymilvus import utility
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from mimamori import audit
-from mimamori.audit import Actor
-from mimamori.config import Settings
-from mimamori.errors import CaseError, CaseExists, ConsentMissing, PhotoRejected, UnknownCase
-from models.registry import EMBEDDERS, embedder_spec
-from stores.cases import Case, Consent, EnrolledPhoto, case_threshold, consent_in_force, open_database, utcnow
-from stores.enrolled import EnrolledFaces
-from stores.milvus import connect
-from stores.objects import ensure_bucket, object_client
-from transforms.media import MediaError, decode_media
+from mimamori.core.config import Settings
+from mimamori.core.errors import CaseExists, ConsentMissing, MimamoriError, PhotoRejected, UnknownCase
+from mimamori.media.decode import MediaError, decode_media
+from mimamori.models.registry import EMBEDDERS, embedder_spec
+from mimamori.services import audit
+from mimamori.services.audit import Actor
+from mimamori.stores.cases import Case, Consent, EnrolledPhoto, case_threshold, consent_in_force, open_database, utcnow
+from mimamori.stores.enrolled import EnrolledFaces
+from mimamori.stores.milvus import connect
+from mimamori.stores.objects import ensure_bucket, object_client
 
 Scope = Literal["search", "watchlist", "takedown"]
 # Enrolled vectors exist only to be searched for or watched for: a consent that covers neither
@@ -97,8 +97,8 @@ class Casework:
         """The detect-align-embed path for a model (default: the configured one), built once."""
         model = model or self.settings.models.embedder.name
         if model not in self._encoders:
-            from mimamori.config import EmbedderConfig
-            from models.face_encoder import FaceEncoder
+            from mimamori.core.config import EmbedderConfig
+            from mimamori.models.face_encoder import FaceEncoder
 
             config = self.settings.models.embedder
             if model != config.name:
@@ -199,7 +199,7 @@ class Casework:
         """Enrol (name, bytes, content type) reference photos; every one must show exactly one face."""
         try:
             result = self._enroll(actor, case_id, photos, consent)
-        except CaseError as error:
+        except MimamoriError as error:
             audit.record(self.sessions, actor, "enroll", case_id=case_id, outcome="rejected", reason=error.reason)
             error.audited = True
             raise
@@ -281,7 +281,7 @@ class Casework:
                     self.get_case(session, case_id)
                     self.require_consent(session, case_id, ("search",), "searching with the case's faces")
                 vectors, target = self.case_vectors(case_id, model), f"case:{case_id}"
-        except CaseError as error:
+        except MimamoriError as error:
             audit.record(self.sessions, actor, "search", case_id=case_id,
                          target="photo" if photo is not None else f"case:{case_id}", outcome="rejected",
                          reason=error.reason)
@@ -304,8 +304,8 @@ class Casework:
         collection (not the search alias, which may point to another model), and it takes every
         face at or above the case's threshold (a range search), however many re-uploads there are.
         """
-        from mimamori.search import FaceSearch
-        from transforms.watchlist import record_matches
+        from mimamori.services.search import FaceSearch
+        from mimamori.services.watchlist import record_matches
 
         with self.sessions() as session:
             case = self.get_case(session, case_id)
@@ -333,7 +333,7 @@ class Casework:
                 matches = sorted((m for m in case.matches if status is None or m.status == status),
                                  key=lambda m: m.id)
                 display_name = case.display_name
-        except CaseError as error:
+        except MimamoriError as error:
             audit.record(self.sessions, actor, "export", case_id=case_id, outcome="rejected", reason=error.reason)
             error.audited = True
             raise

@@ -16,18 +16,17 @@ from dataclasses import dataclass, field
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from mimamori.config import PipelineConfig
-from transforms import orientation
-from transforms.orientation import UPRIGHT, Orientation
+from mimamori.core.config import PipelineConfig
+from mimamori.core.errors import InvalidInput
+from mimamori.media import orientation
+from mimamori.media.orientation import UPRIGHT, Orientation
 
 VIDEO_TYPES = ("video/mp4", "video/webm", "video/quicktime")
 VIDEO_SIGNATURES = (b"ftyp", b"\x1a\x45\xdf\xa3")  # ISO BMFF (MP4, MOV) at offset 4; Matroska/WebM at 0
 
 
-class MediaError(ValueError):
-    def __init__(self, reason: str, message: str):
-        super().__init__(message)
-        self.reason = reason
+class MediaError(InvalidInput):
+    """A file that cannot be decoded safely; ``reason`` is the dead-letter reason."""
 
 
 @dataclass

@@ -26,7 +26,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 PROFILES_DIR = Path(__file__).parent / "profiles"
-SOURCE_ROOT = Path(__file__).resolve().parent.parent
+SOURCE_ROOT = Path(__file__).resolve().parents[2]  # the checkout (mimamori/core/config.py)
 
 
 def default_stack_home() -> Path:
@@ -359,6 +359,10 @@ class Settings(BaseSettings):
     def model_tag(self, model_name: str | None = None) -> str:
         """The model's name as collections carry it (default: the configured embedder)."""
         return (model_name or self.models.embedder.name).replace("-", "_").replace(".", "_")
+
+    def scrape_targets_dir(self) -> Path | None:
+        """Where processes announce their metrics endpoints to the local Prometheus (None elsewhere)."""
+        return self.stack.home / "prometheus" / "targets" if self.profile == "local" else None
 
     def database_url(self) -> str:
         if self.database.url_file is not None:

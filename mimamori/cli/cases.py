@@ -15,18 +15,18 @@ import signal
 import sys
 from pathlib import Path
 
-from mimamori.cli_types import aware_time
-from mimamori.config import Settings
+from mimamori.cli.arguments import aware_time
+from mimamori.core.config import Settings
 
 
 def _actor():
-    from mimamori.audit import Actor
+    from mimamori.services.audit import Actor
 
     return Actor(f"cli:{getpass.getuser()}", "operator")
 
 
 def _casework(settings: Settings):
-    from mimamori.casework import Casework
+    from mimamori.services.casework import Casework
 
     return Casework(settings)
 
@@ -42,7 +42,7 @@ def load_consent(path: Path):
     import yaml
     from pydantic import ValidationError
 
-    from mimamori.casework import ConsentRecord
+    from mimamori.services.casework import ConsentRecord
 
     try:
         return ConsentRecord.model_validate(yaml.safe_load(path.read_text()))
@@ -77,7 +77,7 @@ def cmd_enroll(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def cmd_search(settings: Settings, args: argparse.Namespace) -> int:
-    from mimamori.search import FaceSearch
+    from mimamori.services.search import FaceSearch
 
     if (args.photo is None) == (args.case is None):
         raise SystemExit("mimamori: give a PHOTO or --case ID")
@@ -98,7 +98,7 @@ def cmd_search(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def cmd_export(settings: Settings, args: argparse.Namespace) -> int:
-    from mimamori.search import FaceSearch
+    from mimamori.services.search import FaceSearch
 
     document = _casework(settings).export(_actor(), FaceSearch(settings), args.case,
                                           None if args.status == "all" else args.status)
@@ -116,8 +116,8 @@ def cmd_export(settings: Settings, args: argparse.Namespace) -> int:
 def cmd_matches(settings: Settings, args: argparse.Namespace) -> int:
     from sqlalchemy import select
 
-    from mimamori import audit
-    from stores.cases import Match
+    from mimamori.services import audit
+    from mimamori.stores.cases import Match
 
     work = _casework(settings)
     query = select(Match).order_by(Match.id.desc()).limit(args.limit)
@@ -135,8 +135,8 @@ def cmd_matches(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def cmd_keys_create(settings: Settings, args: argparse.Namespace) -> int:
-    from mimamori import audit
-    from mimamori.auth import create_api_key
+    from mimamori.services import audit
+    from mimamori.services.auth import create_api_key
 
     work = _casework(settings)
     key = create_api_key(work.sessions, args.name, args.role)
@@ -147,8 +147,8 @@ def cmd_keys_create(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def cmd_keys_revoke(settings: Settings, args: argparse.Namespace) -> int:
-    from mimamori import audit
-    from mimamori.auth import revoke_api_key
+    from mimamori.services import audit
+    from mimamori.services.auth import revoke_api_key
 
     work = _casework(settings)
     count = revoke_api_key(work.sessions, args.name)
@@ -160,12 +160,13 @@ def cmd_keys_revoke(settings: Settings, args: argparse.Namespace) -> int:
 def cmd_api(settings: Settings, args: argparse.Namespace) -> int:
     import uvicorn
 
-    from mimamori.api import create_app
-    from mimamori.metrics import register_scrape_target
+    from mimamori.api.app import create_app
+    from mimamori.core.scrape_targets import register_scrape_target
 
     port = args.port or settings.api.port
-    if settings.profile == "local":  # the local Prometheus finds the API here
-        register_scrape_target(settings.stack.home, "mimamori-api", port, settings.api.bind_address)
+    targets = settings.scrape_targets_dir()
+    if targets is not None:  # the local Prometheus finds the API here
+        register_scrape_target(targets, "mimamori-api", port, settings.api.bind_address)
     # uvicorn shuts down gracefully on SIGTERM, then raises the signal again: leave through
     # Python then, so the atexit handlers (the scrape target's removal) run.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))

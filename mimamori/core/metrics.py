@@ -6,12 +6,8 @@ port, written to the log). Metric objects are module-level, one per process.
 
 from __future__ import annotations
 
-import atexit
-import json
 import logging
-import os
 import threading
-from pathlib import Path
 
 from prometheus_client import Counter, Gauge, Histogram, start_http_server
 
@@ -53,7 +49,6 @@ CONSUMER_LAG = Gauge("mimamori_consumer_lag_messages", "Messages not yet read, p
 
 _server_lock = threading.Lock()
 _server_port: int | None = None
-_registered: set[Path] = set()
 
 
 def serve_metrics(port: int, address: str = "127.0.0.1") -> int:
@@ -68,22 +63,3 @@ def serve_metrics(port: int, address: str = "127.0.0.1") -> int:
             _server_port = server.server_port
             log.info("metrics on http://%s:%d/metrics", address, _server_port)
         return _server_port
-
-
-def register_scrape_target(home: Path, job: str, port: int, address: str = "127.0.0.1") -> Path:
-    """Tell the local Prometheus about this process's endpoint (file-based service discovery).
-
-    The file is removed when the process exits; the stack removes files of processes that died.
-    """
-    targets = home / "prometheus" / "targets"
-    targets.mkdir(parents=True, exist_ok=True)
-    path = targets / f"{job}-{os.getpid()}.json"
-    if path in _registered:
-        return path
-    _registered.add(path)
-    document = [{"targets": [f"{address}:{port}"], "labels": {"job": job, "pid": str(os.getpid())}}]
-    temporary = path.with_suffix(".tmp")
-    temporary.write_text(json.dumps(document))
-    temporary.replace(path)  # Prometheus never reads half a file
-    atexit.register(lambda: path.unlink(missing_ok=True))
-    return path

@@ -24,12 +24,13 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import BaseModel, Field
 from sqlalchemy import select
 
-from mimamori import audit, metrics
-from mimamori.audit import Actor
-from mimamori.auth import authenticate, create_api_key, revoke_api_key
-from mimamori.casework import CaseError, Casework, ConsentRecord
-from mimamori.config import Settings
-from stores.cases import Match, utcnow
+from mimamori.core import metrics
+from mimamori.core.config import Settings
+from mimamori.services import audit
+from mimamori.services.audit import Actor
+from mimamori.services.auth import authenticate, create_api_key, revoke_api_key
+from mimamori.services.casework import CaseError, Casework, ConsentRecord
+from mimamori.stores.cases import Match, utcnow
 
 log = logging.getLogger(__name__)
 IMAGE_TYPES = ("image/jpeg", "image/png", "image/webp", "image/gif", "image/bmp", "image/tiff")
@@ -167,7 +168,7 @@ def create_app(settings: Settings, casework: Casework | None = None) -> FastAPI:
 
     def searcher():
         if app.state.searcher is None:
-            from mimamori.search import FaceSearch
+            from mimamori.services.search import FaceSearch
 
             app.state.searcher = FaceSearch(settings)
         return app.state.searcher

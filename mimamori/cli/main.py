@@ -11,12 +11,10 @@ import time
 import warnings
 from dataclasses import asdict
 
-from mimamori.case_cli import add_case_commands
-from mimamori.config import load_settings
-from mimamori.errors import CaseError
-from mimamori.ops_cli import add_ops_commands
-from mimamori.stack.process import StackError
-from models.registry import MissingWeightsError
+from mimamori.cli.cases import add_case_commands
+from mimamori.cli.operations import add_ops_commands
+from mimamori.core.config import load_settings
+from mimamori.core.errors import MimamoriError
 
 
 def _stack(args: argparse.Namespace):
@@ -35,8 +33,8 @@ def cmd_stack_up(args: argparse.Namespace) -> int:
 
 def cmd_stack_init(args: argparse.Namespace) -> int:
     """Resources on services that run elsewhere (Docker Compose, a cluster): nothing is started."""
-    from stores.cases import open_database
-    from stores.objects import ensure_buckets
+    from mimamori.stores.cases import open_database
+    from mimamori.stores.objects import ensure_buckets
 
     settings = _settings(args)
     ensure_buckets(settings)
@@ -82,9 +80,9 @@ def _settings(args: argparse.Namespace):
 def cmd_ingest(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from stores.objects import object_client
-    from streams.ingest import ingest
-    from streams.producer import shared_producer
+    from mimamori.stores.objects import object_client
+    from mimamori.streams.ingest import ingest
+    from mimamori.streams.producer import shared_producer
 
     settings = _settings(args)
 
@@ -102,8 +100,8 @@ def cmd_ingest(args: argparse.Namespace) -> int:
 def cmd_run(args: argparse.Namespace, beam_args: list[str]) -> int:
     import apache_beam as beam
 
-    from mimamori.runner import pipeline_options
-    from transforms.pipeline import SourceOptions, build_pipeline
+    from mimamori.cli.runner import pipeline_options
+    from mimamori.transforms.pipeline import SourceOptions, build_pipeline
 
     settings = _settings(args)
     options = pipeline_options(settings, args.runner or settings.runner.default, beam_args, args.until_idle)
@@ -115,7 +113,7 @@ def cmd_run(args: argparse.Namespace, beam_args: list[str]) -> int:
 
 
 def cmd_stats(args: argparse.Namespace) -> int:
-    from mimamori.stats import collect_stats
+    from mimamori.services.stats import collect_stats
 
     stats = collect_stats(_settings(args))
     if args.json:
@@ -202,7 +200,7 @@ def main(argv: list[str] | None = None) -> int:
         if getattr(args, "takes_beam_args", False):
             return args.func(args, extra)
         return args.func(args)
-    except (StackError, MissingWeightsError, CaseError) as error:
+    except MimamoriError as error:
         print(f"mimamori: {error}", file=sys.stderr)
         return 2
 

@@ -16,10 +16,10 @@ from typing import Any
 import numpy as np
 from pymilvus import Collection
 
-from mimamori.config import Settings
-from stores.faces import alias_target, ensure_face_collection, search_collection
-from stores.media import ensure_media_collections, page_url_from_store
-from stores.objects import object_client
+from mimamori.core.config import Settings
+from mimamori.stores.faces import alias_target, ensure_face_collection, search_collection
+from mimamori.stores.media import ensure_media_collections, page_url_from_store
+from mimamori.stores.objects import object_client
 
 # Milvus's largest result window (topk per query vector, and rows per query).
 MAX_RESULTS = 16384

@@ -8,9 +8,9 @@ from typing import Any
 
 from pymilvus import Collection, utility
 
-from mimamori.config import Settings
-from stores.milvus import connect, count_entities
-from streams.topics import read_topic
+from mimamori.core.config import Settings
+from mimamori.stores.milvus import connect, count_entities
+from mimamori.streams.topics import read_topic
 
 
 def _count(collection: Collection, expression: str = "") -> int:

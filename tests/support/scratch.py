@@ -14,14 +14,14 @@ import tempfile
 import uuid
 from collections.abc import Iterator
 
+from mimamori.stores.faces import ensure_face_collection
+from mimamori.stores.media import ensure_media_collections
+from mimamori.stores.milvus import connect
+from mimamori.stores.objects import ensure_buckets, object_client
+from mimamori.streams.topics import admin_client, ensure_topics
 from pymilvus import utility
 
-from mimamori.config import Settings
-from stores.faces import ensure_face_collection
-from stores.media import ensure_media_collections
-from stores.milvus import connect
-from stores.objects import ensure_buckets, object_client
-from streams.topics import admin_client, ensure_topics
+from mimamori.core.config import Settings
 
 
 @contextlib.contextmanager

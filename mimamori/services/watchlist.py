@@ -21,13 +21,13 @@ from sqlalchemy import select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import sessionmaker
 
-from mimamori import metrics
-from mimamori.config import Settings
-from models.registry import embedder_spec
-from stores.cases import Case, Consent, Match, case_threshold, consent_in_force, open_database, utcnow
-from stores.enrolled import EnrolledFaces
-from streams.events import match_json
-from streams.producer import shared_producer
+from mimamori.core import metrics
+from mimamori.core.config import Settings
+from mimamori.models.registry import embedder_spec
+from mimamori.stores.cases import Case, Consent, Match, case_threshold, consent_in_force, open_database, utcnow
+from mimamori.stores.enrolled import EnrolledFaces
+from mimamori.streams.events import match_json
+from mimamori.streams.producer import shared_producer
 
 # (case id, face id, media sha256, similarity)
 Candidate = tuple[str, int, str, float]

@@ -14,7 +14,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import sessionmaker
 
-from stores.cases import AuditEvent
+from mimamori.stores.cases import AuditEvent
 
 
 @dataclass(frozen=True)

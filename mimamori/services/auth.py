@@ -14,8 +14,8 @@ import secrets
 from sqlalchemy import select
 from sqlalchemy.orm import sessionmaker
 
-from mimamori.audit import Actor
-from stores.cases import ApiKey, utcnow
+from mimamori.services.audit import Actor
+from mimamori.stores.cases import ApiKey, utcnow
 
 ROLES = ("admin", "reviewer", "auditor")
 KEY_PREFIX = "mmk_"

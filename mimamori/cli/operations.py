@@ -5,18 +5,18 @@ from __future__ import annotations
 import argparse
 import getpass
 
-from mimamori.cli_types import aware_time
-from mimamori.config import Settings
+from mimamori.cli.arguments import aware_time
+from mimamori.core.config import Settings
 
 
 def cmd_replay(settings: Settings, args: argparse.Namespace, beam_args: list[str]) -> int:
     import apache_beam as beam
 
-    from mimamori.runner import pipeline_options
-    from models.registry import embedder_spec
-    from streams.replay import ReplayProgress, plan_replay
-    from transforms.pipeline import SourceOptions, build_pipeline
-    from transforms.totals import run_totals
+    from mimamori.cli.runner import pipeline_options
+    from mimamori.models.registry import embedder_spec
+    from mimamori.streams.replay import ReplayProgress, plan_replay
+    from mimamori.transforms.pipeline import SourceOptions, build_pipeline
+    from mimamori.transforms.totals import run_totals
 
     if args.model:
         embedder_spec(args.model)  # an unknown model is an error before anything runs
@@ -50,8 +50,8 @@ def cmd_replay(settings: Settings, args: argparse.Namespace, beam_args: list[str
 def cmd_collections_list(settings: Settings, args: argparse.Namespace) -> int:
     from pymilvus import Collection, utility
 
-    from stores.faces import alias_target, search_alias
-    from stores.milvus import connect, count_entities
+    from mimamori.stores.faces import alias_target, search_alias
+    from mimamori.stores.milvus import connect, count_entities
 
     alias, target = connect(settings), alias_target(settings)
     prefix = f"{settings.milvus.collection_prefix}_"
@@ -65,10 +65,10 @@ def cmd_collections_list(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def _record_alias(settings: Settings, collection: str, model: str) -> None:
-    from mimamori import audit
-    from mimamori.audit import Actor
-    from stores.cases import AliasChange, open_database
-    from stores.faces import search_alias
+    from mimamori.services import audit
+    from mimamori.services.audit import Actor
+    from mimamori.stores.cases import AliasChange, open_database
+    from mimamori.stores.faces import search_alias
 
     sessions = open_database(settings.database_url())
     actor = Actor(f"cli:{getpass.getuser()}", "operator")
@@ -78,10 +78,10 @@ def _record_alias(settings: Settings, collection: str, model: str) -> None:
 
 
 def cmd_collections_promote(settings: Settings, args: argparse.Namespace) -> int:
-    from models.registry import embedder_spec
-    from stores.faces import ensure_face_collection, point_search_alias, search_alias, search_collection
-    from stores.media import ensure_media_collections
-    from stores.milvus import count_entities
+    from mimamori.models.registry import embedder_spec
+    from mimamori.stores.faces import ensure_face_collection, point_search_alias, search_alias, search_collection
+    from mimamori.stores.media import ensure_media_collections
+    from mimamori.stores.milvus import count_entities
 
     embedder_spec(args.model)
     collection = ensure_face_collection(settings, args.model)
@@ -107,8 +107,8 @@ def cmd_collections_promote(settings: Settings, args: argparse.Namespace) -> int
 def cmd_collections_rollback(settings: Settings, args: argparse.Namespace) -> int:
     from sqlalchemy import select
 
-    from stores.cases import AliasChange, open_database
-    from stores.faces import alias_target, point_search_alias, search_alias
+    from mimamori.stores.cases import AliasChange, open_database
+    from mimamori.stores.faces import alias_target, point_search_alias, search_alias
 
     sessions = open_database(settings.database_url())
     with sessions() as session:
@@ -124,7 +124,7 @@ def cmd_collections_rollback(settings: Settings, args: argparse.Namespace) -> in
 
 
 def cmd_dlq_replay(settings: Settings, args: argparse.Namespace) -> int:
-    from streams.dlq import redrive_dead_letters
+    from mimamori.streams.dlq import redrive_dead_letters
 
     counts = redrive_dead_letters(settings, args.reason, args.dry_run, args.again)
     verb = "would republish" if args.dry_run else "republished"

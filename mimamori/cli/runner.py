@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from apache_beam.options.pipeline_options import PipelineOptions
 
-from mimamori.config import Settings
+from mimamori.core.config import Settings
 from mimamori.stack.prism import PrismRunner
 
 

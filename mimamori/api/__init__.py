@@ -1,0 +1,1 @@
+"""The HTTP API (FastAPI): the other front door to the service layer."""

@@ -1,0 +1,1 @@
+"""The foundations every layer may use: configuration, errors, retries, metrics, time formats."""

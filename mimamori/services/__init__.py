@@ -1,0 +1,1 @@
+"""The service layer: what staff and operators do, called by both front doors (CLI and API)."""
