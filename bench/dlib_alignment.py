@@ -26,11 +26,10 @@ from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from mimamori.core.config import load_settings
 from mimamori.models.alignment import align_face, similarity_transform
 from mimamori.models.face_encoder import FaceEncoder
 from mimamori.models.registry import DLIB_FIVE_POINT_TEMPLATE, DLIB_RESNET
-
-from mimamori.core.config import load_settings
 
 TESTDATA = Path(__file__).resolve().parent.parent.parent / "shared" / "testdata"
 

@@ -56,9 +56,8 @@ def bench_images(count: int) -> list[bytes]:
 
 
 def bare_loop(settings, images: list[bytes]) -> dict[str, float]:
-    from mimamori.models.face_encoder import FaceEncoder
-
     from mimamori.media.decode import decode_media
+    from mimamori.models.face_encoder import FaceEncoder
 
     encoder = FaceEncoder(settings)
     timings = {"decode": 0.0, "detect": 0.0, "align": 0.0, "embed": 0.0}
@@ -87,15 +86,15 @@ def bare_loop(settings, images: list[bytes]) -> dict[str, float]:
 
 def pipeline_run(settings, images: list[bytes], runner: str) -> dict[str, float]:
     import apache_beam as beam
+
+    from mimamori.cli.runner import pipeline_options
+    from mimamori.core import metrics
     from mimamori.stores.media import ensure_media_collections
     from mimamori.stores.objects import object_client
     from mimamori.streams.events import MediaEvent, now_utc
     from mimamori.streams.ingest import store_bytes
     from mimamori.streams.producer import shared_producer
     from mimamori.transforms.pipeline import SourceOptions, build_pipeline
-
-    from mimamori.cli.runner import pipeline_options
-    from mimamori.core import metrics
 
     media_collection, _ = ensure_media_collections(settings)  # made by scratch_settings
     client, producer = object_client(settings), shared_producer(settings.kafka)

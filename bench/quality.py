@@ -31,10 +31,9 @@ from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from mimamori.core.config import EmbedderConfig, load_settings
 from mimamori.models.embedders import weights_file
 from mimamori.models.registry import EMBEDDERS
-
-from mimamori.core.config import EmbedderConfig, load_settings
 from tests.support import edits
 
 TESTDATA = Path(__file__).resolve().parent.parent.parent / "shared" / "testdata"

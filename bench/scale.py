@@ -51,10 +51,9 @@ import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from mimamori.core.config import IndexConfig, Settings, load_settings
 from mimamori.models.registry import embedder_spec
 from mimamori.stores.writer import DEFAULT_IN_FLIGHT, DEFAULT_REQUEST_BYTES, IndexGate, MilvusWriter
-
-from mimamori.core.config import IndexConfig, Settings, load_settings
 
 MODEL = "facenet-vggface2"  # the production embedder: 512-d
 PLATFORMS = ("x", "reddit", "telegram", "forum", "tube", "imageboard")
@@ -307,11 +306,11 @@ def bench_settings(settings: Settings, index_type: str) -> Settings:
 
 
 def run(args: argparse.Namespace) -> list[Checkpoint]:
-    from mimamori.stores.faces import ensure_face_collection
-    from mimamori.stores.milvus import connect
     from pymilvus import utility
 
     from mimamori.stack.stack import Stack
+    from mimamori.stores.faces import ensure_face_collection
+    from mimamori.stores.milvus import connect
 
     settings = bench_settings(load_settings(), args.index)
     stack = Stack(settings)

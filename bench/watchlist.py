@@ -28,17 +28,19 @@ from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from mimamori.cli.runner import pipeline_options
+from mimamori.core.config import load_settings
+from mimamori.services.audit import Actor
+from mimamori.services.cases import create_case
+from mimamori.services.consent import ConsentRecord
+from mimamori.services.enrolment import enroll
+from mimamori.services.workspace import Workspace
 from mimamori.stores.cases import Match
 from mimamori.stores.objects import object_client
 from mimamori.streams.events import MediaEvent, now_utc
 from mimamori.streams.ingest import store_bytes
 from mimamori.streams.producer import shared_producer
 from mimamori.transforms.pipeline import SourceOptions, build_pipeline
-
-from mimamori.cli.runner import pipeline_options
-from mimamori.core.config import load_settings
-from mimamori.services.audit import Actor
-from mimamori.services.casework import Casework, ConsentRecord
 from tests.support import edits
 from tests.support.scratch import scratch_settings
 
@@ -67,14 +69,14 @@ def main() -> int:
 
 
 def measure_delays(settings, args: argparse.Namespace) -> int:
-    work = Casework(settings)
+    work = Workspace(settings)
     actor = Actor("bench", "operator")
     consent = ConsentRecord(given_by="bench", given_at=dt.datetime.now(dt.UTC) - dt.timedelta(days=1),
                             scope=["search", "watchlist"], recorded_by="bench")
     photos = {name: Image.open(TESTDATA / "faces" / f"{name}.jpg").convert("RGB") for name in PORTRAITS}
     for name, photo in photos.items():
-        work.create_case(actor, name, name)
-        work.enroll(actor, name, [(f"{name}.jpg", jpeg(photo), "image/jpeg")], consent)
+        create_case(work, actor, name, name)
+        enroll(work, actor, name, [(f"{name}.jpg", jpeg(photo), "image/jpeg")], consent)
 
     objects, producer = object_client(settings), shared_producer(settings.kafka)
 

@@ -8,8 +8,9 @@ frame, so a small face detected on a downscaled copy still gets every pixel it h
 from __future__ import annotations
 
 import numpy as np
-from mimamori.models.registry import EmbedderSpec
 from PIL import Image, ImageFilter
+
+from mimamori.models.registry import EmbedderSpec
 
 
 def similarity_transform(source: np.ndarray, target: np.ndarray) -> np.ndarray:

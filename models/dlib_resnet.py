@@ -23,9 +23,10 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from mimamori.models.dlib_format import DlibFormatError, DlibLayer, read_network
 from torch import nn
 from torch.nn import functional
+
+from mimamori.models.dlib_format import DlibFormatError, DlibLayer, read_network
 
 # (output channels, down-sample first) for each residual block, from the input outwards:
 # dlib's alevel4 (3x32), alevel3 (64 down + 3x64), alevel2 (128 down + 2x128),

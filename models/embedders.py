@@ -16,10 +16,10 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from mimamori.models.dlib_resnet import DlibFaceResNet
-from mimamori.models.registry import DLIB_RESNET, FACENET_VGGFACE2, EmbedderSpec, MissingWeightsError, embedder_spec
 
 from mimamori.core.config import EmbedderConfig
+from mimamori.models.dlib_resnet import DlibFaceResNet
+from mimamori.models.registry import DLIB_RESNET, FACENET_VGGFACE2, EmbedderSpec, MissingWeightsError, embedder_spec
 
 RANDOM_INIT_SEED = 20191231
 

@@ -12,13 +12,13 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
+from PIL import Image
+
+from mimamori.core.config import EmbedderConfig, Settings
 from mimamori.models.alignment import align_face, face_quality
 from mimamori.models.detector import Detection, FaceDetector
 from mimamori.models.devices import limit_torch_threads, pick_device
 from mimamori.models.embedders import embed_chips, load_embedder, prepare_for_device
-from PIL import Image
-
-from mimamori.core.config import EmbedderConfig, Settings
 
 
 @dataclass

@@ -15,7 +15,7 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 
-from mimamori.core.errors import Misconfigured
+from mimamori.core.errors import InvalidInput, Misconfigured
 
 Point = tuple[float, float]
 
@@ -140,4 +140,5 @@ def embedder_spec(name: str) -> EmbedderSpec:
     try:
         return EMBEDDERS[name]
     except KeyError:
-        raise ValueError(f"unknown embedder {name!r}; known: {', '.join(sorted(EMBEDDERS))}") from None
+        known = ", ".join(sorted(EMBEDDERS))
+        raise InvalidInput("unknown_model", f"unknown embedder {name!r}; known: {known}") from None

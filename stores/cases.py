@@ -29,7 +29,9 @@ from sqlalchemy import (
     event,
 )
 from sqlalchemy.engine import Engine
-from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship, sessionmaker
+from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, relationship, sessionmaker
+
+from mimamori.core.errors import UnknownCase
 
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 
@@ -77,6 +79,14 @@ class Case(Base):
     consents: Mapped[list[Consent]] = relationship(back_populates="case", cascade="all, delete-orphan")
     photos: Mapped[list[EnrolledPhoto]] = relationship(back_populates="case", cascade="all, delete-orphan")
     matches: Mapped[list[Match]] = relationship(back_populates="case", cascade="all, delete-orphan")
+
+
+def get_case(session: Session, case_id: str) -> Case:
+    """The case, or ``unknown_case``."""
+    case = session.get(Case, case_id)
+    if case is None:
+        raise UnknownCase("unknown_case", f"no case {case_id}")
+    return case
 
 
 def case_threshold(case: Case, model: str, model_default: float) -> float:

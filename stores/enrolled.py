@@ -15,12 +15,12 @@ import json
 from dataclasses import dataclass
 
 import numpy as np
-from mimamori.models.registry import embedder_spec
-from mimamori.stores.media import int64_key
-from mimamori.stores.milvus import ensure_collection
 from pymilvus import Collection, CollectionSchema, DataType, FieldSchema
 
 from mimamori.core.config import Settings
+from mimamori.models.registry import embedder_spec
+from mimamori.stores.media import int64_key
+from mimamori.stores.milvus import ensure_collection
 
 SCHEMA_VERSION = 1
 

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import json
 
-from mimamori.models.registry import embedder_spec
-from mimamori.stores.milvus import connect, ensure_collection
 from pymilvus import Collection, CollectionSchema, DataType, FieldSchema, utility
 
 from mimamori.core.config import Settings
+from mimamori.models.registry import embedder_spec
+from mimamori.stores.milvus import connect, ensure_collection
 
 SCHEMA_VERSION = 1
 

@@ -17,10 +17,10 @@ import hashlib
 import json
 from dataclasses import dataclass
 
-from mimamori.stores.milvus import ensure_collection
 from pymilvus import Collection, CollectionSchema, DataType, FieldSchema
 
 from mimamori.core.config import Settings
+from mimamori.stores.milvus import ensure_collection
 
 PHASH_BITS = 64
 SCHEMA_VERSION = 1  # of the sightings collection

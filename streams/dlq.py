@@ -15,11 +15,10 @@ from __future__ import annotations
 import base64
 from collections import Counter
 
+from mimamori.core.config import Settings
 from mimamori.streams.events import DeadLetter
 from mimamori.streams.producer import shared_producer
 from mimamori.streams.topics import GroupReader
-
-from mimamori.core.config import Settings
 
 
 def redrive_group(settings: Settings, reason: str | None) -> str:

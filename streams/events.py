@@ -11,7 +11,7 @@ import base64
 import dataclasses
 import json
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -19,6 +19,7 @@ from typing import Any
 import jsonschema
 
 from mimamori.core.errors import InvalidInput
+from mimamori.core.timefmt import now_iso_z
 
 SCHEMAS = Path(__file__).parent / "schemas"
 MEDIA_SCRAPED_VERSION = 1
@@ -43,7 +44,7 @@ def validate(name: str, document: dict[str, Any]) -> None:
 
 
 def now_utc() -> str:
-    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    return now_iso_z()
 
 
 def epoch_seconds(value: str | None) -> int:

@@ -16,10 +16,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from kafka import KafkaProducer
-from mimamori.streams.events import MediaEvent, now_utc
 from minio import Minio
 
 from mimamori.core.config import Settings
+from mimamori.streams.events import MediaEvent, now_utc
 
 MEDIA_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".gif", ".bmp", ".tif", ".tiff", ".mp4", ".webm", ".mov"}
 

@@ -30,9 +30,9 @@ from apache_beam.transforms.core import RestrictionProvider
 from apache_beam.utils.timestamp import Duration, Timestamp
 from kafka import KafkaConsumer, TopicPartition
 from kafka.structs import OffsetAndMetadata
-from mimamori.streams.events import KafkaRecord
 
 from mimamori.core.metrics import CONSUMER_LAG
+from mimamori.streams.events import KafkaRecord
 
 log = logging.getLogger(__name__)
 UNBOUNDED = sys.maxsize

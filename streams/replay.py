@@ -17,10 +17,11 @@ from dataclasses import dataclass
 from typing import Any
 
 from kafka import KafkaConsumer, TopicPartition
-from mimamori.streams.kafka_source import PartitionRead, plan_partition_reads
-from mimamori.streams.topics import REPLAY_GROUP_MARK
 
 from mimamori.core.config import Settings
+from mimamori.core.timefmt import iso_z_from_epoch
+from mimamori.streams.kafka_source import PartitionRead, plan_partition_reads
+from mimamori.streams.topics import REPLAY_GROUP_MARK
 
 
 @dataclass(frozen=True)
@@ -44,7 +45,7 @@ class ReplayPlan:
 
 
 def _iso(ms: int) -> str:
-    return dt.datetime.fromtimestamp(ms / 1000, dt.UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+    return iso_z_from_epoch(ms / 1000, "seconds")
 
 
 def replay_group(settings: Settings, from_ms: int, to_ms: int) -> str:

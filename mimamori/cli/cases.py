@@ -25,10 +25,10 @@ def _actor():
     return Actor(f"cli:{getpass.getuser()}", "operator")
 
 
-def _casework(settings: Settings):
-    from mimamori.services.casework import Casework
+def _workspace(settings: Settings):
+    from mimamori.services.workspace import Workspace
 
-    return Casework(settings)
+    return Workspace(settings)
 
 
 def _photo(path: str) -> tuple[str, bytes, str]:
@@ -42,7 +42,7 @@ def load_consent(path: Path):
     import yaml
     from pydantic import ValidationError
 
-    from mimamori.services.casework import ConsentRecord
+    from mimamori.services.consent import ConsentRecord
 
     try:
         return ConsentRecord.model_validate(yaml.safe_load(path.read_text()))
@@ -54,37 +54,40 @@ def load_consent(path: Path):
 
 
 def cmd_cases_create(settings: Settings, args: argparse.Namespace) -> int:
-    _casework(settings).create_case(_actor(), args.case_id, args.name, args.threshold)
+    from mimamori.services.cases import create_case
+
+    create_case(_workspace(settings), _actor(), args.case_id, args.name, args.threshold)
     print(f"case {args.case_id} created")
     return 0
 
 
 def cmd_cases_withdraw(settings: Settings, args: argparse.Namespace) -> int:
+    from mimamori.services.cases import withdraw
+
     if not args.yes:
         raise SystemExit("mimamori: withdrawal deletes the case's photos, vectors and matches for good; add --yes")
-    report = _casework(settings).withdraw(_actor(), args.case_id)
+    report = withdraw(_workspace(settings), _actor(), args.case_id)
     print(f"case {report.case_id} withdrawn: {report.vectors} vectors, {report.objects} objects, "
           f"{report.photos} photos, {report.matches} matches deleted")
     return 0
 
 
 def cmd_enroll(settings: Settings, args: argparse.Namespace) -> int:
+    from mimamori.services.enrolment import enroll
+
     consent = load_consent(args.consent) if args.consent else None
-    result = _casework(settings).enroll(_actor(), args.case, [_photo(p) for p in args.photos], consent)
+    result = enroll(_workspace(settings), _actor(), args.case, [_photo(p) for p in args.photos], consent)
     print(f"case {result.case_id}: {len(result.photos)} photo(s) enrolled, "
           f"{result.retro_matches} new match(es) among the faces already indexed")
     return 0
 
 
 def cmd_search(settings: Settings, args: argparse.Namespace) -> int:
-    from mimamori.services.search import FaceSearch
+    from mimamori.services.search import SearchFilters, search_faces
 
-    if (args.photo is None) == (args.case is None):
-        raise SystemExit("mimamori: give a PHOTO or --case ID")
     photo = _photo(args.photo) if args.photo else None
-    hits = _casework(settings).search(_actor(), FaceSearch(settings), photo=photo, case_id=args.case,
-                                      top_k=args.top_k, offset=args.offset, platform=args.platform,
-                                      posted_from=args.posted_from, posted_to=args.posted_to)
+    filters = SearchFilters(args.top_k, args.offset, args.platform, args.posted_from, args.posted_to)
+    hits = search_faces(_workspace(settings), _actor(), photo=photo, case_id=args.case, filters=filters)
     if args.json:
         print(json.dumps([hit.to_dict() for hit in hits], indent=2))
         return 0
@@ -98,10 +101,9 @@ def cmd_search(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def cmd_export(settings: Settings, args: argparse.Namespace) -> int:
-    from mimamori.services.search import FaceSearch
+    from mimamori.services.export import export_case
 
-    document = _casework(settings).export(_actor(), FaceSearch(settings), args.case,
-                                          None if args.status == "all" else args.status)
+    document = export_case(_workspace(settings), _actor(), args.case, None if args.status == "all" else args.status)
     text = json.dumps(document, indent=2)
     if args.output:
         args.output.unlink(missing_ok=True)  # created anew, readable by its owner only from the start
@@ -114,45 +116,35 @@ def cmd_export(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def cmd_matches(settings: Settings, args: argparse.Namespace) -> int:
-    from sqlalchemy import select
+    from mimamori.services.matches import list_matches
 
-    from mimamori.services import audit
-    from mimamori.stores.cases import Match
-
-    work = _casework(settings)
-    query = select(Match).order_by(Match.id.desc()).limit(args.limit)
-    if args.case:
-        query = query.where(Match.case_id == args.case)
-    if args.status:
-        query = query.where(Match.status == args.status)
-    with work.sessions() as session:
-        rows = list(session.scalars(query))
-    audit.record(work.sessions, _actor(), "view_matches", case_id=args.case, result_count=len(rows))
-    for m in rows:
+    for m in list_matches(_workspace(settings), _actor(), args.case, args.status, args.limit):
         print(f"match {m.id}: case {m.case_id}, face {m.face_id}, similarity {m.similarity:.3f}, {m.status}, "
               f"{m.source}, {m.created_at:%Y-%m-%d %H:%M:%S}")
     return 0
 
 
-def cmd_keys_create(settings: Settings, args: argparse.Namespace) -> int:
-    from mimamori.services import audit
-    from mimamori.services.auth import create_api_key
+def cmd_review(settings: Settings, args: argparse.Namespace) -> int:
+    from mimamori.services.matches import review
 
-    work = _casework(settings)
-    key = create_api_key(work.sessions, args.name, args.role)
-    audit.record(work.sessions, _actor(), "create_key", target=f"key:{args.name}", role_granted=args.role)
+    decided = review(_workspace(settings), _actor(), args.match_id, args.status)
+    print(f"match {decided.id} (case {decided.case_id}): {decided.status}")
+    return 0
+
+
+def cmd_keys_create(settings: Settings, args: argparse.Namespace) -> int:
+    from mimamori.services.keys import create_key
+
+    key = create_key(_workspace(settings), _actor(), args.name, args.role)
     print(key)
     print(f"(the {args.role} key of {args.name}; shown once, only its hash is kept)", file=sys.stderr)
     return 0
 
 
 def cmd_keys_revoke(settings: Settings, args: argparse.Namespace) -> int:
-    from mimamori.services import audit
-    from mimamori.services.auth import revoke_api_key
+    from mimamori.services.keys import revoke_key
 
-    work = _casework(settings)
-    count = revoke_api_key(work.sessions, args.name)
-    audit.record(work.sessions, _actor(), "revoke_key", target=f"key:{args.name}", result_count=count)
+    count = revoke_key(_workspace(settings), _actor(), args.name)
     print(f"{count} key(s) of {args.name} revoked")
     return 0
 
@@ -220,6 +212,11 @@ def add_case_commands(commands, bind) -> None:
     matches.add_argument("--status", choices=["pending_review", "confirmed", "rejected"])
     matches.add_argument("--limit", type=int, default=50)
     matches.set_defaults(func=bind(cmd_matches))
+
+    review = commands.add_parser("review", help="record a decision on a match (audited with your name)")
+    review.add_argument("match_id", type=int, metavar="MATCH")
+    review.add_argument("status", choices=["confirmed", "rejected", "pending_review"])
+    review.set_defaults(func=bind(cmd_review))
 
     keys = commands.add_parser("keys", help="API keys")
     key_actions = keys.add_subparsers(dest="keys_command", required=True, metavar="ACTION")

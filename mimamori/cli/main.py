@@ -14,7 +14,7 @@ from dataclasses import asdict
 from mimamori.cli.cases import add_case_commands
 from mimamori.cli.operations import add_ops_commands
 from mimamori.core.config import load_settings
-from mimamori.core.errors import MimamoriError
+from mimamori.core.errors import MimamoriError, Misconfigured, Unavailable
 
 
 def _stack(args: argparse.Namespace):
@@ -132,6 +132,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="mimamori",
         description="Find every re-upload of a person's intimate images: ingest, index, search.",
+        epilog=EPILOG,
     )
     parser.add_argument("--profile", help="configuration profile: local (default) or production "
                         "(or set MIMAMORI_PROFILE)")
@@ -191,6 +192,16 @@ def _quiet_libraries() -> None:
         logging.getLogger(name).setLevel(logging.CRITICAL if name == "kafka" else logging.ERROR)
 
 
+# How a refusal or failure ends the command: the one mapping of the error family to exit codes.
+EXIT_CODES: tuple[tuple[type[MimamoriError], int], ...] = ((Unavailable, 3), (Misconfigured, 4), (MimamoriError, 2))
+EPILOG = ("exit status: 0 done; 2 refused (bad input, unknown or existing case, no consent in force, ...); "
+          "3 a service is unreachable or not ready; 4 misconfigured (missing weights, a bad setting)")
+
+
+def exit_code(error: MimamoriError) -> int:
+    return next(code for kind, code in EXIT_CODES if isinstance(error, kind))
+
+
 def main(argv: list[str] | None = None) -> int:
     _quiet_libraries()
     args, extra = build_parser().parse_known_args(argv)
@@ -202,7 +213,7 @@ def main(argv: list[str] | None = None) -> int:
         return args.func(args)
     except MimamoriError as error:
         print(f"mimamori: {error}", file=sys.stderr)
-        return 2
+        return exit_code(error)
 
 
 if __name__ == "__main__":

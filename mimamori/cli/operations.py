@@ -9,21 +9,29 @@ from mimamori.cli.arguments import aware_time
 from mimamori.core.config import Settings
 
 
+def _operator():
+    from mimamori.services.audit import Actor
+
+    return Actor(f"cli:{getpass.getuser()}", "operator")
+
+
+def _database(settings: Settings):
+    from mimamori.stores.cases import open_database
+
+    return open_database(settings.database_url())
+
+
 def cmd_replay(settings: Settings, args: argparse.Namespace, beam_args: list[str]) -> int:
     import apache_beam as beam
 
     from mimamori.cli.runner import pipeline_options
-    from mimamori.models.registry import embedder_spec
-    from mimamori.streams.replay import ReplayProgress, plan_replay
+    from mimamori.services.replay import ReplayRequest, describe_totals, prepare_replay
+    from mimamori.streams.replay import ReplayProgress
     from mimamori.transforms.pipeline import SourceOptions, build_pipeline
     from mimamori.transforms.totals import run_totals
 
-    if args.model:
-        embedder_spec(args.model)  # an unknown model is an error before anything runs
-        settings.models.embedder.name = args.model
-    settings.pipeline.reprocess_indexed = args.reprocess
-    topic = args.topic or settings.kafka.topics.media_scraped.name
-    plan = plan_replay(settings, topic, args.start, args.stop)
+    request = ReplayRequest(args.start, args.stop, args.topic, args.model, args.reprocess)
+    settings, plan, topic = prepare_replay(settings, request)
     print(plan.describe())
     print(f"model: {settings.models.embedder.name} (collection {settings.face_collection()})"
           + ("; media already indexed is processed again" if args.reprocess else ""))
@@ -38,95 +46,41 @@ def cmd_replay(settings: Settings, args: argparse.Namespace, beam_args: list[str
     with ReplayProgress(settings, plan):
         result = pipeline.run()
         result.wait_until_finish()
-    totals = run_totals(result)  # counted by the workers, wherever they ran
-    media = sum(v for k, v in totals.items() if k.startswith("media."))
-    sightings = sum(v for k, v in totals.items() if k.startswith("media.sighting"))
-    letters = {k.split(".", 1)[1]: v for k, v in totals.items() if k.startswith("dead_letters.")}
-    print(f"replay done: {media} media ({sightings} sightings), {totals.get('faces', 0)} faces "
-          f"written, {sum(letters.values())} dead letters" + (f" {letters}" if letters else ""))
+    print(describe_totals(run_totals(result)))  # counted by the workers, wherever they ran
     return 0
 
 
 def cmd_collections_list(settings: Settings, args: argparse.Namespace) -> int:
-    from pymilvus import Collection, utility
-
+    from mimamori.services.collections import list_collections
     from mimamori.stores.faces import alias_target, search_alias
-    from mimamori.stores.milvus import connect, count_entities
 
-    alias, target = connect(settings), alias_target(settings)
-    prefix = f"{settings.milvus.collection_prefix}_"
-    for name in sorted(utility.list_collections(using=alias)):
-        if name.startswith(prefix):
-            marker = f"  <- {search_alias(settings)}" if name == target else ""
-            print(f"{name}: {count_entities(Collection(name, using=alias))} faces{marker}")
-    if target is None:
+    for found in list_collections(settings):
+        print(f"{found.name}: {found.faces} faces" + (f"  <- {search_alias(settings)}" if found.searched else ""))
+    if alias_target(settings) is None:
         print(f"no search alias yet: search reads {settings.face_collection()} (the configured model)")
     return 0
 
 
-def _record_alias(settings: Settings, collection: str, model: str) -> None:
-    from mimamori.services import audit
-    from mimamori.services.audit import Actor
-    from mimamori.stores.cases import AliasChange, open_database
-    from mimamori.stores.faces import search_alias
-
-    sessions = open_database(settings.database_url())
-    actor = Actor(f"cli:{getpass.getuser()}", "operator")
-    with sessions.begin() as session:
-        session.add(AliasChange(alias=search_alias(settings), collection=collection, model=model, actor=actor.name))
-    audit.record(sessions, actor, "point_search_alias", target=collection, model=model)
-
-
 def cmd_collections_promote(settings: Settings, args: argparse.Namespace) -> int:
-    from mimamori.models.registry import embedder_spec
-    from mimamori.stores.faces import ensure_face_collection, point_search_alias, search_alias, search_collection
-    from mimamori.stores.media import ensure_media_collections
-    from mimamori.stores.milvus import count_entities
+    from mimamori.services.collections import promote
 
-    embedder_spec(args.model)
-    collection = ensure_face_collection(settings, args.model)
-    if count_entities(collection, consistency_level="Strong") == 0 and not args.force:
-        raise SystemExit(f"mimamori: {collection.name} holds no faces: replay with --model {args.model} first "
-                         "(or --force)")
-    # A backfill that has not reached every media item would make search miss what the current
-    # model finds: compare how many media each model has processed.
-    current_model = search_collection(settings)[1]
-    if current_model != args.model and not args.force:
-        new_media = count_entities(ensure_media_collections(settings, args.model)[0], consistency_level="Strong")
-        old_media = count_entities(ensure_media_collections(settings, current_model)[0], consistency_level="Strong")
-        if new_media < old_media:
-            raise SystemExit(f"mimamori: {args.model} has processed {new_media} media, {current_model} (which search "
-                             f"reads now) {old_media}: finish the backfill (mimamori replay --model {args.model}) "
-                             "first (or --force)")
-    point_search_alias(settings, collection.name)
-    _record_alias(settings, collection.name, args.model)
-    print(f"{search_alias(settings)} -> {collection.name}: search now reads {args.model} vectors")
+    moved = promote(settings, _database(settings), _operator(), args.model, args.force)
+    print(f"{moved.alias} -> {moved.collection}: search now reads {moved.model} vectors")
     return 0
 
 
 def cmd_collections_rollback(settings: Settings, args: argparse.Namespace) -> int:
-    from sqlalchemy import select
+    from mimamori.services.collections import rollback
 
-    from mimamori.stores.cases import AliasChange, open_database
-    from mimamori.stores.faces import alias_target, point_search_alias, search_alias
-
-    sessions = open_database(settings.database_url())
-    with sessions() as session:
-        changes = list(session.scalars(select(AliasChange).where(AliasChange.alias == search_alias(settings))
-                                       .order_by(AliasChange.id.desc()).limit(2)))
-    if len(changes) < 2:
-        raise SystemExit("mimamori: nothing to roll back to (the search alias was set once or never)")
-    current, previous = alias_target(settings), changes[1]
-    point_search_alias(settings, previous.collection)
-    _record_alias(settings, previous.collection, previous.model)
-    print(f"{search_alias(settings)} -> {previous.collection} (was {current})")
+    moved = rollback(settings, _database(settings), _operator())
+    print(f"{moved.alias} -> {moved.collection} (was {moved.previous})")
     return 0
 
 
 def cmd_dlq_replay(settings: Settings, args: argparse.Namespace) -> int:
-    from mimamori.streams.dlq import redrive_dead_letters
+    from mimamori.services.dead_letters import redrive
 
-    counts = redrive_dead_letters(settings, args.reason, args.dry_run, args.again)
+    counts = redrive(settings, _database(settings), _operator(), args.reason, args.dry_run, args.again)
     verb = "would republish" if args.dry_run else "republished"
     print(f"dlq: {verb} {sum(counts.values())} dead letter(s)" +
           "".join(f"\n  {reason}: {count}" for reason, count in counts.most_common()))

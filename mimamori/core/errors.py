@@ -31,8 +31,10 @@ class MimamoriError(Exception):
         return str(self)
 
 
-class InvalidInput(MimamoriError):
-    """The request or file is not acceptable as it is (bad photo, corrupt media, malformed event)."""
+class InvalidInput(MimamoriError, ValueError):
+    """The request or file is not acceptable as it is (bad photo, corrupt media, malformed event).
+
+    Also a ``ValueError``, which is what Python code expects of a bad value."""
 
     reason_default = "invalid_input"
 

@@ -8,12 +8,15 @@ counts, never face images or vectors.
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import sessionmaker
 
+from mimamori.core.errors import MimamoriError
 from mimamori.stores.cases import AuditEvent
 
 
@@ -31,6 +34,23 @@ def record(sessions: sessionmaker, actor: Actor, action: str, *, case_id: str | 
                                result_count=result_count, outcome=outcome, details=details))
 
 
+@contextlib.contextmanager
+def refusals_audited(sessions: sessionmaker, actor: Actor, action: str, *, case_id: str | None = None,
+                     target: str | None = None) -> Iterator[None]:
+    """A refusal raised in the block leaves one ``rejected`` row with its reason, then goes on up.
+
+    The one place refusals are audited: the error is marked, so a front door that audits
+    what reaches it (the API's handlers) does not write a second row.
+    """
+    try:
+        yield
+    except MimamoriError as error:
+        if not error.audited:
+            record(sessions, actor, action, case_id=case_id, target=target, outcome="rejected", reason=error.reason)
+            error.audited = True
+        raise
+
+
 def read(sessions: sessionmaker, *, case_id: str | None = None, actor: str | None = None,
          limit: int = 100, offset: int = 0) -> list[AuditEvent]:
     query = select(AuditEvent).order_by(AuditEvent.id.desc())
@@ -40,3 +60,11 @@ def read(sessions: sessionmaker, *, case_id: str | None = None, actor: str | Non
         query = query.where(AuditEvent.actor == actor)
     with sessions() as session:
         return list(session.scalars(query.limit(limit).offset(offset)))
+
+
+def read_audit(sessions: sessionmaker, actor: Actor, *, case_id: str | None = None, who: str | None = None,
+               limit: int = 100, offset: int = 0) -> list[AuditEvent]:
+    """Audit rows for an auditor; reading the log is itself audited."""
+    rows = read(sessions, case_id=case_id, actor=who, limit=limit, offset=offset)
+    record(sessions, actor, "read_audit", case_id=case_id, result_count=len(rows))
+    return rows

@@ -14,6 +14,7 @@ import secrets
 from sqlalchemy import select
 from sqlalchemy.orm import sessionmaker
 
+from mimamori.core.errors import InvalidInput
 from mimamori.services.audit import Actor
 from mimamori.stores.cases import ApiKey, utcnow
 
@@ -28,7 +29,7 @@ def _digest(key: str) -> str:
 def create_api_key(sessions: sessionmaker, name: str, role: str) -> str:
     """Create a key and return it: it is shown once and cannot be recovered."""
     if role not in ROLES:
-        raise ValueError(f"unknown role {role!r}; roles: {', '.join(ROLES)}")
+        raise InvalidInput("unknown_role", f"unknown role {role!r}; roles: {', '.join(ROLES)}")
     key = KEY_PREFIX + secrets.token_urlsafe(32)
     with sessions.begin() as session:
         session.add(ApiKey(name=name, role=role, key_sha256=_digest(key)))

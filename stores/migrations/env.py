@@ -7,8 +7,9 @@ To write a new migration against a scratch database:
 from __future__ import annotations
 
 from alembic import context
-from mimamori.stores.cases import Base
 from sqlalchemy import create_engine
+
+from mimamori.stores.cases import Base
 
 config = context.config
 connection = config.attributes.get("connection")

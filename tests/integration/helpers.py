@@ -9,6 +9,9 @@ import json
 
 from apache_beam.testing.test_pipeline import TestPipeline as BeamTestPipeline
 from kafka import KafkaProducer
+from pymilvus import Collection
+
+from mimamori.cli.runner import pipeline_options
 from mimamori.stores.faces import ensure_face_collection
 from mimamori.stores.media import ensure_media_collections
 from mimamori.stores.objects import object_client
@@ -16,9 +19,6 @@ from mimamori.streams.events import MediaEvent, now_utc
 from mimamori.streams.ingest import raw_object_key
 from mimamori.streams.topics import read_topic as read_records
 from mimamori.transforms.pipeline import SourceOptions, build_pipeline
-from pymilvus import Collection
-
-from mimamori.cli.runner import pipeline_options
 from tests.integration import samples as sample_sets
 from tests.support.scratch import scratch_settings
 

@@ -17,15 +17,15 @@ import hypothesis
 import pytest
 import schemathesis
 from fastapi.testclient import TestClient
-from mimamori.stores.cases import AuditEvent, Case, Consent, EnrolledPhoto, Match
-from mimamori.stores.enrolled import EnrolledFaces
-from mimamori.stores.objects import object_client
 from PIL import Image
 from sqlalchemy import select
 
 from mimamori.api.app import create_app
 from mimamori.services.auth import create_api_key
-from mimamori.services.casework import Casework
+from mimamori.services.workspace import Workspace
+from mimamori.stores.cases import AuditEvent, Case, Consent, EnrolledPhoto, Match
+from mimamori.stores.enrolled import EnrolledFaces
+from mimamori.stores.objects import object_client
 from tests.integration import samples as sample_sets
 from tests.integration.helpers import isolated_settings, publish, read_topic, run_pipeline
 from tests.support import edits
@@ -53,7 +53,7 @@ def jpeg(image: Image.Image, quality: int = 90) -> bytes:
 @pytest.fixture(scope="module")
 def env(stack, settings, testdata):
     with isolated_settings(settings) as s:
-        work = Casework(s)
+        work = Workspace(s)
         app = create_app(s, work)
         keys = {role: create_api_key(work.sessions, f"test-{role}", role) for role in ("admin", "reviewer", "auditor")}
         with TestClient(app, raise_server_exceptions=False) as client:

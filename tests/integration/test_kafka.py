@@ -6,9 +6,9 @@ import time
 
 import pytest
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
-from mimamori.streams.topics import admin_client, ensure_topics
 
 from mimamori.core.config import TopicConfig
+from mimamori.streams.topics import admin_client, ensure_topics
 from tests.conftest import unique
 
 pytestmark = pytest.mark.integration

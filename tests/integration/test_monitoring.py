@@ -18,7 +18,10 @@ from PIL import Image
 from mimamori.api.app import create_app
 from mimamori.services.audit import Actor
 from mimamori.services.auth import create_api_key
-from mimamori.services.casework import Casework, ConsentRecord
+from mimamori.services.cases import create_case
+from mimamori.services.consent import ConsentRecord
+from mimamori.services.enrolment import enroll
+from mimamori.services.workspace import Workspace
 from tests.integration import samples as sample_sets
 from tests.integration.helpers import isolated_settings, publish, run_pipeline
 from tests.support import edits
@@ -39,12 +42,12 @@ def query(settings, expr: str) -> list[dict]:
 def test_every_dashboard_panel_returns_data_after_a_pipeline_run(stack, settings, testdata):
     with isolated_settings(settings) as s:
         # Activity for every dashboard: a client enrolled, a re-upload matched and reviewed, a bad file.
-        work = Casework(s)
+        work = Workspace(s)
         portrait = (testdata / "faces" / "paul_rudd.jpg").read_bytes()
-        work.create_case(Actor("test", "admin"), "m1", "M.")
+        create_case(work, Actor("test", "admin"), "m1", "M.")
         consent = ConsentRecord(given_by="client", given_at=dt.datetime.now(dt.UTC) - dt.timedelta(days=1),
                                 scope=["search", "watchlist"], recorded_by="staff")
-        work.enroll(Actor("test", "admin"), "m1", [("p.jpg", portrait, "image/jpeg")], consent)
+        enroll(work, Actor("test", "admin"), "m1", [("p.jpg", portrait, "image/jpeg")], consent)
         buffer = io.BytesIO()
         edits.crop(Image.open(io.BytesIO(portrait)).convert("RGB"), 0.15).save(buffer, "JPEG", quality=85)
         publish(s, [sample_sets.Sample("reupload", buffer.getvalue(), "image/jpeg", "faces:1"),

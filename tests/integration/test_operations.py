@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import base64
-import datetime as dt
 import io
 import json
 import re
@@ -11,10 +10,11 @@ import time
 
 import pytest
 from kafka import KafkaConsumer, TopicPartition
-from mimamori.stores.faces import alias_target, search_alias
-from mimamori.stores.objects import object_client
 
 from mimamori.cli.main import main
+from mimamori.core.timefmt import iso_z_from_epoch
+from mimamori.stores.faces import alias_target, search_alias
+from mimamori.stores.objects import object_client
 from tests.integration import samples as sample_sets
 from tests.integration.helpers import isolated_settings, publish, read_topic, run_pipeline, site_config, snapshot
 
@@ -23,7 +23,7 @@ HOUR_MS = 3600 * 1000
 
 
 def iso(ms: int) -> str:
-    return dt.datetime.fromtimestamp(ms / 1000, dt.UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+    return iso_z_from_epoch(ms / 1000, "seconds")
 
 
 def committed(settings, group: str) -> dict[int, int | None]:
@@ -156,7 +156,7 @@ def test_dead_letters_are_redriven_after_a_fix(stack, settings, testdata, tmp_pa
 
 def test_promote_switches_search_to_another_models_collection_and_rollback_switches_back(
         stack, settings, testdata, tmp_path, capsys):
-    from mimamori.services.search import FaceSearch
+    from mimamori.stores.face_search import FaceSearch
 
     with isolated_settings(settings) as s:
         s.models.embedder.allow_random_weights = True  # FaceNet has no real weights here
@@ -169,16 +169,16 @@ def test_promote_switches_search_to_another_models_collection_and_rollback_switc
         assert alias_target(s) == s.face_collection("dlib-resnet")
         running = FaceSearch(s)  # a long-lived searcher, as the API holds one
         assert running.model == "dlib-resnet"
-        with pytest.raises(SystemExit, match="holds no faces"):  # nothing embedded with FaceNet yet
-            main([*cli, "collections", "promote", "facenet-vggface2"])
-        capsys.readouterr()
+        # Refused (exit 2, the reason on stderr): nothing embedded with FaceNet yet.
+        assert main([*cli, "collections", "promote", "facenet-vggface2"]) == 2
+        assert "holds no faces" in capsys.readouterr().err
         # Re-embed the same media with FaceNet, into its own collection, then point search at it:
         # not before the backfill has reached every media item.
         first = ["--from", iso(now - HOUR_MS - 60_000), "--to", iso(now - HOUR_MS + 60_000)]
         assert main([*cli, "replay", *first, "--model", "facenet-vggface2"]) == 0
         assert "1 faces written" in capsys.readouterr().out
-        with pytest.raises(SystemExit, match=r"has processed 1 media, dlib-resnet .* 2: finish the backfill"):
-            main([*cli, "collections", "promote", "facenet-vggface2"])
+        assert main([*cli, "collections", "promote", "facenet-vggface2"]) == 2
+        assert re.search(r"has processed 1 media, dlib-resnet .* 2: finish the backfill", capsys.readouterr().err)
         rest = ["--from", iso(now - HOUR_MS + 60_000), "--to", "now"]
         assert main([*cli, "replay", *rest, "--model", "facenet-vggface2"]) == 0
         assert "1 faces written" in capsys.readouterr().out

@@ -18,11 +18,11 @@ from collections import Counter
 import pytest
 import yaml
 from kafka import KafkaConsumer, TopicPartition
+
+from mimamori.stack.process import children_cpu_seconds, process_table
 from mimamori.stores.faces import ensure_face_collection
 from mimamori.stores.media import ensure_media_collections
 from mimamori.stores.objects import object_client
-
-from mimamori.stack.process import children_cpu_seconds, process_table
 from tests.integration import samples as sample_sets
 from tests.integration.helpers import (
     MAX_MEDIA_BYTES,
@@ -256,9 +256,8 @@ def test_stats_report_what_the_stores_hold(pipeline_settings, processed):
 
 def test_switching_the_embedder_switches_the_collection_and_vectors_never_mix(stack, settings, testdata):
     """The same media through two models: each model's vectors land in its own collection only."""
-    from mimamori.models.registry import embedder_spec
-
     from mimamori.core.config import EmbedderConfig
+    from mimamori.models.registry import embedder_spec
 
     with isolated_settings(settings) as dlib_settings:
         portrait = next(s for s in sample_sets.good_samples(testdata) if s.name == "paul_rudd")

@@ -11,10 +11,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from mimamori.stores.milvus import connect
 from pymilvus import Collection, CollectionSchema, DataType, FieldSchema, utility
 
 from mimamori.stack.sockets import listeners
+from mimamori.stores.milvus import connect
 from tests.conftest import unique
 
 pytestmark = pytest.mark.integration

@@ -7,16 +7,16 @@ import time
 
 import numpy as np
 import pytest
-from mimamori.stores.faces import ensure_face_collection
-from mimamori.stores.media import ensure_media_collections, page_url_from_store, stored_page_url
-from mimamori.stores.milvus import connect, count_entities
-from mimamori.stores.objects import ensure_bucket, object_client
-from mimamori.stores.writer import IndexGate, MilvusWriter, row_bytes
 from prometheus_client import REGISTRY
 from pymilvus import Collection, CollectionSchema, DataType, FieldSchema, utility
 from pymilvus.exceptions import MilvusException
 
 from mimamori.core.config import BucketConfig
+from mimamori.stores.faces import ensure_face_collection
+from mimamori.stores.media import ensure_media_collections, page_url_from_store, stored_page_url
+from mimamori.stores.milvus import connect, count_entities
+from mimamori.stores.objects import ensure_bucket, object_client
+from mimamori.stores.writer import IndexGate, MilvusWriter, row_bytes
 from tests.conftest import unique
 from tests.integration.helpers import isolated_settings
 

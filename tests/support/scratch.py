@@ -14,14 +14,14 @@ import tempfile
 import uuid
 from collections.abc import Iterator
 
+from pymilvus import utility
+
+from mimamori.core.config import Settings
 from mimamori.stores.faces import ensure_face_collection
 from mimamori.stores.media import ensure_media_collections
 from mimamori.stores.milvus import connect
 from mimamori.stores.objects import ensure_buckets, object_client
 from mimamori.streams.topics import admin_client, ensure_topics
-from pymilvus import utility
-
-from mimamori.core.config import Settings
 
 
 @contextlib.contextmanager

@@ -9,6 +9,15 @@ import datetime as dt
 import itertools
 
 import pytest
+from pydantic import ValidationError
+from sqlalchemy import select, text
+from sqlalchemy.exc import DBAPIError
+
+from mimamori.services import audit
+from mimamori.services.audit import Actor
+from mimamori.services.auth import authenticate, create_api_key, revoke_api_key
+from mimamori.services.consent import ConsentRecord
+from mimamori.services.watchlist import record_matches
 from mimamori.stores.cases import (
     ApiKey,
     AuditEvent,
@@ -20,15 +29,6 @@ from mimamori.stores.cases import (
     open_database,
     utcnow,
 )
-from pydantic import ValidationError
-from sqlalchemy import select, text
-from sqlalchemy.exc import DBAPIError
-
-from mimamori.services import audit
-from mimamori.services.audit import Actor
-from mimamori.services.auth import authenticate, create_api_key, revoke_api_key
-from mimamori.services.casework import ConsentRecord
-from mimamori.services.watchlist import record_matches
 
 NOW = dt.datetime.now(dt.UTC)
 
