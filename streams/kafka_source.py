@@ -231,11 +231,7 @@ class _ReadPartition(beam.DoFn):
             # range, so it goes with the residual at the checkpoint.
             tracker.current_restriction().last_activity = time.time()
 
-        highwater = consumer.highwater(tp)  # known after a fetch; None before the first one
-        if highwater is not None:
-            CONSUMER_LAG.labels(topic=tp.topic, partition=str(tp.partition)).set(
-                max(0, highwater - consumer.position(tp)))
-
+        _report_lag(consumer, tp)
         # Runs once the runner has committed this bundle's work: the writes are done. Registered
         # even when there is nothing to commit: Prism asks every SDF bundle to finalize, and the
         # SDK reports an error for a bundle that registered no finalizer.
@@ -243,12 +239,15 @@ class _ReadPartition(beam.DoFn):
             bundle_finalizer.register(lambda tp=tp, offset=last_offset + 1: self._commit(tp, offset))
         else:
             bundle_finalizer.register(lambda: None)
+        if not claim_refused:  # a refused claim has ended the restriction already
+            self._end_or_defer(tracker, tp, restriction.start, last_offset, finished)
 
+    def _end_or_defer(self, tracker, tp: TopicPartition, start: int, last_offset: int | None,
+                      finished: bool) -> None:
+        """End the restriction (stop offset reached, or idle past ``until_idle_s``) or come back later."""
         stop = tracker.current_restriction().stop
         idle = time.time() - getattr(tracker.current_restriction(), "last_activity", time.time())
-        if claim_refused:
-            return
-        last = last_offset if last_offset is not None else restriction.start - 1
+        last = last_offset if last_offset is not None else start - 1
         if finished or (stop != UNBOUNDED and last + 1 >= stop):
             tracker.try_claim(stop)  # claiming the end marks the restriction done
             return
@@ -257,6 +256,12 @@ class _ReadPartition(beam.DoFn):
             tracker.try_claim(stop)
             return
         tracker.defer_remainder(Duration(seconds=0.2))
+
+
+def _report_lag(consumer: KafkaConsumer, tp: TopicPartition) -> None:
+    highwater = consumer.highwater(tp)  # known after a fetch; None before the first one
+    if highwater is not None:
+        CONSUMER_LAG.labels(topic=tp.topic, partition=str(tp.partition)).set(max(0, highwater - consumer.position(tp)))
 
 
 def _plan(_impulse: bytes, *args: Any) -> list[PartitionRead]:

@@ -1,0 +1,133 @@
+"""The API as a front door, on in-memory stores: keys and roles, the error mapping, one audit row a refusal.
+
+What each action decides is tested in test_services.py; here, that the routes reach it, that
+every refusal becomes the right status with a reason, and that nothing is audited twice.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import pytest
+from fastapi.testclient import TestClient
+from sqlalchemy import select
+
+from mimamori.api.app import create_app
+from mimamori.core import errors
+from mimamori.core.config import load_settings
+from mimamori.services.auth import create_api_key
+from mimamori.stores.cases import AuditEvent
+from tests.support.workspace import IndexedFace, MemoryWorkspace, photo_of, unit
+
+CLIENT, GROUP = (200, 40, 40), (40, 200, 40)
+
+
+@pytest.fixture
+def api(tmp_path):
+    work = MemoryWorkspace(load_settings("local"), tmp_path / "cases.sqlite3",
+                           {CLIENT: [unit(1, 0)], GROUP: [unit(1, 0), unit(0, 1)]},
+                           [IndexedFace(11, "a" * 64, unit(1, 0.05))])
+    keys = {role: create_api_key(work.sessions, f"k-{role}", role) for role in ("admin", "reviewer", "auditor")}
+    with TestClient(create_app(work.settings, work), raise_server_exceptions=False) as client:
+        yield client, work, {role: {"Authorization": f"Bearer {key}"} for role, key in keys.items()}
+
+
+def audit_rows(work) -> list[AuditEvent]:
+    with work.sessions() as session:
+        return list(session.scalars(select(AuditEvent).order_by(AuditEvent.id)))
+
+
+def consent() -> dict:
+    now = dt.datetime.now(dt.UTC)
+    return {"given_by": "client", "given_at": (now - dt.timedelta(days=1)).isoformat(),
+            "scope": ["search", "watchlist", "takedown"], "recorded_by": "staff"}
+
+
+def test_every_route_needs_a_key_of_its_role(api):
+    client, work, headers = api
+    routes = [(method.upper(), path) for path, methods in client.get("/openapi.json").json()["paths"].items()
+              for method in methods]
+    assert len(routes) >= 11
+    for method, template in routes:
+        path = template.replace("{case_id}", "c1").replace("{match_id}", "1").replace("{name}", "k")
+        response = client.request(method, path)
+        assert response.status_code == 401, (method, path, response.text)
+        assert response.headers["WWW-Authenticate"] == "Bearer" and response.json()["error"] == "unauthenticated"
+    assert client.post("/cases", json={"id": "c1", "display_name": "C."}, headers=headers["reviewer"]).status_code \
+        == 403
+    denied = [r for r in audit_rows(work) if r.outcome == "denied"]
+    assert len(denied) == len(routes) + 1 and denied[-1].actor == "k-reviewer"
+
+
+def test_a_case_from_opening_to_export_through_the_routes(api):
+    client, _work, headers = api
+    admin, reviewer = headers["admin"], headers["reviewer"]
+    assert client.post("/cases", json={"id": "c1", "display_name": "C."}, headers=admin).status_code == 201
+    assert client.post("/cases/c1/consent", json=consent(), headers=admin).status_code == 201
+    enrolled = client.post("/cases/c1/photos", files=[("photos", ("p.jpg", photo_of(CLIENT), "image/jpeg"))],
+                           headers=admin)
+    assert enrolled.status_code == 201 and enrolled.json()["retro_matches"] == 1, enrolled.text
+    case = client.get("/cases/c1", headers=reviewer).json()
+    assert (case["photos"], case["matches"], case["consent_in_force"]) == (1, 1, True)
+    found = client.post("/search", files={"photo": ("q.jpg", photo_of(CLIENT), "image/jpeg")}, headers=reviewer)
+    assert [hit["face_id"] for hit in found.json()["results"]] == [11]
+    [match] = client.get("/matches", params={"case_id": "c1"}, headers=reviewer).json()
+    reviewed = client.post(f"/matches/{match['id']}/review", json={"status": "confirmed"}, headers=reviewer)
+    assert reviewed.json()["reviewed_by"] == "k-reviewer"
+    assert len(client.get("/cases/c1/export", headers=reviewer).json()["matches"]) == 1
+    assert client.delete("/cases/c1", headers=admin).json()["vectors"] == 1
+    log = client.get("/audit", params={"case_id": "c1"}, headers=headers["auditor"]).json()
+    assert [row["action"] for row in reversed(log)] == [
+        "create_case", "record_consent", "enroll", "view_case", "view_matches", "review", "export", "withdraw"]
+
+
+def test_refusals_map_to_statuses_with_a_reason_and_are_audited_once(api):
+    client, work, headers = api
+    admin = headers["admin"]
+    client.post("/cases", json={"id": "c1", "display_name": "C."}, headers=admin)
+    before = len([r for r in audit_rows(work) if r.outcome == "rejected"])
+    big = b"\xff" * (work.settings.api.max_upload_bytes + 1)
+    answers = {
+        "exists": (client.post("/cases", json={"id": "c1", "display_name": "C."}, headers=admin), 409,
+                   "case_exists"),
+        "no consent": (client.post("/cases/c1/photos", files=[("photos", ("p.jpg", photo_of(CLIENT), "image/jpeg"))],
+                                   headers=admin), 409, "consent_missing"),
+        "unknown case": (client.get("/cases/nobody", headers=admin), 404, "unknown_case"),
+        "wrong type": (client.post("/cases/c1/photos", files=[("photos", ("a.txt", b"hi", "text/plain"))],
+                                   headers=admin), 415, "unsupported_media_type"),
+        "too large": (client.post("/cases/c1/photos", files=[("photos", ("b.jpg", big, "image/jpeg"))],
+                                  headers=admin), 413, "too_large"),
+        "invalid body": (client.post("/cases/c1/consent", json={"scope": []}, headers=admin), 422,
+                         "invalid_request"),
+        "unknown key": (client.delete("/keys/nobody", headers=admin), 404, "unknown_key"),
+        "unknown match": (client.post("/matches/5/review", json={"status": "rejected"}, headers=headers["reviewer"]),
+                          404, "unknown_match"),
+        "photo or case": (client.post("/search", headers=headers["reviewer"]), 422, "photo_or_case"),
+    }
+    for name, (response, status, reason) in answers.items():
+        assert (response.status_code, response.json()["error"]) == (status, reason), (name, response.text)
+        assert response.json()["detail"] and "Traceback" not in response.text
+    rejected = [r for r in audit_rows(work) if r.outcome == "rejected"][before:]
+    assert sorted(r.details["reason"] for r in rejected) == sorted(reason for *_, reason in answers.values())
+
+
+def test_an_unexpected_failure_is_a_500_without_a_trace(api, monkeypatch):
+    client, _work, headers = api
+    from mimamori.services import matches
+
+    def broken(*_args, **_kwargs):
+        raise RuntimeError("secret detail")
+
+    monkeypatch.setattr(matches, "list_matches", broken)
+    response = client.get("/matches", headers=headers["reviewer"])
+    assert response.status_code == 500 and "secret" not in response.text and response.json()["error"] == "internal"
+
+
+def test_each_kind_of_error_has_one_status():
+    from mimamori.api.errors import http_status
+
+    kinds = {errors.InvalidInput: 422, errors.NotFound: 404, errors.Conflict: 409, errors.Unauthenticated: 401,
+             errors.Forbidden: 403, errors.TooLarge: 413, errors.UnsupportedType: 415, errors.Unavailable: 503,
+             errors.Misconfigured: 500, errors.UnknownCase: 404, errors.ConsentMissing: 409,
+             errors.PhotoRejected: 422, errors.MimamoriError: 400}
+    assert {kind: http_status(kind("x", "y")) for kind in kinds} == kinds
