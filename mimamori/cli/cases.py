@@ -188,6 +188,16 @@ def add_case_commands(commands, bind) -> None:
     enroll.add_argument("photos", nargs="+", metavar="PHOTO", help="photos with exactly one face each")
     enroll.set_defaults(func=bind(cmd_enroll))
 
+    _add_review_commands(commands, bind)
+    _add_key_commands(commands, bind)
+
+    api = commands.add_parser("api", help="serve the HTTP API (on api.bind_address, 127.0.0.1 locally)")
+    api.add_argument("--port", type=int)
+    api.set_defaults(func=bind(cmd_api))
+
+
+def _add_review_commands(commands, bind) -> None:
+    """search, export, matches, review: what reviewers do."""
     search = commands.add_parser("search", help="find indexed faces like a photo's face or a case's faces")
     search.add_argument("photo", nargs="?", metavar="PHOTO")
     search.add_argument("--case", metavar="ID", help="search with the case's enrolled faces instead of a photo")
@@ -218,6 +228,9 @@ def add_case_commands(commands, bind) -> None:
     review.add_argument("status", choices=["confirmed", "rejected", "pending_review"])
     review.set_defaults(func=bind(cmd_review))
 
+
+
+def _add_key_commands(commands, bind) -> None:
     keys = commands.add_parser("keys", help="API keys")
     key_actions = keys.add_subparsers(dest="keys_command", required=True, metavar="ACTION")
     key_create = key_actions.add_parser("create", help="create a key (printed once)")
@@ -227,7 +240,3 @@ def add_case_commands(commands, bind) -> None:
     key_revoke = key_actions.add_parser("revoke", help="revoke every key of a name")
     key_revoke.add_argument("--name", required=True)
     key_revoke.set_defaults(func=bind(cmd_keys_revoke))
-
-    api = commands.add_parser("api", help="serve the HTTP API (on api.bind_address, 127.0.0.1 locally)")
-    api.add_argument("--port", type=int)
-    api.set_defaults(func=bind(cmd_api))
