@@ -22,12 +22,14 @@ MAPPED = ("streams", "transforms", "models", "stores")
 
 
 @pytest.fixture(autouse=True)
-def no_build_folder_left() -> Iterator[None]:
-    """setuptools builds in the checkout's build/: remove it afterwards unless it was there before."""
-    existed = (ROOT / "build").exists()
+def no_build_output_left() -> Iterator[None]:
+    """setuptools builds in the checkout (build/, mimamori.egg-info/): removed unless there before."""
+    outputs = [ROOT / "build", ROOT / "mimamori.egg-info"]
+    existed = {path: path.exists() for path in outputs}
     yield
-    if not existed:
-        shutil.rmtree(ROOT / "build", ignore_errors=True)
+    for path in outputs:
+        if not existed[path]:
+            shutil.rmtree(path, ignore_errors=True)
 
 
 def build_wheel(out: Path) -> Path:
@@ -69,3 +71,17 @@ def test_a_bare_import_from_the_checkout_is_refused():
     result = subprocess.run([sys.executable, "-c", "import streams.events"], capture_output=True, text=True,
                             cwd=ROOT)
     assert result.returncode != 0 and "import mimamori.streams, not streams" in result.stderr
+
+
+def test_the_sdist_beam_ships_to_workers_installs_the_same_tree(tmp_path):
+    """``--setup_file ./setup.py``: Beam builds an sdist and its workers pip-install it."""
+    subprocess.run([sys.executable, "setup.py", "-q", "sdist", "--dist-dir", str(tmp_path)], check=True,
+                   capture_output=True, cwd=ROOT)
+    sdist = next(tmp_path.glob("mimamori-*.tar.gz"))
+    target = tmp_path / "worker"
+    subprocess.run([sys.executable, "-m", "pip", "install", "--no-deps", "--no-build-isolation", "--no-compile",
+                    "-q", "--target", str(target), str(sdist)], check=True, capture_output=True, cwd=tmp_path)
+    assert sorted(p.name for p in target.iterdir() if not p.name.endswith((".dist-info", "bin"))) == ["mimamori"]
+    for data in ("core/profiles/production.yaml", "streams/schemas/match.v1.json",
+                 "stores/migrations/versions/0001_cases.py", "transforms/pipeline.py"):
+        assert (target / "mimamori" / data).is_file(), data
