@@ -21,21 +21,22 @@ from datetime import UTC, datetime
 from typing import Any
 
 import apache_beam as beam
+import numpy as np
+from pymilvus import Collection
+
+from mimamori.core import metrics
+from mimamori.core.config import Settings
+from mimamori.core.retry import with_retries
 from mimamori.models.embedders import embedder_version
+from mimamori.services.watchlist import IndexedFace, Watchlist
 from mimamori.stores.faces import ensure_face_collection
 from mimamori.stores.media import ensure_media_collections, int64_key, stored_page_url
 from mimamori.stores.objects import object_client
 from mimamori.stores.writer import MilvusWriter
 from mimamori.streams.events import DeadLetter, epoch_seconds, face_indexed_json
 from mimamori.streams.producer import shared_producer
-from mimamori.transforms.elements import MediaItem
+from mimamori.transforms.elements import Face, MediaItem
 from mimamori.transforms.totals import count_faces, count_media
-from pymilvus import Collection
-
-from mimamori.core import metrics
-from mimamori.core.config import Settings
-from mimamori.core.retry import with_retries
-from mimamori.services.watchlist import IndexedFace, Watchlist
 
 log = logging.getLogger(__name__)
 
@@ -63,6 +64,61 @@ def sighting_row(item: MediaItem, canonical_sha256: str, match: str) -> dict[str
         "posted_at": event.posted_at_epoch,
         "scraped_at": epoch_seconds(event.scraped_at),
     }
+
+
+def face_row(item: MediaItem, face: Face, vector: np.ndarray, crop: str, model_version: str,
+             now: datetime) -> dict[str, Any]:
+    """The Milvus row of one face, keyed by content: a replay upserts the same row."""
+    return {
+        "face_id": face_id(item.media.sha256, face.frame_ms, face.face_index, model_version),
+        "embedding": vector.tolist(),
+        "media_sha256": item.media.sha256,
+        "frame_ms": face.frame_ms,
+        "face_index": face.face_index,
+        "source_url": item.event.source_url,
+        "platform": item.event.platform,
+        "posted_at": item.event.posted_at_epoch,
+        "indexed_at": int(now.timestamp()),
+        # Milvus 2.3 JSON fields hold objects, not arrays.
+        "box": dict(zip(("x1", "y1", "x2", "y2"), (round(float(v), 1) for v in face.detection.box), strict=True)),
+        "det_score": face.detection.score,
+        "quality": float(face.quality.get("quality", 0.0)),
+        "model_version": model_version,
+        "crop_key": crop,
+    }
+
+
+def media_row(item: MediaItem, model_version: str, now: datetime) -> dict[str, Any]:
+    """The media row that marks the content as fully indexed (written after its faces)."""
+    return {
+        "media_key": int64_key(item.media.sha256),
+        "phash": item.phash,
+        "sha256": item.media.sha256,
+        "kind": item.media.kind,
+        "width": item.media.width,
+        "height": item.media.height,
+        "face_count": len(item.faces),
+        "rotation": item.media.orientation.rotation,
+        "mirrored": item.media.orientation.mirrored,
+        "first_media_id": item.event.media_id,
+        "model_version": model_version,
+        "indexed_at": int(now.timestamp()),
+    }
+
+
+def indexed_face(row: dict[str, Any], item: MediaItem, vector: np.ndarray) -> IndexedFace:
+    """What the watchlist compares with the enrolled faces."""
+    return IndexedFace(row["face_id"], item.media.sha256, vector, item.event.media_id, item.event.source_url,
+                       item.event.platform, datetime.fromisoformat(item.event.scraped_at))
+
+
+def face_indexed_document(row: dict[str, Any], item: MediaItem, collection: str, stamp: str) -> dict[str, Any]:
+    """The ``faces.indexed`` event of a face row."""
+    document = {k: row[k] for k in ("face_id", "media_sha256", "frame_ms", "face_index", "model_version",
+                                    "det_score", "quality", "crop_key", "source_url", "platform")}
+    document.update(media_id=item.event.media_id, collection=collection, indexed_at=stamp,
+                    box=list(row["box"].values()))
+    return document
 
 
 class _BatchingWriter(beam.DoFn):
@@ -144,68 +200,41 @@ class WriteIndexedMedia(_BatchingWriter):
         face_rows, events, indexed = [], [], []
         for item in items:
             for face, vector in zip(item.faces, item.embeddings if item.embeddings is not None else [], strict=True):
-                key = crop_key(self.model, item.media.sha256, face.frame_ms, face.face_index)
-                jpeg = io.BytesIO()
-                face.aligned.save(jpeg, "JPEG", quality=90)
-                size = jpeg.tell()
-                jpeg.seek(0)
-                with_retries(lambda key=key, jpeg=jpeg, size=size: self.objects.put_object(
-                    self.crops_bucket, key, jpeg, size, content_type="image/jpeg"), f"put crop {key}")
-                row = {
-                    "face_id": face_id(item.media.sha256, face.frame_ms, face.face_index, self.model_version),
-                    "embedding": vector.tolist(),
-                    "media_sha256": item.media.sha256,
-                    "frame_ms": face.frame_ms,
-                    "face_index": face.face_index,
-                    "source_url": item.event.source_url,
-                    "platform": item.event.platform,
-                    "posted_at": item.event.posted_at_epoch,
-                    "indexed_at": int(now.timestamp()),
-                    # Milvus 2.3 JSON fields hold objects, not arrays.
-                    "box": dict(zip(("x1", "y1", "x2", "y2"), (round(float(v), 1) for v in face.detection.box),
-                                    strict=True)),
-                    "det_score": face.detection.score,
-                    "quality": float(face.quality.get("quality", 0.0)),
-                    "model_version": self.model_version,
-                    "crop_key": key,
-                }
+                row = face_row(item, face, vector, self._put_crop(item, face), self.model_version, now)
                 face_rows.append(row)
                 events.append((row, item))
-                indexed.append(IndexedFace(row["face_id"], item.media.sha256, vector, item.event.media_id,
-                                           item.event.source_url, item.event.platform,
-                                           datetime.fromisoformat(item.event.scraped_at)))
+                indexed.append(indexed_face(row, item, vector))
         if self.settings.pipeline.reprocess_indexed:
             self._drop_faces_not_found_again(items, face_rows)
         self.upsert(self.faces, face_rows)
-        self.upsert(self.media, [{
-            "media_key": int64_key(item.media.sha256),
-            "phash": item.phash,
-            "sha256": item.media.sha256,
-            "kind": item.media.kind,
-            "width": item.media.width,
-            "height": item.media.height,
-            "face_count": len(item.faces),
-            "rotation": item.media.orientation.rotation,
-            "mirrored": item.media.orientation.mirrored,
-            "first_media_id": item.event.media_id,
-            "model_version": self.model_version,
-            "indexed_at": int(now.timestamp()),
-        } for item in items])
+        self.upsert(self.media, [media_row(item, self.model_version, now) for item in items])
         self.upsert(self.sightings, [sighting_row(item, item.media.sha256, "original") for item in items])
-        topic = self.settings.kafka.topics.faces_indexed.name
-        stamp = now.isoformat(timespec="milliseconds").replace("+00:00", "Z")
-        for row, item in events:
-            document = {k: row[k] for k in ("face_id", "media_sha256", "frame_ms", "face_index", "model_version",
-                                            "det_score", "quality", "crop_key", "source_url", "platform")}
-            document.update(media_id=item.event.media_id, collection=self.faces.name, indexed_at=stamp,
-                            box=list(row["box"].values()))
-            self.producer.send(topic, key=str(row["face_id"]).encode(), value=face_indexed_json(document))
-        with_retries(lambda: self.producer.flush(timeout=30), "flush faces.indexed")
+        self._announce(events, now)
         # After the faces are written: a reviewer opening a match finds its face.
         with_retries(lambda: self.watchlist.check(indexed), "watchlist check")
         for item in items:
             count_media("indexed" if item.faces else "no_face")
         count_faces(self.model, len(face_rows))
+
+    def _put_crop(self, item: MediaItem, face: Face) -> str:
+        """The aligned face as a JPEG under its content-addressed key; return the key."""
+        key = crop_key(self.model, item.media.sha256, face.frame_ms, face.face_index)
+        jpeg = io.BytesIO()
+        face.aligned.save(jpeg, "JPEG", quality=90)
+        size = jpeg.tell()
+        jpeg.seek(0)
+        with_retries(lambda: self.objects.put_object(self.crops_bucket, key, jpeg, size, content_type="image/jpeg"),
+                     f"put crop {key}")
+        return key
+
+    def _announce(self, events: list[tuple[dict[str, Any], MediaItem]], now: datetime) -> None:
+        """One ``faces.indexed`` event per face written, keyed by face id; flushed before returning."""
+        topic = self.settings.kafka.topics.faces_indexed.name
+        stamp = now.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+        for row, item in events:
+            document = face_indexed_document(row, item, self.faces.name, stamp)
+            self.producer.send(topic, key=str(row["face_id"]).encode(), value=face_indexed_json(document))
+        with_retries(lambda: self.producer.flush(timeout=30), "flush faces.indexed")
 
     def _drop_faces_not_found_again(self, items: list[MediaItem], face_rows: list[dict[str, Any]]) -> None:
         """Faces of reprocessed media that this run no longer finds (a fixed false positive): deleted.
