@@ -15,6 +15,7 @@ import datetime as dt
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 from sqlalchemy import select
@@ -70,14 +71,16 @@ class IndexedFace:
 class Watchlist:
     """Lives in a pipeline worker (built in a DoFn's setup)."""
 
-    def __init__(self, settings: Settings, model_version: str):
+    def __init__(self, settings: Settings, model_version: str, *, sessions: sessionmaker | None = None,
+                 enrolled: EnrolledFaces | None = None, producer: Any = None):
+        """``sessions``, ``enrolled`` and ``producer`` replace the configured stores (tests: in memory)."""
         self.settings = settings
         self.model_version = model_version
         self.model = settings.models.embedder.name
         self.default_threshold = embedder_spec(self.model).match_threshold
-        self.sessions = open_database(settings.database_url())
-        self.enrolled = EnrolledFaces(settings)
-        self.producer = shared_producer(settings.kafka)
+        self.sessions = sessions if sessions is not None else open_database(settings.database_url())
+        self.enrolled = enrolled if enrolled is not None else EnrolledFaces(settings)
+        self.producer = producer if producer is not None else shared_producer(settings.kafka)
         self.topic = settings.kafka.topics.matches.name
 
     def _watched_cases(self) -> dict[str, float]:
