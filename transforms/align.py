@@ -4,12 +4,11 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
+from mimamori.core.config import Settings
 from mimamori.models.alignment import align_face, face_quality
 from mimamori.models.registry import embedder_spec
 from mimamori.transforms.elements import MediaItem
 from mimamori.transforms.stage import Stage
-
-from mimamori.core.config import Settings
 
 
 class AlignFaces(Stage):

@@ -4,13 +4,12 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
+from mimamori.core import metrics
+from mimamori.core.config import Settings
 from mimamori.models.detector import FaceDetector
 from mimamori.models.devices import limit_torch_threads, pick_device
 from mimamori.transforms.elements import Face, MediaItem
 from mimamori.transforms.stage import Stage
-
-from mimamori.core import metrics
-from mimamori.core.config import Settings
 
 
 class DetectFaces(Stage):

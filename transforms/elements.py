@@ -12,12 +12,12 @@ from typing import Any
 
 import apache_beam as beam
 import numpy as np
-from mimamori.models.detector import Detection
-from mimamori.stores.media import KnownMedia
-from mimamori.streams.events import KafkaRecord, MediaEvent
 from PIL import Image
 
 from mimamori.media.decode import DecodedMedia
+from mimamori.models.detector import Detection
+from mimamori.stores.media import KnownMedia
+from mimamori.streams.events import KafkaRecord, MediaEvent
 
 
 @dataclass

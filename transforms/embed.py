@@ -19,12 +19,12 @@ import numpy as np
 import torch
 from apache_beam.ml.inference.base import KeyedModelHandler, PredictionResult, RunInference
 from apache_beam.ml.inference.pytorch_inference import PytorchModelHandlerTensor
-from mimamori.models.devices import limit_torch_threads, pick_device
-from mimamori.models.embedders import embed_chips, load_embedder, prepare_for_device
-from mimamori.transforms.elements import MediaItem
 
 from mimamori.core import metrics
 from mimamori.core.config import Settings
+from mimamori.models.devices import limit_torch_threads, pick_device
+from mimamori.models.embedders import embed_chips, load_embedder, prepare_for_device
+from mimamori.transforms.elements import MediaItem
 
 
 def faces_tensor(item: MediaItem) -> torch.Tensor:

@@ -17,11 +17,11 @@ from typing import Any
 
 import apache_beam as beam
 from apache_beam import pvalue
-from mimamori.streams.events import DeadLetter, KafkaRecord
-from mimamori.transforms.totals import count_dead_letter
 
 from mimamori.core import metrics
 from mimamori.core.retry import retryable_errors
+from mimamori.streams.events import DeadLetter, KafkaRecord
+from mimamori.transforms.totals import count_dead_letter
 
 log = logging.getLogger(__name__)
 DEAD_LETTER = "dead_letter"

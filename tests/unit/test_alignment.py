@@ -1,8 +1,9 @@
 import numpy as np
 import pytest
+from PIL import Image
+
 from mimamori.models.alignment import align_face, face_quality, similarity_transform
 from mimamori.models.registry import embedder_spec
-from PIL import Image
 
 
 def test_similarity_transform_recovers_a_known_transform():

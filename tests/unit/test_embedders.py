@@ -2,11 +2,11 @@ import dataclasses
 
 import numpy as np
 import pytest
-from mimamori.models.embedders import check_weights, embedder_version, load_embedder
-from mimamori.models.registry import DLIB_RESNET, MissingWeightsError, embedder_spec
 from PIL import Image
 
 from mimamori.core.config import EmbedderConfig, load_settings
+from mimamori.models.embedders import check_weights, embedder_version, load_embedder
+from mimamori.models.registry import DLIB_RESNET, MissingWeightsError, embedder_spec
 from tests.support import edits
 
 

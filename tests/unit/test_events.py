@@ -1,6 +1,7 @@
 import json
 
 import pytest
+
 from mimamori.streams.events import DeadLetter, EventError, KafkaRecord, MediaEvent, now_utc
 
 

@@ -131,9 +131,9 @@ def test_exif_orientations_agree_with_pillow_and_are_reported():
 def test_a_phone_video_with_a_rotation_flag_gives_upright_faces(testdata):
     """new_face_video-90.mp4: 17 s of close-up faces stored sideways with a 90° display matrix."""
     import torch
-    from mimamori.models.detector import FaceDetector
 
     from mimamori.core.config import DetectorConfig
+    from mimamori.models.detector import FaceDetector
 
     detector = FaceDetector(DetectorConfig(), torch.device("cpu"))
     per_frame: dict[str, list[int]] = {}

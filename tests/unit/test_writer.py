@@ -5,9 +5,10 @@ from __future__ import annotations
 from types import SimpleNamespace
 
 import pytest
+from pymilvus import DataType
+
 from mimamori.stores.media import NO_PAGE_URL, page_url_from_store, stored_page_url
 from mimamori.stores.writer import IndexGate, MilvusWriter
-from pymilvus import DataType
 
 
 class ScriptedGate(IndexGate):
