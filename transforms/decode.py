@@ -6,13 +6,13 @@ from collections.abc import Iterator
 
 import imagehash
 import numpy as np
-from mimamori.stores.objects import object_client
-from mimamori.transforms.elements import Incoming, MediaItem
-from mimamori.transforms.stage import Stage
 from minio.error import S3Error
 
 from mimamori.core.config import Settings
 from mimamori.media.decode import MediaError, decode_media
+from mimamori.transforms.backends import PRODUCTION, Backends
+from mimamori.transforms.elements import Incoming, MediaItem
+from mimamori.transforms.stage import Stage
 
 
 def perceptual_hash(item_image) -> bytes:
@@ -24,12 +24,13 @@ def perceptual_hash(item_image) -> bytes:
 class FetchAndDecode(Stage):
     stage = "decode"
 
-    def __init__(self, settings: Settings):
+    def __init__(self, settings: Settings, backends: Backends = PRODUCTION):
         self.settings = settings
         self.limits = settings.pipeline
+        self.backends = backends
 
     def setup(self) -> None:
-        self.client = object_client(self.settings)
+        self.client = self.backends.objects(self.settings)
         self.bucket = self.settings.minio.buckets.media.name
 
     def _fetch(self, key: str) -> bytes:

@@ -12,12 +12,13 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 from apache_beam import pvalue
-from mimamori.stores.media import KnownMedia, MediaIndex
-from mimamori.transforms.elements import MediaItem
-from mimamori.transforms.stage import Stage
 
 from mimamori.core import metrics
 from mimamori.core.config import Settings
+from mimamori.stores.media import KnownMedia
+from mimamori.transforms.backends import PRODUCTION, Backends
+from mimamori.transforms.elements import MediaItem
+from mimamori.transforms.stage import Stage
 
 SIGHTING = "sighting"
 
@@ -25,12 +26,13 @@ SIGHTING = "sighting"
 class Dedupe(Stage):
     stage = "dedupe"
 
-    def __init__(self, settings: Settings):
+    def __init__(self, settings: Settings, backends: Backends = PRODUCTION):
         self.settings = settings
         self.reprocess = settings.pipeline.reprocess_indexed
+        self.backends = backends
 
     def setup(self) -> None:
-        self.index = MediaIndex(self.settings)
+        self.index = self.backends.media_index(self.settings)
 
     def start_bundle(self) -> None:
         # Media of this bundle is not written yet: remember it, so two copies of one file in

@@ -13,9 +13,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import apache_beam as beam
+
+from mimamori.core.config import Settings
 from mimamori.models.embedders import check_weights
 from mimamori.streams.kafka_source import ReadFromKafka
 from mimamori.transforms.align import AlignFaces
+from mimamori.transforms.backends import PRODUCTION, Backends
 from mimamori.transforms.decode import FetchAndDecode
 from mimamori.transforms.dedupe import SIGHTING, Dedupe
 from mimamori.transforms.detect import DetectFaces
@@ -24,10 +27,6 @@ from mimamori.transforms.embed import EmbedFaces
 from mimamori.transforms.parse import ParseMediaEvent
 from mimamori.transforms.stage import DEAD_LETTER
 from mimamori.transforms.write import WriteDeadLetters, WriteIndexedMedia, WriteSightings
-
-from mimamori.core.config import Settings
-from mimamori.core.metrics import serve_metrics
-from mimamori.core.scrape_targets import register_scrape_target
 
 WITH_FACES = "with_faces"
 
@@ -46,16 +45,25 @@ class SourceOptions:
 class _ServeMetrics(beam.DoFn):
     """Starts the worker's Prometheus endpoint once per process, then passes elements on."""
 
-    def __init__(self, port: int, address: str, targets_dir: Path | None):
+    def __init__(self, port: int, address: str, targets_dir: Path | None, backends: Backends = PRODUCTION):
         self.port, self.address, self.targets_dir = port, address, targets_dir
+        self.backends = backends
 
     def setup(self) -> None:
-        port = serve_metrics(self.port, self.address)
-        if self.targets_dir is not None:
-            register_scrape_target(self.targets_dir, "mimamori-pipeline", port, self.address)
+        self.backends.metrics_endpoint(self.port, self.address, self.targets_dir)
 
     def process(self, element):
         yield element
+
+
+@dataclass(frozen=True)
+class PipelineOutputs:
+    """The graph's PCollections where the writers take them: what a test asserts on (``assert_that``)."""
+
+    dead_letters: tuple[beam.PCollection, ...]  # DeadLetter, one PCollection per stage
+    sightings: beam.PCollection  # MediaItem already indexed, with ``known`` set
+    indexed: beam.PCollection  # new MediaItem with faces and embeddings
+    without_faces: beam.PCollection  # new MediaItem in which no face was found
 
 
 def _route_by_faces(item: MediaItem):
@@ -85,8 +93,12 @@ class GiveTheStageAnOutput(beam.PTransform):
 
 
 def build_pipeline(pipeline: beam.Pipeline, settings: Settings, source: SourceOptions = SourceOptions(),
-                   records: beam.PTransform | None = None) -> None:
-    """Add the face pipeline to ``pipeline``. ``records`` replaces the Kafka source (tests)."""
+                   records: beam.PTransform | None = None, backends: Backends = PRODUCTION) -> PipelineOutputs:
+    """Add the face pipeline to ``pipeline``; return its PCollections before the writers.
+
+    ``records`` replaces the Kafka source and ``backends`` the services the stages write to
+    (tests: in-memory stores, transforms/backends.py).
+    """
     check_weights(settings.models.embedder)  # fail here, not in every worker
     if records is None:
         records = ReadFromKafka(
@@ -100,26 +112,29 @@ def build_pipeline(pipeline: beam.Pipeline, settings: Settings, source: SourceOp
             bundle_read_s=settings.pipeline.bundle_read_s,
         )
     raw = pipeline | "ReadMediaScraped" >> records | "ServeMetrics" >> beam.ParDo(
-        _ServeMetrics(settings.metrics.port, settings.metrics.bind_address, settings.scrape_targets_dir()))
+        _ServeMetrics(settings.metrics.port, settings.metrics.bind_address, settings.scrape_targets_dir(), backends))
     raw | "GiveTheStageAnOutput" >> GiveTheStageAnOutput()
+    dead_letters = []
 
     def stage(pcoll, name: str, dofn: beam.DoFn, *extra_outputs: str, output_type: type = MediaItem):
         # The element type picks InMemoryCoder (transforms/elements.py) for the main output.
         outputs = pcoll | name >> beam.ParDo(dofn).with_output_types(output_type).with_outputs(
             DEAD_LETTER, *extra_outputs, main="main")
-        outputs[DEAD_LETTER] | f"DeadLetters[{name}]" >> beam.ParDo(WriteDeadLetters(settings))
+        outputs[DEAD_LETTER] | f"DeadLetters[{name}]" >> beam.ParDo(WriteDeadLetters(settings, backends))
+        dead_letters.append(outputs[DEAD_LETTER])
         return outputs
 
     parsed = stage(raw, "Parse", ParseMediaEvent(), output_type=Incoming)
-    decoded = stage(parsed.main, "FetchAndDecode", FetchAndDecode(settings))
-    deduped = stage(decoded.main, "Dedupe", Dedupe(settings), SIGHTING)
+    decoded = stage(parsed.main, "FetchAndDecode", FetchAndDecode(settings, backends))
+    deduped = stage(decoded.main, "Dedupe", Dedupe(settings, backends), SIGHTING)
     deduped[SIGHTING].element_type = MediaItem
-    deduped[SIGHTING] | "WriteSightings" >> beam.ParDo(WriteSightings(settings))
+    deduped[SIGHTING] | "WriteSightings" >> beam.ParDo(WriteSightings(settings, backends))
     detected = stage(deduped.main, "DetectFaces", DetectFaces(settings))
     aligned = stage(detected.main, "AlignFaces", AlignFaces(settings))
     routed = aligned.main | "RouteByFaces" >> beam.FlatMap(_route_by_faces).with_output_types(
         MediaItem).with_outputs(WITH_FACES, main="none")
     routed[WITH_FACES].element_type = MediaItem
     embedded = routed[WITH_FACES] | "EmbedFaces" >> EmbedFaces(settings)
-    embedded | "WriteIndexedMedia" >> beam.ParDo(WriteIndexedMedia(settings))
-    routed.none | "WriteMediaWithoutFaces" >> beam.ParDo(WriteIndexedMedia(settings))
+    embedded | "WriteIndexedMedia" >> beam.ParDo(WriteIndexedMedia(settings, backends))
+    routed.none | "WriteMediaWithoutFaces" >> beam.ParDo(WriteIndexedMedia(settings, backends))
+    return PipelineOutputs(tuple(dead_letters), deduped[SIGHTING], embedded, routed.none)

@@ -28,13 +28,11 @@ from mimamori.core import metrics
 from mimamori.core.config import Settings
 from mimamori.core.retry import with_retries
 from mimamori.models.embedders import embedder_version
-from mimamori.services.watchlist import IndexedFace, Watchlist
-from mimamori.stores.faces import ensure_face_collection
-from mimamori.stores.media import ensure_media_collections, int64_key, stored_page_url
-from mimamori.stores.objects import object_client
+from mimamori.services.watchlist import IndexedFace
+from mimamori.stores.media import int64_key, stored_page_url
 from mimamori.stores.writer import MilvusWriter
 from mimamori.streams.events import DeadLetter, epoch_seconds, face_indexed_json
-from mimamori.streams.producer import shared_producer
+from mimamori.transforms.backends import PRODUCTION, Backends
 from mimamori.transforms.elements import Face, MediaItem
 from mimamori.transforms.totals import count_faces, count_media
 
@@ -124,8 +122,9 @@ def face_indexed_document(row: dict[str, Any], item: MediaItem, collection: str,
 class _BatchingWriter(beam.DoFn):
     """Buffers items and writes them in batches; whatever is left is written at bundle end."""
 
-    def __init__(self, settings: Settings, max_rows: int = 256):
+    def __init__(self, settings: Settings, backends: Backends = PRODUCTION, max_rows: int = 256):
         self.settings = settings
+        self.backends = backends
         self.max_rows = max_rows
 
     def setup(self) -> None:
@@ -160,7 +159,7 @@ class _BatchingWriter(beam.DoFn):
     def write_through(self, *collections: Collection) -> None:
         """One writer per collection this DoFn writes, made at setup (its error series starts at 0)."""
         bound = self.settings.milvus.max_unindexed_rows
-        self.writers.update({c.name: MilvusWriter(c, max_unindexed_rows=bound) for c in collections})
+        self.writers.update({c.name: self.backends.milvus_writer(c, bound) for c in collections})
 
     def upsert(self, collection: Collection, rows: list[dict[str, Any]]) -> None:
         """Write rows and wait until Milvus has them: what is written next depends on them."""
@@ -187,12 +186,12 @@ class WriteIndexedMedia(_BatchingWriter):
         super().setup()
         self.model = self.settings.models.embedder.name
         self.model_version = embedder_version(self.settings.models.embedder)
-        self.faces = ensure_face_collection(self.settings)
-        self.media, self.sightings = ensure_media_collections(self.settings)
-        self.objects = object_client(self.settings)
+        self.faces = self.backends.face_collection(self.settings)
+        self.media, self.sightings = self.backends.media_collections(self.settings)
+        self.objects = self.backends.objects(self.settings)
         self.crops_bucket = self.settings.minio.buckets.crops.name
-        self.producer = shared_producer(self.settings.kafka)
-        self.watchlist = Watchlist(self.settings, self.model_version)
+        self.producer = self.backends.producer(self.settings.kafka)
+        self.watchlist = self.backends.watchlist(self.settings, self.model_version)
         self.write_through(self.faces, self.media, self.sightings)
 
     def write(self, items: list[MediaItem]) -> None:
@@ -263,9 +262,9 @@ class WriteSightings(_BatchingWriter):
 
     def setup(self) -> None:
         super().setup()
-        _media, self.sightings = ensure_media_collections(self.settings)
+        _media, self.sightings = self.backends.media_collections(self.settings)
         self.write_through(self.sightings)
-        self.watchlist = Watchlist(self.settings, embedder_version(self.settings.models.embedder))
+        self.watchlist = self.backends.watchlist(self.settings, embedder_version(self.settings.models.embedder))
 
     def write(self, items: list[MediaItem]) -> None:
         known = [item for item in items if item.known]
@@ -280,11 +279,12 @@ class WriteSightings(_BatchingWriter):
 class WriteDeadLetters(beam.DoFn):
     """Dead letters to the ``media.dlq`` topic, keyed by media id; flushed before the bundle ends."""
 
-    def __init__(self, settings: Settings):
+    def __init__(self, settings: Settings, backends: Backends = PRODUCTION):
         self.settings = settings
+        self.backends = backends
 
     def setup(self) -> None:
-        self.producer = shared_producer(self.settings.kafka)
+        self.producer = self.backends.producer(self.settings.kafka)
         self.topic = self.settings.kafka.topics.media_dlq.name
 
     def process(self, letter: DeadLetter) -> Iterator[Any]:
