@@ -1,4 +1,4 @@
-"""Shared fixtures: the settings, and the real local stack for integration tests.
+"""Shared fixtures: the settings, the real local stack for integration tests, and the tier markers.
 
 The stack is brought up once per test session (or a running one is reused) and is
 taken down at the end only if this session started it. Tests use unique topic,
@@ -17,7 +17,10 @@ import pytest
 
 from mimamori.core.config import Settings, load_settings
 
-TESTDATA = Path(__file__).resolve().parent.parent.parent / "shared" / "testdata"
+TESTS = Path(__file__).resolve().parent
+TESTDATA = TESTS.parent.parent / "shared" / "testdata"
+# The tiers, one folder each: what a test needs says where it lives (pyproject.toml's markers).
+TIERS = ("unit", "contract", "integration")
 
 
 def unique(prefix: str, separator: str = "-") -> str:
@@ -51,8 +54,13 @@ def testdata() -> Path:
     return TESTDATA
 
 
+@pytest.hookimpl(tryfirst=True)  # before -m selects by these markers
 def pytest_collection_modifyitems(config, items):
-    """Slow tests run only with MIMAMORI_SLOW_TESTS=1 (see the README)."""
+    """Each test is marked with its tier (its folder); slow tests run only with MIMAMORI_SLOW_TESTS=1."""
+    for item in items:
+        folder = item.path.relative_to(TESTS).parts[0] if item.path.is_relative_to(TESTS) else None
+        if folder in TIERS:
+            item.add_marker(folder)
     if os.environ.get("MIMAMORI_SLOW_TESTS") == "1":
         return
     skip = pytest.mark.skip(reason="slow: set MIMAMORI_SLOW_TESTS=1 to run it")

@@ -2,12 +2,8 @@
 
 from __future__ import annotations
 
-import http.server
-import threading
-
 import numpy as np
 import pytest
-from mimamori.stores.writer import row_bytes
 
 from bench.scale import (
     Checkpoint,
@@ -21,6 +17,7 @@ from bench.scale import (
     summarise,
     write_csv,
 )
+from mimamori.stores.writer import row_bytes
 
 
 def test_vectors_are_shaped_like_face_embeddings():
@@ -94,7 +91,7 @@ def test_summary_fits_memory_per_million_and_the_rate_change(tmp_path):
     assert (tmp_path / "scale.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
-def test_milvus_work_sums_each_metric_over_its_labels_in_seconds():
+def test_milvus_work_sums_each_metric_over_its_labels_in_seconds(tmp_path):
     """Milvus reports some latencies in ms and some in s; the checkpoint columns are seconds."""
     text = (
         b"# TYPE process_cpu_seconds_total counter\nprocess_cpu_seconds_total 12.5\n"
@@ -109,22 +106,10 @@ def test_milvus_work_sums_each_metric_over_its_labels_in_seconds():
         b'knowhere_build_latency_bucket{le="+Inf"} 2\nknowhere_build_latency_sum 30.5\nknowhere_build_latency_count 2\n'
     )
 
-    class Metrics(http.server.BaseHTTPRequestHandler):
-        def do_GET(self):
-            self.send_response(200)
-            self.send_header("Content-Length", str(len(text)))
-            self.end_headers()
-            self.wfile.write(text)
-
-        def log_message(self, *args):
-            pass
-
-    server = http.server.HTTPServer(("127.0.0.1", 0), Metrics)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
-        work = milvus_work(f"http://127.0.0.1:{server.server_port}/metrics")
-    finally:
-        server.shutdown()
+    # Milvus's endpoint answers with this text; a file URL serves it to the same urlopen, with no server.
+    metrics = tmp_path / "metrics"
+    metrics.write_bytes(text)
+    work = milvus_work(metrics.as_uri())
     assert work["milvus_cpu_s"] == 12.5
     assert work["compactions"] == 4 and work["compaction_s"] == pytest.approx(2.0)
     assert work["index_builds"] == 2 and work["index_build_s"] == 30.5

@@ -1,0 +1,83 @@
+"""The case database's checks that every engine must pass, written once for SQLite and PostgreSQL.
+
+``CaseDatabaseChecks`` holds the tests; a test module subclasses it and gives the engine as a
+``database_url`` fixture: tests/unit on a SQLite file, tests/contract on a real PostgreSQL
+(pgserver). The class name does not start with ``Test``, so pytest collects only the subclasses.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import pytest
+from sqlalchemy import select, text
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.orm import sessionmaker
+
+from mimamori.services import audit
+from mimamori.services.audit import Actor
+from mimamori.services.auth import authenticate, create_api_key, revoke_api_key
+from mimamori.services.watchlist import record_matches
+from mimamori.stores.cases import ApiKey, AuditEvent, Case, Match, open_database, utcnow
+
+HEAD = "0004"  # the newest migration
+BIGGEST_FACE_ID = 2**63 - 1  # face ids are Milvus INT64 keys
+
+
+class CaseDatabaseChecks:
+    """Migrations, the append-only audit log, API keys and unique matches, on one engine."""
+
+    @pytest.fixture
+    def database_url(self) -> str:
+        raise NotImplementedError("a subclass gives the engine's URL")
+
+    @pytest.fixture
+    def sessions(self, database_url: str) -> sessionmaker:
+        return open_database(database_url)
+
+    def test_migrations_are_idempotent_and_times_come_back_in_utc(self, database_url: str):
+        sessions = open_database(database_url)
+        with sessions.begin() as session:
+            session.add(Case(id="c1", display_name="C.", created_by="staff"))
+        again = open_database(database_url)  # upgrading an up-to-date database changes nothing
+        with again() as session:
+            case = session.get(Case, "c1")
+            assert case.created_at.tzinfo is not None and abs((case.created_at - utcnow()).total_seconds()) < 60
+            assert session.execute(text("select version_num from alembic_version")).scalar() == HEAD
+
+    def test_the_audit_log_is_append_only_in_the_database(self, sessions: sessionmaker):
+        audit.record(sessions, Actor("alice", "reviewer"), "search", case_id="c1", result_count=3)
+        rewrites = ["update audit_events set actor = 'mallory'", "delete from audit_events"]
+        if sessions.kw["bind"].dialect.name == "postgresql":
+            rewrites.append("truncate audit_events")
+        for statement in rewrites:
+            with pytest.raises(DBAPIError, match="append-only"), sessions.begin() as session:
+                session.execute(text(statement))
+        rows = audit.read(sessions)
+        assert [(r.actor, r.action, r.result_count) for r in rows] == [("alice", "search", 3)]
+
+    def test_api_keys_are_stored_hashed_and_can_be_revoked(self, sessions: sessionmaker):
+        key = create_api_key(sessions, "bob", "reviewer")
+        with sessions() as session:
+            stored = session.scalars(select(ApiKey)).one()
+        assert key not in stored.key_sha256 and len(stored.key_sha256) == 64
+        assert authenticate(sessions, key) == Actor("bob", "reviewer")
+        assert authenticate(sessions, key + "x") is None and authenticate(sessions, None) is None
+        assert revoke_api_key(sessions, "bob") == 1
+        assert authenticate(sessions, key) is None
+        with pytest.raises(ValueError, match="unknown role"):
+            create_api_key(sessions, "eve", "root")
+
+    def test_a_match_is_recorded_once_per_case_and_face(self, sessions: sessionmaker):
+        now = dt.datetime.now(dt.UTC)
+        with sessions.begin() as session:
+            session.add(Case(id="c1", display_name="C.", created_by="staff"))
+        face = BIGGEST_FACE_ID
+        first = record_matches(sessions, [("c1", face, "a" * 64, 0.97)], "m@v", "stream", {"a" * 64: now})
+        again = record_matches(sessions, [("c1", face, "a" * 64, 0.98)], "m@v", "stream")
+        assert len(first) == 1 and first[0].status == "pending_review" and again == []
+        with sessions() as session:
+            match = session.scalars(select(Match)).one()
+            assert match.scraped_at == now and match.face_id == face
+        with sessions() as session:
+            assert len(audit.read(sessions)) == 0 and not list(session.scalars(select(AuditEvent)))
