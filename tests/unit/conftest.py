@@ -1,0 +1,47 @@
+"""The unit tier is hermetic: no network, no new process, no download (tests/support/hermetic.py).
+
+Every phase of every unit test (its fixtures of any scope, the test, their teardown) runs
+with connections and program starts refused; a test that tried fails, naming what it tried,
+even if the code under test caught the error. ``scripts/test unit`` adds a network namespace
+without any interface up.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Generator
+from pathlib import Path
+
+import pytest
+
+from mimamori.core.config import Settings
+from tests.support.hermetic import HINT, HermeticViolation, hermetic_settings, refuse_network_and_processes
+
+
+def _hermetic() -> Generator[None, object, object]:
+    with refuse_network_and_processes() as tried:
+        result = yield
+    if tried:
+        raise HermeticViolation(f"tried to {'; '.join(tried)}: {HINT}")
+    return result
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_setup(item: pytest.Item) -> Generator[None, object, object]:
+    return (yield from _hermetic())
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_call(item: pytest.Item) -> Generator[None, object, object]:
+    return (yield from _hermetic())
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_teardown(item: pytest.Item, nextitem: pytest.Item | None) -> Generator[None, object, object]:
+    return (yield from _hermetic())
+
+
+@pytest.fixture
+def offline_settings(tmp_path: Path) -> Settings:
+    """The local profile with every service on a closed port and its files under ``tmp_path``."""
+    return hermetic_settings(tmp_path)
+
