@@ -14,7 +14,9 @@ from pathlib import Path
 import pytest
 
 from mimamori.core.config import Settings
+from tests.integration.samples import Sample, bad_samples
 from tests.support.hermetic import HINT, HermeticViolation, hermetic_settings, refuse_network_and_processes
+from tests.support.pipeline import MAX_MEDIA_BYTES
 
 
 def _hermetic() -> Generator[None, object, object]:
@@ -45,3 +47,8 @@ def offline_settings(tmp_path: Path) -> Settings:
     """The local profile with every service on a closed port and its files under ``tmp_path``."""
     return hermetic_settings(tmp_path)
 
+
+@pytest.fixture(scope="session")
+def bad_media(testdata: Path) -> list[Sample]:
+    """Broken media and events of every kind (tests/integration/samples.py), made once: the bomb takes a second."""
+    return bad_samples(testdata, MAX_MEDIA_BYTES)

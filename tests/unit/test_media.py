@@ -8,13 +8,14 @@ from PIL import Image
 from mimamori.core.config import PipelineConfig
 from mimamori.media.decode import MediaError, decode_media, to_rgb
 from tests.integration import samples
+from tests.support.pipeline import MAX_MEDIA_BYTES
 
-LIMITS = PipelineConfig(max_media_bytes=4_000_000)
+LIMITS = PipelineConfig(max_media_bytes=MAX_MEDIA_BYTES)
 
 
-def test_each_bad_sample_fails_with_its_reason(testdata):
+def test_each_bad_sample_fails_with_its_reason(bad_media):
     checked = 0
-    for sample in samples.bad_samples(testdata, LIMITS.max_media_bytes):
+    for sample in bad_media:
         reason = sample.expect.split(":")[1]
         if sample.data is None or reason in ("sha256_mismatch",):
             continue  # decided before or after decoding (missing object, event checks)
