@@ -144,13 +144,12 @@ def serve(settings: Settings) -> None:
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     while not stop.wait(settings.stack.monitoring.exporter_interval_s):
         collector.refresh()
-        if settings.profile == "local":
+        targets = settings.scrape_targets_dir()
+        if targets is not None:
             # The local stack's only long-running process of ours also keeps Prometheus's
             # discovery files true: a worker killed with SIGKILL leaves its file behind, and a
             # target that is gone would read as down (MimamoriTargetDown) until the next stack up.
-            targets = settings.scrape_targets_dir()
-            if targets is not None:
-                forget_dead_targets(targets)
+            forget_dead_targets(targets)
 
 
 def main() -> int:

@@ -81,6 +81,10 @@ class Case(Base):
     matches: Mapped[list[Match]] = relationship(back_populates="case", cascade="all, delete-orphan")
 
 
+# What a match can be: waiting for a reviewer, or decided.
+REVIEW_STATUSES = ("pending_review", "confirmed", "rejected")
+
+
 def get_case(session: Session, case_id: str) -> Case:
     """The case, or ``unknown_case``."""
     case = session.get(Case, case_id)

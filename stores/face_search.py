@@ -17,6 +17,7 @@ import numpy as np
 from pymilvus import Collection
 
 from mimamori.core.config import Settings
+from mimamori.core.errors import Misconfigured
 from mimamori.core.timefmt import iso_z_from_epoch
 from mimamori.stores.faces import alias_target, ensure_face_collection, search_collection
 from mimamori.stores.media import ensure_media_collections, page_url_from_store
@@ -125,7 +126,7 @@ class FaceSearch:
         if len(vectors) == 0:
             return []
         if self.settings.milvus.index.metric_type == "L2":
-            raise ValueError("a similarity threshold needs the IP or COSINE metric, not L2")
+            raise Misconfigured("a similarity threshold needs the IP or COSINE metric, not L2")
         params = {"metric_type": self.settings.milvus.index.metric_type,
                   "params": {**self.settings.milvus.index.search_params,
                              "radius": threshold - 1e-6, "range_filter": 1.0 + 1e-6}}

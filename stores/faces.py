@@ -8,7 +8,7 @@ from pymilvus import Collection, CollectionSchema, DataType, FieldSchema, utilit
 
 from mimamori.core.config import Settings
 from mimamori.models.registry import embedder_spec
-from mimamori.stores.milvus import connect, ensure_collection
+from mimamori.stores.milvus import connect, count_entities, ensure_collection
 
 SCHEMA_VERSION = 1
 
@@ -49,6 +49,14 @@ def ensure_face_collection(settings: Settings, model_name: str | None = None,
         face_schema(embedder_spec(model_name).dimension, model_name), "embedding",
         {"index_type": index.index_type, "metric_type": index.metric_type, "params": index.params},
         ["media_sha256", "platform"])
+
+
+def face_collections(settings: Settings) -> list[tuple[str, int]]:
+    """Every face collection of this deployment (one per model) with its number of faces."""
+    alias = connect(settings)
+    prefix = f"{settings.milvus.collection_prefix}_"
+    return [(name, count_entities(Collection(name, using=alias)))
+            for name in sorted(utility.list_collections(using=alias)) if name.startswith(prefix)]
 
 
 def search_alias(settings: Settings) -> str:

@@ -54,16 +54,9 @@ def sightings_collection_name(settings: Settings) -> str:
     return settings.milvus.sightings_collection
 
 
-def _ensure(settings: Settings, name: str, fields: list[FieldSchema], kind: str,
-            scalar_indexes: list[str], version: int) -> Collection:
-    """A collection searched by perceptual hash (exact Hamming search over 64-bit vectors)."""
-    schema = CollectionSchema(fields, description=json.dumps({"kind": kind, "schema_version": version}))
-    return ensure_collection(settings, name, schema, "phash",
-                             {"index_type": "BIN_FLAT", "metric_type": "HAMMING", "params": {}}, scalar_indexes)
-
-
-def ensure_media_collections(settings: Settings, model_name: str | None = None) -> tuple[Collection, Collection]:
-    media = _ensure(settings, media_collection_name(settings, model_name), [
+def media_schema() -> CollectionSchema:
+    """One row per distinct media content the model has indexed."""
+    return CollectionSchema([
         FieldSchema("media_key", DataType.INT64, is_primary=True),
         FieldSchema("phash", DataType.BINARY_VECTOR, dim=PHASH_BITS),
         FieldSchema("sha256", DataType.VARCHAR, max_length=64),
@@ -76,8 +69,12 @@ def ensure_media_collections(settings: Settings, model_name: str | None = None) 
         FieldSchema("first_media_id", DataType.VARCHAR, max_length=200),
         FieldSchema("model_version", DataType.VARCHAR, max_length=128),
         FieldSchema("indexed_at", DataType.INT64),
-    ], "mimamori-media", ["sha256"], MEDIA_SCHEMA_VERSION)
-    sightings = _ensure(settings, sightings_collection_name(settings), [
+    ], description=json.dumps({"kind": "mimamori-media", "schema_version": MEDIA_SCHEMA_VERSION}))
+
+
+def sightings_schema() -> CollectionSchema:
+    """One row per place a media item was seen."""
+    return CollectionSchema([
         FieldSchema("sighting_key", DataType.INT64, is_primary=True),
         FieldSchema("phash", DataType.BINARY_VECTOR, dim=PHASH_BITS),
         FieldSchema("media_sha256", DataType.VARCHAR, max_length=64),
@@ -89,7 +86,18 @@ def ensure_media_collections(settings: Settings, model_name: str | None = None) 
         FieldSchema("platform", DataType.VARCHAR, max_length=64),
         FieldSchema("posted_at", DataType.INT64),
         FieldSchema("scraped_at", DataType.INT64),
-    ], "mimamori-sightings", ["canonical_sha256", "media_sha256"], SCHEMA_VERSION)
+    ], description=json.dumps({"kind": "mimamori-sightings", "schema_version": SCHEMA_VERSION}))
+
+
+# Both are searched by perceptual hash: exact Hamming search over 64-bit vectors.
+PHASH_INDEX = {"index_type": "BIN_FLAT", "metric_type": "HAMMING", "params": {}}
+
+
+def ensure_media_collections(settings: Settings, model_name: str | None = None) -> tuple[Collection, Collection]:
+    media = ensure_collection(settings, media_collection_name(settings, model_name), media_schema(), "phash",
+                              PHASH_INDEX, ["sha256"])
+    sightings = ensure_collection(settings, sightings_collection_name(settings), sightings_schema(), "phash",
+                                  PHASH_INDEX, ["canonical_sha256", "media_sha256"])
     return media, sightings
 
 
@@ -103,10 +111,15 @@ class KnownMedia:
 class MediaIndex:
     """Looks up whether media content is already indexed (exactly, or nearly by perceptual hash)."""
 
-    def __init__(self, settings: Settings, aspect_tolerance: float = 0.02):
-        self.media, self.sightings = ensure_media_collections(settings)
-        self.near_distance = settings.pipeline.near_duplicate_distance
+    def __init__(self, media: Collection, sightings: Collection, near_distance: int, aspect_tolerance: float = 0.02):
+        self.media, self.sightings = media, sightings
+        self.near_distance = near_distance
         self.aspect_tolerance = aspect_tolerance
+
+    @classmethod
+    def open(cls, settings: Settings) -> MediaIndex:
+        """The index over the configured model's media collection."""
+        return cls(*ensure_media_collections(settings), settings.pipeline.near_duplicate_distance)
 
     def find(self, sha256: str, media_id: str, phash: bytes, width: int, height: int) -> KnownMedia | None:
         # Session consistency: this process reads its own writes without waiting for the

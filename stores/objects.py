@@ -8,9 +8,11 @@ from pathlib import Path
 from minio import Minio
 from minio.commonconfig import ENABLED, Filter
 from minio.credentials import IamAwsProvider
+from minio.error import S3Error
 from minio.lifecycleconfig import Expiration, LifecycleConfig, Rule
 
 from mimamori.core.config import BucketConfig, Settings
+from mimamori.media.decode import MediaError
 
 
 def load_credentials(path: Path | None) -> dict[str, str]:
@@ -36,6 +38,28 @@ def object_client(settings: Settings) -> Minio:
         secure=settings.minio.secure,
         region=settings.minio.region,
     )
+
+
+def read_media_object(client: Minio, bucket: str, key: str, max_bytes: int) -> bytes:
+    """An uploaded media file's bytes; its size is checked before any is read.
+
+    ``object_missing`` and ``file_too_large`` are the item's dead-letter reasons; any other
+    failure of the store is raised as it is (an outage: the bundle is retried).
+    """
+    try:
+        stat = client.stat_object(bucket, key)
+    except S3Error as error:
+        if error.code in ("NoSuchKey", "NoSuchObject", "NoSuchBucket"):
+            raise MediaError("object_missing", f"no object {bucket}/{key}") from None
+        raise
+    if stat.size is not None and stat.size > max_bytes:
+        raise MediaError("file_too_large", f"{stat.size} bytes, over the limit of {max_bytes}")
+    response = client.get_object(bucket, key)
+    try:
+        return response.read()
+    finally:
+        response.close()
+        response.release_conn()
 
 
 def ensure_bucket(client: Minio, bucket: BucketConfig) -> None:

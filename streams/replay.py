@@ -19,6 +19,7 @@ from typing import Any
 from kafka import KafkaConsumer, TopicPartition
 
 from mimamori.core.config import Settings
+from mimamori.core.errors import InvalidInput
 from mimamori.core.timefmt import iso_z_from_epoch
 from mimamori.streams.kafka_source import PartitionRead, plan_partition_reads
 from mimamori.streams.topics import REPLAY_GROUP_MARK
@@ -54,9 +55,9 @@ def replay_group(settings: Settings, from_ms: int, to_ms: int) -> str:
 
 def plan_replay(settings: Settings, topic: str, start: dt.datetime, stop: dt.datetime) -> ReplayPlan:
     if start.tzinfo is None or stop.tzinfo is None:
-        raise ValueError("give --from and --to with a time zone (e.g. 2026-11-20T10:00:00Z)")
+        raise InvalidInput("naive_time", "give the replay's start and stop with a time zone (2026-11-20T10:00:00Z)")
     if stop <= start:
-        raise ValueError("--to must be after --from")
+        raise InvalidInput("empty_range", "the replay's stop must be after its start")
     from_ms, to_ms = int(start.timestamp() * 1000), int(stop.timestamp() * 1000)
     group = replay_group(settings, from_ms, to_ms)
     reads = plan_partition_reads(settings.kafka.client_options(), topic, None, from_ms, to_ms)

@@ -46,7 +46,7 @@ class Backends:
     objects: Callable[[Settings], Any] = object_client  # a minio.Minio, or what quacks like one
     media_collections: Callable[[Settings], tuple[Collection, Collection]] = ensure_media_collections
     face_collection: Callable[[Settings], Collection] = ensure_face_collection
-    media_index: Callable[[Settings], MediaIndex] = MediaIndex
+    media_index: Callable[[Settings], MediaIndex] = MediaIndex.open
     milvus_writer: Callable[[Collection, int | None], MilvusWriter] = milvus_writer
     producer: Callable[[KafkaConfig], Any] = shared_producer  # a kafka.KafkaProducer, or the same shape
     watchlist: Callable[[Settings, str], Watchlist] = Watchlist

@@ -19,6 +19,7 @@ import apache_beam as beam
 from apache_beam import pvalue
 
 from mimamori.core import metrics
+from mimamori.core.errors import InvalidInput, Misconfigured, Unavailable
 from mimamori.core.retry import retryable_errors
 from mimamori.streams.events import DeadLetter, KafkaRecord
 from mimamori.transforms.totals import count_dead_letter
@@ -46,11 +47,11 @@ class Stage(beam.DoFn):
         began = time.perf_counter()
         try:
             outputs = list(self.handle(element))
-        except retryable_errors():
-            raise
+        except (*retryable_errors(), Unavailable, Misconfigured):
+            raise  # outages and a broken installation stop the bundle: retried, never dead-lettered
         except Exception as error:
             record, media_id = _origin(element)
-            reason = getattr(error, "reason", None)
+            reason = error.reason if isinstance(error, InvalidInput) else None
             if reason is None:
                 reason = "internal_error"
                 log.warning("%s failed on %s: %s", self.stage, media_id, traceback.format_exc())

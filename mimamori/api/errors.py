@@ -36,21 +36,25 @@ def _route(request: Request) -> str:
     return f"{request.method} {route.path if route else request.url.path}"
 
 
-def audit_refusal(request: Request, reason: str) -> None:
+def audit_refusal(request: Request, reason: str, outcome: str = "rejected") -> None:
     """One audit row for a request refused after authentication (bad input, unknown case...)."""
     actor = getattr(request.state, "actor", None) or Actor("anonymous", "-")
     case_id = request.path_params.get("case_id")
     audit.record(request.app.state.workspace.sessions, actor, _route(request),
-                 case_id=case_id if isinstance(case_id, str) and len(case_id) <= 64 else None,
-                 outcome="rejected", reason=reason)
+                 case_id=case_id if isinstance(case_id, str) else None, outcome=outcome, reason=reason)
 
 
 async def _refused(request: Request, error: errors.MimamoriError) -> JSONResponse:
+    server_side = isinstance(error, errors.Unavailable | errors.Misconfigured)
     # 401 and 403 are audited where the key is checked (mimamori/api/security.py).
     if not error.audited and not isinstance(error, errors.Unauthenticated | errors.Forbidden):
-        audit_refusal(request, error.reason)
+        audit_refusal(request, error.reason, "failed" if server_side else "rejected")
+    detail = str(error)
+    if server_side:  # the server's business (paths, hosts): logged here, not told to the caller
+        log.error("%s: %s", _route(request), error, exc_info=error)
+        detail = "the server cannot do this now; see the server log"
     headers = {"WWW-Authenticate": "Bearer"} if isinstance(error, errors.Unauthenticated) else None
-    return JSONResponse({"error": error.reason, "detail": str(error)}, http_status(error), headers=headers)
+    return JSONResponse({"error": error.reason, "detail": detail}, http_status(error), headers=headers)
 
 
 async def _invalid(request: Request, error: RequestValidationError) -> JSONResponse:

@@ -11,10 +11,12 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from mimamori.services.auth import ROLES
 from mimamori.services.consent import ConsentRecord
+from mimamori.stores.cases import REVIEW_STATUSES
 
-Role = Literal["admin", "reviewer", "auditor"]
-ReviewStatus = Literal["pending_review", "confirmed", "rejected"]
+Role = Literal[ROLES]  # type: ignore[valid-type]
+ReviewStatus = Literal[REVIEW_STATUSES]  # type: ignore[valid-type]
 
 __all__ = ["AuditOut", "CaseIn", "ConsentRecord", "KeyIn", "KeyOut", "ReviewIn"]
 

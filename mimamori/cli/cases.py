@@ -1,4 +1,4 @@
-"""The case commands of the CLI: cases, enroll, search, export, matches, keys, api.
+"""The case commands of the CLI: cases, enroll, search, export, matches, review, keys.
 
 A shell on the server is full access, so these act as ``cli:<user>`` with the role
 ``operator``; every action still leaves an audit row.
@@ -11,12 +11,13 @@ import getpass
 import json
 import mimetypes
 import os
-import signal
 import sys
 from pathlib import Path
 
 from mimamori.cli.arguments import aware_time
 from mimamori.core.config import Settings
+from mimamori.core.errors import InvalidInput
+from mimamori.stores.cases import REVIEW_STATUSES
 
 
 def _actor():
@@ -34,7 +35,7 @@ def _workspace(settings: Settings):
 def _photo(path: str) -> tuple[str, bytes, str]:
     file = Path(path)
     if not file.is_file():
-        raise SystemExit(f"mimamori: {path}: no such file")
+        raise InvalidInput("no_such_file", f"{path}: no such file")
     return file.name, file.read_bytes(), mimetypes.guess_type(file.name)[0] or "application/octet-stream"
 
 
@@ -47,10 +48,10 @@ def load_consent(path: Path):
     try:
         return ConsentRecord.model_validate(yaml.safe_load(path.read_text()))
     except (OSError, yaml.YAMLError) as error:
-        raise SystemExit(f"mimamori: cannot read consent record {path}: {error}") from None
+        raise InvalidInput("unreadable_consent", f"cannot read consent record {path}: {error}") from None
     except ValidationError as error:
         problems = "; ".join(f"{'.'.join(str(p) for p in e['loc']) or 'record'}: {e['msg']}" for e in error.errors())
-        raise SystemExit(f"mimamori: consent record {path} is not valid: {problems}") from None
+        raise InvalidInput("invalid_consent", f"consent record {path} is not valid: {problems}") from None
 
 
 def cmd_cases_create(settings: Settings, args: argparse.Namespace) -> int:
@@ -65,7 +66,8 @@ def cmd_cases_withdraw(settings: Settings, args: argparse.Namespace) -> int:
     from mimamori.services.cases import withdraw
 
     if not args.yes:
-        raise SystemExit("mimamori: withdrawal deletes the case's photos, vectors and matches for good; add --yes")
+        raise InvalidInput("not_confirmed", "withdrawal deletes the case's photos, vectors and matches for good; "
+                                            "add --yes")
     report = withdraw(_workspace(settings), _actor(), args.case_id)
     print(f"case {report.case_id} withdrawn: {report.vectors} vectors, {report.objects} objects, "
           f"{report.photos} photos, {report.matches} matches deleted")
@@ -83,10 +85,13 @@ def cmd_enroll(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def cmd_search(settings: Settings, args: argparse.Namespace) -> int:
-    from mimamori.services.search import SearchFilters, search_faces
+    from mimamori.services.search import SearchFilters, check_query, search_faces
 
-    photo = _photo(args.photo) if args.photo else None
     filters = SearchFilters(args.top_k, args.offset, args.platform, args.posted_from, args.posted_to)
+    if (args.photo is None) == (args.case is None):
+        raise InvalidInput("photo_or_case", "give a PHOTO or --case ID")
+    check_query(args.photo is not None, args.case, filters)
+    photo = _photo(args.photo) if args.photo else None
     hits = search_faces(_workspace(settings), _actor(), photo=photo, case_id=args.case, filters=filters)
     if args.json:
         print(json.dumps([hit.to_dict() for hit in hits], indent=2))
@@ -149,23 +154,6 @@ def cmd_keys_revoke(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_api(settings: Settings, args: argparse.Namespace) -> int:
-    import uvicorn
-
-    from mimamori.api.app import create_app
-    from mimamori.core.scrape_targets import register_scrape_target
-
-    port = args.port or settings.api.port
-    targets = settings.scrape_targets_dir()
-    if targets is not None:  # the local Prometheus finds the API here
-        register_scrape_target(targets, "mimamori-api", port, settings.api.bind_address)
-    # uvicorn shuts down gracefully on SIGTERM, then raises the signal again: leave through
-    # Python then, so the atexit handlers (the scrape target's removal) run.
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
-    uvicorn.run(create_app(settings), host=settings.api.bind_address, port=port, log_level="info")
-    return 0
-
-
 def add_case_commands(commands, bind) -> None:
     """Register the case commands; ``bind(function)`` adapts a (settings, args) command for the CLI."""
     cases = commands.add_parser("cases", help="create and withdraw cases")
@@ -191,9 +179,6 @@ def add_case_commands(commands, bind) -> None:
     _add_review_commands(commands, bind)
     _add_key_commands(commands, bind)
 
-    api = commands.add_parser("api", help="serve the HTTP API (on api.bind_address, 127.0.0.1 locally)")
-    api.add_argument("--port", type=int)
-    api.set_defaults(func=bind(cmd_api))
 
 
 def _add_review_commands(commands, bind) -> None:
@@ -219,13 +204,13 @@ def _add_review_commands(commands, bind) -> None:
 
     matches = commands.add_parser("matches", help="list watchlist matches")
     matches.add_argument("--case", metavar="ID")
-    matches.add_argument("--status", choices=["pending_review", "confirmed", "rejected"])
+    matches.add_argument("--status", choices=REVIEW_STATUSES)
     matches.add_argument("--limit", type=int, default=50)
     matches.set_defaults(func=bind(cmd_matches))
 
     review = commands.add_parser("review", help="record a decision on a match (audited with your name)")
     review.add_argument("match_id", type=int, metavar="MATCH")
-    review.add_argument("status", choices=["confirmed", "rejected", "pending_review"])
+    review.add_argument("status", choices=REVIEW_STATUSES)
     review.set_defaults(func=bind(cmd_review))
 
 

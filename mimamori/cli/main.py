@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import signal
 import subprocess
 import sys
 import time
@@ -128,6 +129,24 @@ def cmd_stats(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_api(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from mimamori.api.app import create_app
+    from mimamori.core.scrape_targets import register_scrape_target
+
+    settings = _settings(args)
+    port = args.port or settings.api.port
+    targets = settings.scrape_targets_dir()
+    if targets is not None:  # the local Prometheus finds the API here
+        register_scrape_target(targets, "mimamori-api", port, settings.api.bind_address)
+    # uvicorn shuts down gracefully on SIGTERM, then raises the signal again: leave through
+    # Python then, so the atexit handlers (the scrape target's removal) run.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+    uvicorn.run(create_app(settings), host=settings.api.bind_address, port=port, log_level="info")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="mimamori",
@@ -177,6 +196,10 @@ def build_parser() -> argparse.ArgumentParser:
     stats = commands.add_parser("stats", help="media, faces, sightings and dead letters, per model")
     stats.add_argument("--json", action="store_true")
     stats.set_defaults(func=cmd_stats)
+
+    api = commands.add_parser("api", help="serve the HTTP API (on api.bind_address, 127.0.0.1 locally)")
+    api.add_argument("--port", type=int)
+    api.set_defaults(func=cmd_api)
 
     add_case_commands(commands, lambda command: lambda args: command(_settings(args), args))
     add_ops_commands(commands, lambda command: lambda args: command(_settings(args), args),

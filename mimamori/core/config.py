@@ -25,6 +25,8 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
+from mimamori.core.errors import InvalidInput
+
 PROFILES_DIR = Path(__file__).parent / "profiles"
 SOURCE_ROOT = Path(__file__).resolve().parents[2]  # the checkout (mimamori/core/config.py)
 
@@ -383,7 +385,7 @@ def _deep_merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any
 def _read_yaml(path: Path) -> dict[str, Any]:
     data = yaml.safe_load(path.read_text()) or {}
     if not isinstance(data, dict):
-        raise ValueError(f"{path}: a configuration file must hold a mapping")
+        raise InvalidInput("bad_config", f"{path}: a configuration file must hold a mapping")
     return data
 
 
@@ -393,7 +395,7 @@ def load_settings(profile: str | None = None, config_file: str | Path | None = N
     profile_file = PROFILES_DIR / f"{profile}.yaml"
     if not profile_file.exists():
         known = ", ".join(sorted(p.stem for p in PROFILES_DIR.glob("*.yaml")))
-        raise ValueError(f"unknown profile {profile!r} (known: {known})")
+        raise InvalidInput("unknown_profile", f"unknown profile {profile!r} (known: {known})")
     values = _read_yaml(profile_file)
     site_file = config_file or os.environ.get("MIMAMORI_CONFIG")
     if site_file:

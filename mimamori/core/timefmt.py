@@ -1,4 +1,4 @@
-"""Times as mimamori writes them: ISO 8601 in UTC with a ``Z`` (events, exports, replays, APIs)."""
+"""Times as mimamori writes them in events, replay plans and search results: ISO 8601 in UTC with a ``Z``."""
 
 from __future__ import annotations
 

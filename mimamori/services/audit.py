@@ -1,9 +1,10 @@
 """Who searched, enrolled, viewed, exported or withdrew what, when, for which case.
 
-Every call of the API and of the case commands writes one row through ``record``, in its own
-transaction, so a refused or failed action is recorded as well as a successful one. The
-table is append-only in the database (triggers in the first migration). Rows hold ids and
-counts, never face images or vectors.
+Every action of the services writes one row through ``record``, in its own transaction: a
+done action as ``ok``, a refusal (a ``MimamoriError`` of bad input, an unknown id, missing
+consent) as ``rejected`` with its reason, an outage or a broken installation met on the way
+as ``failed``. The table is append-only in the database (triggers in the first migration).
+Rows hold ids and counts, never face images or vectors.
 """
 
 from __future__ import annotations
@@ -16,8 +17,10 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import sessionmaker
 
-from mimamori.core.errors import MimamoriError
+from mimamori.core.errors import MimamoriError, Misconfigured, Unavailable
 from mimamori.stores.cases import AuditEvent
+
+CASE_ID_LENGTH = 64  # the audit table's case_id column
 
 
 @dataclass(frozen=True)
@@ -29,6 +32,8 @@ class Actor:
 def record(sessions: sessionmaker, actor: Actor, action: str, *, case_id: str | None = None,
            target: str | None = None, result_count: int | None = None, outcome: str = "ok",
            **details: Any) -> None:
+    if case_id is not None and len(case_id) > CASE_ID_LENGTH:  # not a case id: kept as given, cut, in details
+        details["case_id_given"], case_id = case_id[:CASE_ID_LENGTH], None
     with sessions.begin() as session:
         session.add(AuditEvent(actor=actor.name, role=actor.role, action=action, case_id=case_id, target=target,
                                result_count=result_count, outcome=outcome, details=details))
@@ -37,7 +42,8 @@ def record(sessions: sessionmaker, actor: Actor, action: str, *, case_id: str | 
 @contextlib.contextmanager
 def refusals_audited(sessions: sessionmaker, actor: Actor, action: str, *, case_id: str | None = None,
                      target: str | None = None) -> Iterator[None]:
-    """A refusal raised in the block leaves one ``rejected`` row with its reason, then goes on up.
+    """A refusal raised in the block leaves one ``rejected`` row with its reason, then goes on up
+    (an outage or a broken installation met on the way: ``failed``).
 
     The one place refusals are audited: the error is marked, so a front door that audits
     what reaches it (the API's handlers) does not write a second row.
@@ -46,7 +52,8 @@ def refusals_audited(sessions: sessionmaker, actor: Actor, action: str, *, case_
         yield
     except MimamoriError as error:
         if not error.audited:
-            record(sessions, actor, action, case_id=case_id, target=target, outcome="rejected", reason=error.reason)
+            outcome = "failed" if isinstance(error, Unavailable | Misconfigured) else "rejected"
+            record(sessions, actor, action, case_id=case_id, target=target, outcome=outcome, reason=error.reason)
             error.audited = True
         raise
 

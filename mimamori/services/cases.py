@@ -11,7 +11,7 @@ from dataclasses import asdict, dataclass
 
 from mimamori.core.errors import CaseExists
 from mimamori.models.registry import embedder_spec
-from mimamori.services.audit import Actor, record
+from mimamori.services.audit import Actor, record, refusals_audited
 from mimamori.services.consent import active_consent
 from mimamori.services.workspace import Workspace
 from mimamori.stores.cases import Case, case_threshold, get_case
@@ -52,7 +52,7 @@ def summary(work: Workspace, case_id: str) -> CaseSummary:
 
 def create_case(work: Workspace, actor: Actor, case_id: str, display_name: str,
                 match_threshold: float | None = None) -> CaseSummary:
-    with work.sessions.begin() as session:
+    with refusals_audited(work.sessions, actor, "create_case", case_id=case_id), work.sessions.begin() as session:
         if session.get(Case, case_id) is not None:
             raise CaseExists("case_exists", f"case {case_id} already exists")
         session.add(Case(id=case_id, display_name=display_name, match_threshold=match_threshold,
@@ -62,7 +62,8 @@ def create_case(work: Workspace, actor: Actor, case_id: str, display_name: str,
 
 
 def view_case(work: Workspace, actor: Actor, case_id: str) -> CaseSummary:
-    found = summary(work, case_id)
+    with refusals_audited(work.sessions, actor, "view_case", case_id=case_id):
+        found = summary(work, case_id)
     record(work.sessions, actor, "view_case", case_id=case_id)
     return found
 
@@ -74,7 +75,7 @@ def threshold(work: Workspace, case: Case) -> float:
 
 def withdraw(work: Workspace, actor: Actor, case_id: str) -> WithdrawalReport:
     """Delete everything the case holds, in every store; keep an audit tombstone."""
-    with work.sessions() as session:
+    with refusals_audited(work.sessions, actor, "withdraw", case_id=case_id), work.sessions() as session:
         get_case(session, case_id)
     vectors = 0
     for model in work.enrolled_models():  # the case may have been embedded again for a promoted model

@@ -10,24 +10,23 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from pymilvus import Collection, utility
 from sqlalchemy import select
-from sqlalchemy.orm import sessionmaker
 
-from mimamori.core.config import Settings
 from mimamori.core.errors import Conflict
 from mimamori.models.registry import embedder_spec
-from mimamori.services.audit import Actor, record
+from mimamori.services.audit import Actor, record, refusals_audited
+from mimamori.services.workspace import Workspace
 from mimamori.stores.cases import AliasChange
 from mimamori.stores.faces import (
     alias_target,
     ensure_face_collection,
+    face_collections,
     point_search_alias,
     search_alias,
     search_collection,
 )
 from mimamori.stores.media import ensure_media_collections
-from mimamori.stores.milvus import connect, count_entities
+from mimamori.stores.milvus import count_entities
 
 
 @dataclass(frozen=True)
@@ -45,11 +44,9 @@ class AliasMove:
     previous: str | None
 
 
-def list_collections(settings: Settings) -> list[FaceCollection]:
-    alias, target = connect(settings), alias_target(settings)
-    prefix = f"{settings.milvus.collection_prefix}_"
-    return [FaceCollection(name, count_entities(Collection(name, using=alias)), name == target)
-            for name in sorted(utility.list_collections(using=alias)) if name.startswith(prefix)]
+def list_collections(work: Workspace) -> list[FaceCollection]:
+    target = alias_target(work.settings)
+    return [FaceCollection(name, faces, name == target) for name, faces in face_collections(work.settings)]
 
 
 def promotion_refusal(model: str, collection: str, faces: int, current_model: str, media: int,
@@ -66,8 +63,16 @@ def promotion_refusal(model: str, collection: str, faces: int, current_model: st
     return None
 
 
-def promote(settings: Settings, sessions: sessionmaker, actor: Actor, model: str, force: bool = False) -> AliasMove:
+def promote(work: Workspace, actor: Actor, model: str, force: bool = False) -> AliasMove:
     """Point search at ``model``'s collection, unless the policy above refuses (``force`` overrides)."""
+    with refusals_audited(work.sessions, actor, "point_search_alias", target=f"model:{model}"):
+        collection = _promotable(work, model, force)
+    return _move_alias(work, actor, collection, model)
+
+
+def _promotable(work: Workspace, model: str, force: bool) -> str:
+    """The collection of ``model`` if it may be promoted now."""
+    settings = work.settings
     embedder_spec(model)  # an unknown model is refused before anything is counted
     collection = ensure_face_collection(settings, model)
     current_model = search_collection(settings)[1]
@@ -81,24 +86,25 @@ def promote(settings: Settings, sessions: sessionmaker, actor: Actor, model: str
         refusal = promotion_refusal(model, collection.name, faces, current_model, media, current_media)
         if refusal is not None:
             raise refusal
-    return _move_alias(settings, sessions, actor, collection.name, model)
+    return collection.name
 
 
-def rollback(settings: Settings, sessions: sessionmaker, actor: Actor) -> AliasMove:
+def rollback(work: Workspace, actor: Actor) -> AliasMove:
     """Point search back where it pointed before the last change."""
-    with sessions() as session:
-        changes = list(session.scalars(select(AliasChange).where(AliasChange.alias == search_alias(settings))
+    with work.sessions() as session:
+        changes = list(session.scalars(select(AliasChange).where(AliasChange.alias == search_alias(work.settings))
                                        .order_by(AliasChange.id.desc()).limit(2)))
-    if len(changes) < 2:
-        raise Conflict("nothing_to_roll_back", "nothing to roll back to (the search alias was set once or never)")
+    with refusals_audited(work.sessions, actor, "point_search_alias", target="rollback"):
+        if len(changes) < 2:
+            raise Conflict("nothing_to_roll_back", "nothing to roll back to (the search alias was set once or never)")
     previous = changes[1]
-    return _move_alias(settings, sessions, actor, previous.collection, previous.model)
+    return _move_alias(work, actor, previous.collection, previous.model)
 
 
-def _move_alias(settings: Settings, sessions: sessionmaker, actor: Actor, collection: str, model: str) -> AliasMove:
-    before = alias_target(settings)
-    point_search_alias(settings, collection)
-    with sessions.begin() as session:
-        session.add(AliasChange(alias=search_alias(settings), collection=collection, model=model, actor=actor.name))
-    record(sessions, actor, "point_search_alias", target=collection, model=model)
-    return AliasMove(search_alias(settings), collection, model, before)
+def _move_alias(work: Workspace, actor: Actor, collection: str, model: str) -> AliasMove:
+    alias, before = search_alias(work.settings), alias_target(work.settings)
+    point_search_alias(work.settings, collection)
+    with work.sessions.begin() as session:
+        session.add(AliasChange(alias=alias, collection=collection, model=model, actor=actor.name))
+    record(work.sessions, actor, "point_search_alias", target=collection, model=model)
+    return AliasMove(alias, collection, model, before)

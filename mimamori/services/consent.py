@@ -16,7 +16,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from mimamori.core.errors import ConsentMissing
-from mimamori.services.audit import Actor, record
+from mimamori.services.audit import Actor, record, refusals_audited
 from mimamori.services.workspace import Workspace
 from mimamori.stores.cases import Consent, consent_in_force, get_case, utcnow
 
@@ -76,7 +76,7 @@ def require_consent(session: Session, case_id: str, scopes: tuple[str, ...], doi
 
 
 def record_consent(work: Workspace, actor: Actor, case_id: str, consent: ConsentRecord) -> None:
-    with work.sessions.begin() as session:
+    with refusals_audited(work.sessions, actor, "record_consent", case_id=case_id), work.sessions.begin() as session:
         get_case(session, case_id)
         session.add(Consent(case_id=case_id, **consent.model_dump()))
     record(work.sessions, actor, "record_consent", case_id=case_id, scope=list(consent.scope))

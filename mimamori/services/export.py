@@ -14,8 +14,6 @@ from mimamori.services.consent import require_consent
 from mimamori.services.workspace import Workspace
 from mimamori.stores.cases import get_case, utcnow
 
-STATUSES = ("confirmed", "pending_review", "rejected")
-
 
 def export_case(work: Workspace, actor: Actor, case_id: str, status: str | None = "confirmed") -> dict[str, Any]:
     """The case's matches of ``status`` (None: all) with their sightings."""

@@ -3,22 +3,24 @@
 from __future__ import annotations
 
 from mimamori.core.errors import NotFound
-from mimamori.services.audit import Actor, record
+from mimamori.services.audit import Actor, record, refusals_audited
 from mimamori.services.auth import create_api_key, revoke_api_key
 from mimamori.services.workspace import Workspace
 
 
 def create_key(work: Workspace, actor: Actor, name: str, role: str) -> str:
     """A new key for ``name`` with ``role``: returned once, only its hash is kept."""
-    key = create_api_key(work.sessions, name, role)
+    with refusals_audited(work.sessions, actor, "create_key", target=f"key:{name}"):
+        key = create_api_key(work.sessions, name, role)
     record(work.sessions, actor, "create_key", target=f"key:{name}", role_granted=role)
     return key
 
 
 def revoke_key(work: Workspace, actor: Actor, name: str) -> int:
     """Revoke every key of ``name`` in use; ``unknown_key`` if there is none."""
-    count = revoke_api_key(work.sessions, name)
-    if count == 0:
-        raise NotFound("unknown_key", f"no key named {name} in use")
+    with refusals_audited(work.sessions, actor, "revoke_key", target=f"key:{name}"):
+        count = revoke_api_key(work.sessions, name)
+        if count == 0:
+            raise NotFound("unknown_key", f"no key named {name} in use")
     record(work.sessions, actor, "revoke_key", target=f"key:{name}", result_count=count)
     return count

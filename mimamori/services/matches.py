@@ -13,12 +13,10 @@ from dataclasses import dataclass
 from sqlalchemy import select
 
 from mimamori.core import metrics
-from mimamori.core.errors import NotFound
-from mimamori.services.audit import Actor, record
+from mimamori.core.errors import InvalidInput, NotFound
+from mimamori.services.audit import Actor, record, refusals_audited
 from mimamori.services.workspace import Workspace
-from mimamori.stores.cases import Match, utcnow
-
-REVIEW_STATUSES = ("pending_review", "confirmed", "rejected")
+from mimamori.stores.cases import REVIEW_STATUSES, Match, utcnow
 
 
 @dataclass(frozen=True)
@@ -57,7 +55,10 @@ def list_matches(work: Workspace, actor: Actor, case_id: str | None = None, stat
 
 def review(work: Workspace, actor: Actor, match_id: int, status: str) -> MatchView:
     """Record a reviewer's decision on a match (or put it back to pending)."""
-    with work.sessions.begin() as session:
+    with refusals_audited(work.sessions, actor, "review", target=f"match:{match_id}"), \
+            work.sessions.begin() as session:
+        if status not in REVIEW_STATUSES:
+            raise InvalidInput("unknown_status", f"a review decides {', '.join(REVIEW_STATUSES)}, not {status!r}")
         match = session.get(Match, match_id)
         if match is None:
             raise NotFound("unknown_match", f"no match {match_id}")

@@ -33,14 +33,19 @@ class SearchFilters:
                 raise InvalidInput("naive_time", "give posted_from/posted_to with a time zone")
 
 
+def check_query(photo_given: bool, case_id: str | None, filters: SearchFilters) -> None:
+    """The checks a front door makes before it reads an upload: one photo or one case, aware times."""
+    if photo_given == (case_id is not None):
+        raise InvalidInput("photo_or_case", "search with either a photo or a case")
+    filters.check()
+
+
 def search_faces(work: Workspace, actor: Actor, *, photo: Photo | None = None, case_id: str | None = None,
                  filters: SearchFilters = SearchFilters()) -> list[FaceHit]:
     """The indexed faces nearest a photo's face or a case's enrolled faces."""
-    target = "photo" if photo is not None else f"case:{case_id}"
+    target = "photo" if photo is not None else f"case:{case_id}" if case_id is not None else None
     with refusals_audited(work.sessions, actor, "search", case_id=case_id, target=target):
-        if (photo is None) == (case_id is None):
-            raise InvalidInput("photo_or_case", "send either a photo or a case_id")
-        filters.check()
+        check_query(photo is not None, case_id, filters)
         faces, model = work.searcher.follow_alias()
         if photo is not None:
             sha, face = face_of_photo(work, photo, model)

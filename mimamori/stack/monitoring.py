@@ -95,7 +95,7 @@ class PrometheusService(Service):
         address = self.settings.stack.monitoring.prometheus_address
         if not address.startswith("127.0.0.1:"):
             raise StackError(f"the local stack serves Prometheus on loopback only, not {address}")
-        targets = self.home / "targets"
+        targets = self.settings.scrape_targets_dir() or self.home / "targets"
         targets.mkdir(parents=True, exist_ok=True)
         forget_dead_targets(targets)
         config = self.home / "prometheus.yml"

@@ -18,11 +18,11 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from mimamori.core.errors import Unavailable
+from mimamori.core.errors import MimamoriError
 from mimamori.core.waiting import wait_until
 
 
-class StackError(Unavailable):
+class StackError(MimamoriError):
     """A clear, user-facing failure of the local stack (port taken, install failed, unhealthy)."""
 
 

@@ -21,7 +21,6 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from types import SimpleNamespace
 from typing import Any
-from unittest import mock
 
 import numpy as np
 from minio.error import S3Error
@@ -29,6 +28,7 @@ from pymilvus import CollectionSchema
 from sqlalchemy.orm import sessionmaker
 
 from mimamori.core.config import KafkaConfig, Settings
+from mimamori.models.registry import embedder_spec
 from mimamori.services.watchlist import Watchlist
 from mimamori.stores import faces as face_store
 from mimamori.stores import media as media_store
@@ -127,16 +127,6 @@ class MemoryWriter(MilvusWriter):
         super().close(flush=False)  # the flush asks the Milvus server whether the collection exists
 
 
-class MemoryMediaIndex(MediaIndex):
-    """The real dedupe lookup (``MediaIndex.find``) over in-memory media collections."""
-
-    def __init__(self, settings: Settings, media: MemoryCollection, sightings: MemoryCollection,
-                 aspect_tolerance: float = 0.02):
-        self.media, self.sightings = media, sightings
-        self.near_distance = settings.pipeline.near_duplicate_distance
-        self.aspect_tolerance = aspect_tolerance
-
-
 class _Response:
     """What ``Minio.get_object`` returns, as far as the decoder reads it."""
 
@@ -179,6 +169,10 @@ class MemoryObjects:
 
     def put_object(self, bucket: str, key: str, data: io.IOBase, length: int, **_options: Any) -> None:
         self.put(bucket, key, data.read(length))
+
+    def list_objects(self, bucket: str, prefix: str = "", recursive: bool = False) -> list[SimpleNamespace]:
+        """Every object under ``prefix`` (always recursively), as ``Minio.list_objects`` names them."""
+        return [SimpleNamespace(object_name=key) for key in self.keys(bucket) if key.startswith(prefix)]
 
     def remove_object(self, bucket: str, key: str) -> None:
         with self._lock:
@@ -254,10 +248,9 @@ def _stores_named(name: str) -> MemoryStores:
 class MemoryStores:
     """Every store the pipeline writes to, in memory; ``backends()`` is what ``build_pipeline`` takes.
 
-    The collections are made by the real ``ensure_media_collections`` and ``ensure_face_collection``
-    (names and schemas as in production) with Milvus's ``ensure_collection`` replaced, once, here.
+    The collections have the production names and schemas (``stores.media.media_schema`` and
+    ``sightings_schema``, ``stores.faces.face_schema``).
     """
-
     def __init__(self, settings: Settings):
         self.name = uuid.uuid4().hex
         self.settings = settings
@@ -267,10 +260,12 @@ class MemoryStores:
         self.database_url = settings.database_url()
         self.metrics_endpoints: list[tuple[int, str, Any]] = []
         self.collections: dict[str, MemoryCollection] = {}
-        with mock.patch.object(media_store, "ensure_collection", self._collection), \
-                mock.patch.object(face_store, "ensure_collection", self._collection):
-            self.media, self.sightings = media_store.ensure_media_collections(settings)
-            self.faces = face_store.ensure_face_collection(settings)
+        model = settings.models.embedder.name
+        self.media = self._collection(media_store.media_collection_name(settings), media_store.media_schema())
+        self.sightings = self._collection(media_store.sightings_collection_name(settings),
+                                          media_store.sightings_schema())
+        self.faces = self._collection(settings.face_collection(model),
+                                      face_store.face_schema(embedder_spec(model).dimension, model))
         _STORES[self.name] = self
 
     @functools.cached_property
@@ -286,7 +281,7 @@ class MemoryStores:
         if "sessions" in self.__dict__:
             close_database(self.database_url)
 
-    def _collection(self, _settings: Settings, name: str, schema: CollectionSchema, *_index: Any) -> MemoryCollection:
+    def _collection(self, name: str, schema: CollectionSchema) -> MemoryCollection:
         return self.collections.setdefault(name, MemoryCollection(name, schema))
 
     # The factories of transforms/backends.py, over these stores.
@@ -299,8 +294,9 @@ class MemoryStores:
     def face_collection(self, _settings: Settings) -> MemoryCollection:
         return self.faces
 
-    def media_index(self, settings: Settings) -> MemoryMediaIndex:
-        return MemoryMediaIndex(settings, self.media, self.sightings)
+    def media_index(self, settings: Settings) -> MediaIndex:
+        """The real dedupe lookup (``MediaIndex.find``) over the in-memory media collections."""
+        return MediaIndex(self.media, self.sightings, settings.pipeline.near_duplicate_distance)
 
     def milvus_writer(self, collection: MemoryCollection, _max_unindexed_rows: int | None) -> MemoryWriter:
         return MemoryWriter(collection)

@@ -1,16 +1,16 @@
 """The services' Workspace with in-memory stores: the service layer tested without any service.
 
 ``MemoryWorkspace`` keeps the real case database (SQLite in a temporary folder) and replaces
-what lives in Milvus and MinIO and the face model: enrolled faces, the face index with its
-sightings, the object store, and an encoder that "finds" faces by a photo's colour, so a
-test decides exactly which faces a photo holds and how similar they are.
+what lives in Milvus and MinIO and the face model: enrolled faces and the object store (the
+pipeline tests' own, tests/support/memory.py), the face index with its sightings, and an
+encoder that "finds" faces by a photo's colour, so a test decides exactly which faces a
+photo holds and how similar they are.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import io
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -23,8 +23,8 @@ from mimamori.models.detector import Detection
 from mimamori.models.face_encoder import EncodedFace
 from mimamori.services.workspace import Workspace
 from mimamori.stores.cases import open_database
-from mimamori.stores.enrolled import enrolled_key
 from mimamori.stores.face_search import FaceHit, Sighting
+from tests.support.memory import MemoryEnrolledFaces, MemoryObjects
 
 DIMENSION = 8
 
@@ -60,26 +60,6 @@ class MemoryEncoder:
         box, landmarks = np.array([0.0, 0.0, 10.0, 10.0]), np.zeros((5, 2))
         return [EncodedFace(Detection(box, landmarks, 0.99), frame.resize((16, 16)), {"quality": 1.0}, vector)
                 for vector in self.faces[colour]]
-
-
-class MemoryEnrolledFaces:
-    def __init__(self) -> None:
-        self.rows: dict[int, tuple[str, str, np.ndarray]] = {}
-
-    def add(self, case_id: str, photo_sha256: str, model_version: str, vector: np.ndarray) -> int:
-        key = enrolled_key(case_id, photo_sha256, model_version)
-        self.rows[key] = (case_id, photo_sha256, vector)
-        return key
-
-    def vectors(self, case_id: str) -> np.ndarray:
-        found = [vector for case, _sha, vector in self.rows.values() if case == case_id]
-        return np.stack(found) if found else np.zeros((0, DIMENSION), dtype=np.float32)
-
-    def count(self, case_id: str) -> int:
-        return sum(1 for case, *_ in self.rows.values() if case == case_id)
-
-    def delete_case(self, case_id: str) -> None:
-        self.rows = {k: row for k, row in self.rows.items() if row[0] != case_id}
 
 
 @dataclass
@@ -126,34 +106,6 @@ class MemoryFaceIndex:
 
     def sightings_of(self, media_sha256: set[str]) -> dict[str, list[Sighting]]:
         return {sha: [s for f in self.faces if f.media_sha256 == sha for s in f.sightings] for sha in media_sha256}
-
-
-@dataclass
-class StoredObject:
-    object_name: str
-    data: bytes
-
-    def read(self) -> bytes:
-        return self.data
-
-
-class MemoryObjects:
-    """What the services use of a minio.Minio client: put, get, list by prefix, remove."""
-
-    def __init__(self) -> None:
-        self.buckets: dict[str, dict[str, bytes]] = {}
-
-    def put_object(self, bucket: str, key: str, data: io.BytesIO, length: int, content_type: str = "") -> None:
-        self.buckets.setdefault(bucket, {})[key] = data.read(length)
-
-    def get_object(self, bucket: str, key: str) -> StoredObject:
-        return StoredObject(key, self.buckets[bucket][key])
-
-    def list_objects(self, bucket: str, prefix: str = "", recursive: bool = False) -> Iterator[StoredObject]:
-        return iter([StoredObject(k, v) for k, v in self.buckets.get(bucket, {}).items() if k.startswith(prefix)])
-
-    def remove_object(self, bucket: str, key: str) -> None:
-        del self.buckets[bucket][key]
 
 
 class MemoryWorkspace(Workspace):

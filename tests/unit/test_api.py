@@ -131,3 +131,30 @@ def test_each_kind_of_error_has_one_status():
              errors.Misconfigured: 500, errors.UnknownCase: 404, errors.ConsentMissing: 409,
              errors.PhotoRejected: 422, errors.MimamoriError: 400}
     assert {kind: http_status(kind("x", "y")) for kind in kinds} == kinds
+
+
+def test_search_checks_the_query_before_reading_the_upload(api):
+    client, work, headers = api
+    both = client.post("/search", files={"photo": ("a.txt", b"hi", "text/plain")}, data={"case_id": "c1"},
+                       headers=headers["reviewer"])
+    assert (both.status_code, both.json()["error"]) == (422, "photo_or_case")
+    naive = client.post("/search", files={"photo": ("a.txt", b"hi", "text/plain")},
+                        params={"posted_from": "2026-01-01T00:00:00"}, headers=headers["reviewer"])
+    assert (naive.status_code, naive.json()["error"]) == (422, "naive_time")
+    refused = [r for r in audit_rows(work) if r.outcome == "rejected"]
+    assert [(r.action, r.target, r.details["reason"]) for r in refused] == [
+        ("search", None, "photo_or_case"), ("search", None, "naive_time")]
+
+
+def test_an_outage_is_answered_without_server_detail_and_audited_as_failed(api, monkeypatch, caplog):
+    client, work, headers = api
+    from mimamori.services import matches
+
+    def unreachable(*_args, **_kwargs):
+        raise errors.Unavailable("milvus_unreachable", "Milvus at milvus.internal:19530 did not answer")
+
+    monkeypatch.setattr(matches, "list_matches", unreachable)
+    response = client.get("/matches", headers=headers["reviewer"])
+    assert response.status_code == 503 and response.json()["error"] == "milvus_unreachable"
+    assert "milvus.internal" not in response.text and "milvus.internal" in caplog.text
+    assert audit_rows(work)[-1].outcome == "failed"

@@ -38,7 +38,11 @@ def test_case_and_key_commands_go_through_the_services_and_are_audited(cli, caps
     assert main([*args, "matches", "--case", "c1"]) == 0
     with sessions() as session:
         actions = [(row.action, row.actor.startswith("cli:")) for row in session.scalars(select(AuditEvent))]
-    assert actions == [("create_case", True), ("create_key", True), ("revoke_key", True), ("view_matches", True)]
+    assert actions == [("create_case", True), ("create_case", True), ("create_key", True), ("revoke_key", True),
+                       ("revoke_key", True), ("review", True), ("view_matches", True)]
+    with sessions() as session:
+        outcomes = [row.outcome for row in session.scalars(select(AuditEvent))]
+    assert outcomes == ["ok", "rejected", "ok", "ok", "rejected", "rejected", "ok"]
 
 
 def test_exit_codes_by_kind_of_error():

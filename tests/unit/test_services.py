@@ -66,7 +66,9 @@ def test_a_case_is_created_once_and_viewing_it_is_audited(work):
     with pytest.raises(UnknownCase):
         cases.view_case(work, REVIEWER, "nobody")
     assert cases.view_case(work, REVIEWER, "c1").display_name == "Client C."
-    assert [(r.action, r.actor) for r in rows(work)] == [("create_case", "ada"), ("view_case", "rei")]
+    assert [(r.action, r.actor, r.outcome) for r in rows(work)] == [
+        ("create_case", "ada", "ok"), ("create_case", "ada", "rejected"), ("view_case", "rei", "rejected"),
+        ("view_case", "rei", "ok")]
 
 
 def test_consent_refusals_say_what_to_fix(work):
@@ -92,15 +94,15 @@ def test_enrolment_needs_consent_and_is_refused_once_in_the_audit(work):
         enrolment.enroll(work, ADMIN, "c1", [("p.jpg", photo_of(CLIENT), "image/jpeg")])
     refused = rows(work, action="enroll")
     assert [(r.outcome, r.details["reason"]) for r in refused] == [("rejected", "consent_missing")]
-    assert work.enrolled.count("c1") == 0 and not work.memory_objects.buckets
+    assert work.enrolled.count("c1") == 0 and not work.memory_objects.objects
 
 
 def test_enrolment_stores_photo_crop_vector_and_row_and_finds_the_past(work):
     open_case(work)
     result = enrolment.enroll(work, ADMIN, "c1", [("p.jpg", photo_of(CLIENT), "image/jpeg")])
     assert len(result.photos) == 1 and result.retro_matches == 2  # faces 11 and 12, not the stranger 13
-    bucket = work.memory_objects.buckets[work.settings.minio.buckets.references.name]
-    assert sorted(key.split("/")[2] for key in bucket) == ["crops", "photos"]
+    stored = work.memory_objects.keys(work.settings.minio.buckets.references.name)
+    assert sorted(key.split("/")[2] for key in stored) == ["crops", "photos"]
     assert work.enrolled.count("c1") == 1
     with work.sessions() as session:
         assert session.scalars(select(EnrolledPhoto)).one().enrolled_by == "ada"
@@ -120,8 +122,7 @@ def test_a_request_is_enrolled_whole_or_not_at_all(work, colour, data, reason):
         enrolment.enroll(work, ADMIN, "c1", [("good.jpg", photo_of(CLIENT), "image/jpeg"),
                                              ("bad.jpg", bad, "image/jpeg")])
     assert refused.value.reason == reason and "bad.jpg" in str(refused.value)
-    assert work.enrolled.count("c1") == 0 and work.settings.minio.buckets.references.name not in \
-        work.memory_objects.buckets
+    assert work.enrolled.count("c1") == 0 and not work.memory_objects.objects
     assert rows(work, action="enroll")[-1].details["reason"] == reason
 
 
@@ -176,7 +177,8 @@ def test_matches_are_listed_reviewed_and_exported_with_their_urls(work):
     assert urls == (["https://host.example/a.jpg"] if decided.face_id == 11 else [])
     assert "vector" not in str(document) and "crop" not in str(document)
     assert len(export.export_case(work, REVIEWER, "c1", None)["matches"]) == 2
-    assert [r.action for r in rows(work, actor="rei")] == ["view_matches", "review", "export", "export"]
+    assert [(r.action, r.outcome) for r in rows(work, actor="rei")] == [
+        ("view_matches", "ok"), ("review", "ok"), ("review", "rejected"), ("export", "ok"), ("export", "ok")]
 
 
 def test_export_needs_takedown_consent(work):
@@ -193,7 +195,7 @@ def test_withdrawal_deletes_vectors_objects_and_rows_and_keeps_a_tombstone(work)
     report = cases.withdraw(work, ADMIN, "c1")
     assert (report.vectors, report.objects, report.photos, report.matches) == (1, 2, 1, 2)
     assert work.enrolled.count("c1") == 0
-    assert not work.memory_objects.buckets[work.settings.minio.buckets.references.name]
+    assert not work.memory_objects.keys(work.settings.minio.buckets.references.name)
     with work.sessions() as session:
         assert session.scalars(select(Match)).first() is None
     tombstone = rows(work, action="withdraw")[-1]
@@ -211,7 +213,8 @@ def test_keys_are_created_revoked_and_audited(work):
         keys.revoke_key(work, ADMIN, "robot")
     with pytest.raises(InvalidInput):
         keys.create_key(work, ADMIN, "robot", "root")
-    assert [r.action for r in rows(work)] == ["create_key", "revoke_key"]
+    assert [(r.action, r.outcome) for r in rows(work)] == [
+        ("create_key", "ok"), ("revoke_key", "ok"), ("revoke_key", "rejected"), ("create_key", "rejected")]
     assert key not in str([r.details for r in rows(work)])
 
 

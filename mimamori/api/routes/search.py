@@ -9,7 +9,8 @@ from fastapi import APIRouter, File, Form, Query, UploadFile
 
 from mimamori.api.security import Reviewer, Work
 from mimamori.api.uploads import read_upload
-from mimamori.services.search import SearchFilters, search_faces
+from mimamori.services.audit import refusals_audited
+from mimamori.services.search import SearchFilters, check_query, search_faces
 
 router = APIRouter(tags=["reviewer"])
 
@@ -21,7 +22,9 @@ async def search(actor: Reviewer, work: Work, photo: Annotated[UploadFile | None
                  offset: Annotated[int, Query(ge=0, le=10_000)] = 0,
                  platform: str | None = None, posted_from: dt.datetime | None = None,
                  posted_to: dt.datetime | None = None) -> dict[str, Any]:
-    upload = await read_upload(photo, work.settings.api.max_upload_bytes) if photo is not None else None
-    hits = search_faces(work, actor, photo=upload, case_id=case_id,
-                        filters=SearchFilters(top_k, offset, platform, posted_from, posted_to))
+    filters = SearchFilters(top_k, offset, platform, posted_from, posted_to)
+    with refusals_audited(work.sessions, actor, "search", case_id=case_id):
+        check_query(photo is not None, case_id, filters)  # before a byte of the upload is read
+        upload = await read_upload(photo, work.settings.api.max_upload_bytes) if photo is not None else None
+    hits = search_faces(work, actor, photo=upload, case_id=case_id, filters=filters)
     return {"results": [hit.to_dict() for hit in hits], "top_k": top_k, "offset": offset}
