@@ -41,7 +41,7 @@ def record(sessions: sessionmaker, actor: Actor, action: str, *, case_id: str | 
 
 @contextlib.contextmanager
 def refusals_audited(sessions: sessionmaker, actor: Actor, action: str, *, case_id: str | None = None,
-                     target: str | None = None) -> Iterator[None]:
+                     target: str | None = None, **details: Any) -> Iterator[None]:
     """A refusal raised in the block leaves one ``rejected`` row with its reason, then goes on up
     (an outage or a broken installation met on the way: ``failed``).
 
@@ -53,7 +53,8 @@ def refusals_audited(sessions: sessionmaker, actor: Actor, action: str, *, case_
     except MimamoriError as error:
         if not error.audited:
             outcome = "failed" if isinstance(error, Unavailable | Misconfigured) else "rejected"
-            record(sessions, actor, action, case_id=case_id, target=target, outcome=outcome, reason=error.reason)
+            record(sessions, actor, action, case_id=case_id, target=target, outcome=outcome, reason=error.reason,
+                   **details)
             error.audited = True
         raise
 

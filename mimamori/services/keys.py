@@ -10,7 +10,7 @@ from mimamori.services.workspace import Workspace
 
 def create_key(work: Workspace, actor: Actor, name: str, role: str) -> str:
     """A new key for ``name`` with ``role``: returned once, only its hash is kept."""
-    with refusals_audited(work.sessions, actor, "create_key", target=f"key:{name}"):
+    with refusals_audited(work.sessions, actor, "create_key", key=name):
         key = create_api_key(work.sessions, name, role)
     record(work.sessions, actor, "create_key", target=f"key:{name}", role_granted=role)
     return key
@@ -18,7 +18,8 @@ def create_key(work: Workspace, actor: Actor, name: str, role: str) -> str:
 
 def revoke_key(work: Workspace, actor: Actor, name: str) -> int:
     """Revoke every key of ``name`` in use; ``unknown_key`` if there is none."""
-    with refusals_audited(work.sessions, actor, "revoke_key", target=f"key:{name}"):
+    # A refusal names the key in its details: ``target`` stays for keys that exist.
+    with refusals_audited(work.sessions, actor, "revoke_key", key=name):
         count = revoke_api_key(work.sessions, name)
         if count == 0:
             raise NotFound("unknown_key", f"no key named {name} in use")

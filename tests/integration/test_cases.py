@@ -115,7 +115,7 @@ def test_an_edited_reupload_is_matched_in_the_stream_and_announced(env, streamed
     assert len(matches) == 1
     match = matches[0]
     assert match.status == "pending_review" and match.source == "stream"
-    assert match.similarity >= env["work"].encoder.spec.match_threshold
+    assert match.similarity >= env["work"].encoder_for().spec.match_threshold
     delay = (match.created_at - match.scraped_at).total_seconds()
     print(f"time from the event on media.scraped to the match in the database: {delay:.1f} s "
           "(pipeline start-up included)")
@@ -141,7 +141,7 @@ def test_search_with_the_photo_returns_the_match_at_rank_1_with_its_sightings(en
     assert response.status_code == 200, response.text
     results = response.json()["results"]
     assert results and results[0]["face_id"] == streamed["matches"][0].face_id
-    assert env["work"].encoder.spec.match_threshold <= results[0]["similarity"] <= 1.0
+    assert env["work"].encoder_for().spec.match_threshold <= results[0]["similarity"] <= 1.0
     assert results[0]["crop_url"].startswith("http://127.0.0.1:9000/") and "X-Amz-Expires=300" in results[0]["crop_url"]
     assert {s["media_id"] for s in results[0]["sightings"]} == {"live:paul_reupload", "again:paul_reupload_again"}
     first = results[0]["sightings"][0]  # oldest first: the upload the pipeline indexed
