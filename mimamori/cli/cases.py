@@ -7,7 +7,6 @@ A shell on the server is full access, so these act as ``cli:<user>`` with the ro
 from __future__ import annotations
 
 import argparse
-import getpass
 import json
 import mimetypes
 import os
@@ -15,21 +14,10 @@ import sys
 from pathlib import Path
 
 from mimamori.cli.arguments import aware_time
+from mimamori.cli.context import operator, workspace
 from mimamori.core.config import Settings
 from mimamori.core.errors import InvalidInput
 from mimamori.stores.cases import REVIEW_STATUSES
-
-
-def _actor():
-    from mimamori.services.audit import Actor
-
-    return Actor(f"cli:{getpass.getuser()}", "operator")
-
-
-def _workspace(settings: Settings):
-    from mimamori.services.workspace import Workspace
-
-    return Workspace(settings)
 
 
 def _photo(path: str) -> tuple[str, bytes, str]:
@@ -57,7 +45,7 @@ def load_consent(path: Path):
 def cmd_cases_create(settings: Settings, args: argparse.Namespace) -> int:
     from mimamori.services.cases import create_case
 
-    create_case(_workspace(settings), _actor(), args.case_id, args.name, args.threshold)
+    create_case(workspace(settings), operator(), args.case_id, args.name, args.threshold)
     print(f"case {args.case_id} created")
     return 0
 
@@ -68,7 +56,7 @@ def cmd_cases_withdraw(settings: Settings, args: argparse.Namespace) -> int:
     if not args.yes:
         raise InvalidInput("not_confirmed", "withdrawal deletes the case's photos, vectors and matches for good; "
                                             "add --yes")
-    report = withdraw(_workspace(settings), _actor(), args.case_id)
+    report = withdraw(workspace(settings), operator(), args.case_id)
     print(f"case {report.case_id} withdrawn: {report.vectors} vectors, {report.objects} objects, "
           f"{report.photos} photos, {report.matches} matches deleted")
     return 0
@@ -78,7 +66,7 @@ def cmd_enroll(settings: Settings, args: argparse.Namespace) -> int:
     from mimamori.services.enrolment import enroll
 
     consent = load_consent(args.consent) if args.consent else None
-    result = enroll(_workspace(settings), _actor(), args.case, [_photo(p) for p in args.photos], consent)
+    result = enroll(workspace(settings), operator(), args.case, [_photo(p) for p in args.photos], consent)
     print(f"case {result.case_id}: {len(result.photos)} photo(s) enrolled, "
           f"{result.retro_matches} new match(es) among the faces already indexed")
     return 0
@@ -92,7 +80,7 @@ def cmd_search(settings: Settings, args: argparse.Namespace) -> int:
         raise InvalidInput("photo_or_case", "give a PHOTO or --case ID")
     check_query(args.photo is not None, args.case, filters)
     photo = _photo(args.photo) if args.photo else None
-    hits = search_faces(_workspace(settings), _actor(), photo=photo, case_id=args.case, filters=filters)
+    hits = search_faces(workspace(settings), operator(), photo=photo, case_id=args.case, filters=filters)
     if args.json:
         print(json.dumps([hit.to_dict() for hit in hits], indent=2))
         return 0
@@ -108,7 +96,7 @@ def cmd_search(settings: Settings, args: argparse.Namespace) -> int:
 def cmd_export(settings: Settings, args: argparse.Namespace) -> int:
     from mimamori.services.export import export_case
 
-    document = export_case(_workspace(settings), _actor(), args.case, None if args.status == "all" else args.status)
+    document = export_case(workspace(settings), operator(), args.case, None if args.status == "all" else args.status)
     text = json.dumps(document, indent=2)
     if args.output:
         args.output.unlink(missing_ok=True)  # created anew, readable by its owner only from the start
@@ -123,7 +111,7 @@ def cmd_export(settings: Settings, args: argparse.Namespace) -> int:
 def cmd_matches(settings: Settings, args: argparse.Namespace) -> int:
     from mimamori.services.matches import list_matches
 
-    for m in list_matches(_workspace(settings), _actor(), args.case, args.status, args.limit):
+    for m in list_matches(workspace(settings), operator(), args.case, args.status, args.limit):
         print(f"match {m.id}: case {m.case_id}, face {m.face_id}, similarity {m.similarity:.3f}, {m.status}, "
               f"{m.source}, {m.created_at:%Y-%m-%d %H:%M:%S}")
     return 0
@@ -132,7 +120,7 @@ def cmd_matches(settings: Settings, args: argparse.Namespace) -> int:
 def cmd_review(settings: Settings, args: argparse.Namespace) -> int:
     from mimamori.services.matches import review
 
-    decided = review(_workspace(settings), _actor(), args.match_id, args.status)
+    decided = review(workspace(settings), operator(), args.match_id, args.status)
     print(f"match {decided.id} (case {decided.case_id}): {decided.status}")
     return 0
 
@@ -140,7 +128,7 @@ def cmd_review(settings: Settings, args: argparse.Namespace) -> int:
 def cmd_keys_create(settings: Settings, args: argparse.Namespace) -> int:
     from mimamori.services.keys import create_key
 
-    key = create_key(_workspace(settings), _actor(), args.name, args.role)
+    key = create_key(workspace(settings), operator(), args.name, args.role)
     print(key)
     print(f"(the {args.role} key of {args.name}; shown once, only its hash is kept)", file=sys.stderr)
     return 0
@@ -149,7 +137,7 @@ def cmd_keys_create(settings: Settings, args: argparse.Namespace) -> int:
 def cmd_keys_revoke(settings: Settings, args: argparse.Namespace) -> int:
     from mimamori.services.keys import revoke_key
 
-    count = revoke_key(_workspace(settings), _actor(), args.name)
+    count = revoke_key(workspace(settings), operator(), args.name)
     print(f"{count} key(s) of {args.name} revoked")
     return 0
 

@@ -3,22 +3,10 @@
 from __future__ import annotations
 
 import argparse
-import getpass
 
 from mimamori.cli.arguments import aware_time
+from mimamori.cli.context import operator, workspace
 from mimamori.core.config import Settings
-
-
-def _operator():
-    from mimamori.services.audit import Actor
-
-    return Actor(f"cli:{getpass.getuser()}", "operator")
-
-
-def _workspace(settings: Settings):
-    from mimamori.services.workspace import Workspace
-
-    return Workspace(settings)
 
 
 def cmd_replay(settings: Settings, args: argparse.Namespace, beam_args: list[str]) -> int:
@@ -54,7 +42,7 @@ def cmd_collections_list(settings: Settings, args: argparse.Namespace) -> int:
     from mimamori.services.collections import list_collections
     from mimamori.stores.faces import alias_target, search_alias
 
-    for found in list_collections(_workspace(settings)):
+    for found in list_collections(workspace(settings)):
         print(f"{found.name}: {found.faces} faces" + (f"  <- {search_alias(settings)}" if found.searched else ""))
     if alias_target(settings) is None:
         print(f"no search alias yet: search reads {settings.face_collection()} (the configured model)")
@@ -64,7 +52,7 @@ def cmd_collections_list(settings: Settings, args: argparse.Namespace) -> int:
 def cmd_collections_promote(settings: Settings, args: argparse.Namespace) -> int:
     from mimamori.services.collections import promote
 
-    moved = promote(_workspace(settings), _operator(), args.model, args.force)
+    moved = promote(workspace(settings), operator(), args.model, args.force)
     print(f"{moved.alias} -> {moved.collection}: search now reads {moved.model} vectors")
     return 0
 
@@ -72,7 +60,7 @@ def cmd_collections_promote(settings: Settings, args: argparse.Namespace) -> int
 def cmd_collections_rollback(settings: Settings, args: argparse.Namespace) -> int:
     from mimamori.services.collections import rollback
 
-    moved = rollback(_workspace(settings), _operator())
+    moved = rollback(workspace(settings), operator())
     print(f"{moved.alias} -> {moved.collection} (was {moved.previous})")
     return 0
 
@@ -80,7 +68,7 @@ def cmd_collections_rollback(settings: Settings, args: argparse.Namespace) -> in
 def cmd_dlq_replay(settings: Settings, args: argparse.Namespace) -> int:
     from mimamori.services.dead_letters import redrive
 
-    counts = redrive(_workspace(settings), _operator(), args.reason, args.dry_run, args.again)
+    counts = redrive(workspace(settings), operator(), args.reason, args.dry_run, args.again)
     verb = "would republish" if args.dry_run else "republished"
     print(f"dlq: {verb} {sum(counts.values())} dead letter(s)" +
           "".join(f"\n  {reason}: {count}" for reason, count in counts.most_common()))
