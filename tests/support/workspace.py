@@ -36,6 +36,16 @@ def unit(*values: float) -> np.ndarray:
     return vector / np.linalg.norm(vector)
 
 
+def consent_record(**changes) -> dict:
+    """A consent in force for every scope (given yesterday, for 30 days), as a request body holds it."""
+    now = dt.datetime.now(dt.UTC)
+    record = {"given_by": "client", "given_at": (now - dt.timedelta(days=1)).isoformat(),
+              "scope": ["search", "watchlist", "takedown"], "expires_at": (now + dt.timedelta(days=30)).isoformat(),
+              "recorded_by": "staff"}
+    record.update(changes)
+    return record
+
+
 def photo_of(colour: tuple[int, int, int], size: int = 64) -> bytes:
     """A JPEG of one colour: MemoryEncoder looks its faces up by that colour."""
     buffer = io.BytesIO()

@@ -6,8 +6,6 @@ every refusal becomes the right status with a reason, and that nothing is audite
 
 from __future__ import annotations
 
-import datetime as dt
-
 import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import select
@@ -17,7 +15,7 @@ from mimamori.core import errors
 from mimamori.core.config import load_settings
 from mimamori.services.auth import create_api_key
 from mimamori.stores.cases import AuditEvent
-from tests.support.workspace import IndexedFace, MemoryWorkspace, photo_of, unit
+from tests.support.workspace import IndexedFace, MemoryWorkspace, consent_record, photo_of, unit
 
 CLIENT, GROUP = (200, 40, 40), (40, 200, 40)
 
@@ -35,12 +33,6 @@ def api(tmp_path):
 def audit_rows(work) -> list[AuditEvent]:
     with work.sessions() as session:
         return list(session.scalars(select(AuditEvent).order_by(AuditEvent.id)))
-
-
-def consent() -> dict:
-    now = dt.datetime.now(dt.UTC)
-    return {"given_by": "client", "given_at": (now - dt.timedelta(days=1)).isoformat(),
-            "scope": ["search", "watchlist", "takedown"], "recorded_by": "staff"}
 
 
 def test_every_route_needs_a_key_of_its_role(api):
@@ -63,7 +55,7 @@ def test_a_case_from_opening_to_export_through_the_routes(api):
     client, _work, headers = api
     admin, reviewer = headers["admin"], headers["reviewer"]
     assert client.post("/cases", json={"id": "c1", "display_name": "C."}, headers=admin).status_code == 201
-    assert client.post("/cases/c1/consent", json=consent(), headers=admin).status_code == 201
+    assert client.post("/cases/c1/consent", json=consent_record(), headers=admin).status_code == 201
     enrolled = client.post("/cases/c1/photos", files=[("photos", ("p.jpg", photo_of(CLIENT), "image/jpeg"))],
                            headers=admin)
     assert enrolled.status_code == 201 and enrolled.json()["retro_matches"] == 1, enrolled.text

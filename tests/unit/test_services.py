@@ -19,7 +19,7 @@ from mimamori.services.auth import authenticate
 from mimamori.services.consent import ConsentRecord, record_consent, require_consent
 from mimamori.stores.cases import AuditEvent, EnrolledPhoto, Match
 from mimamori.stores.face_search import Sighting
-from tests.support.workspace import IndexedFace, MemoryWorkspace, photo_of, unit
+from tests.support.workspace import IndexedFace, MemoryWorkspace, consent_record, photo_of, unit
 
 ADMIN, REVIEWER = Actor("ada", "admin"), Actor("rei", "reviewer")
 CLIENT, GROUP, BLANK, OTHER = (200, 40, 40), (40, 200, 40), (40, 40, 200), (200, 200, 40)
@@ -27,11 +27,7 @@ NOW = dt.datetime.now(dt.UTC)
 
 
 def consent(**changes) -> ConsentRecord:
-    record = {"given_by": "client", "given_at": NOW - dt.timedelta(days=1),
-              "scope": ["search", "watchlist", "takedown"], "expires_at": NOW + dt.timedelta(days=30),
-              "recorded_by": "staff"}
-    record.update(changes)
-    return ConsentRecord.model_validate(record)
+    return ConsentRecord.model_validate(consent_record(**changes))
 
 
 @pytest.fixture
