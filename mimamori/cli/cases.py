@@ -197,8 +197,9 @@ def _add_review_commands(commands, bind) -> None:
     matches.set_defaults(func=bind(cmd_matches))
 
     review = commands.add_parser("review", help="record a decision on a match (audited with your name)")
-    review.add_argument("match_id", type=int, metavar="MATCH")
-    review.add_argument("status", choices=REVIEW_STATUSES)
+    review.add_argument("match_id", type=int, metavar="MATCH", help="the match's id (from mimamori matches)")
+    review.add_argument("status", choices=REVIEW_STATUSES, metavar="STATUS",
+                        help=f"the decision: {', '.join(REVIEW_STATUSES[1:])}, or {REVIEW_STATUSES[0]} to undo one")
     review.set_defaults(func=bind(cmd_review))
 
 
