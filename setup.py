@@ -73,6 +73,14 @@ setup(
         "fastapi>=0.110",
         "uvicorn>=0.30",
         "python-multipart>=0.0.9",
+        # The review workbench (mimamori/web): server-rendered pages, staff passwords (argon2id),
+        # the TOTP second factor, its enrolment QR code as SVG (segno: pure Python, no image
+        # library), and the English and Japanese message catalogs (gettext through Babel).
+        "jinja2>=3.1,<4",
+        "argon2-cffi>=23.1,<26",
+        "pyotp>=2.9,<3",
+        "segno>=1.6,<2",
+        "babel>=2.14,<3",
         *FACENET_RUNTIME_DEPS,
     ],
     extras_require={
@@ -87,7 +95,10 @@ setup(
                 "matplotlib>=3.9,<4",
                 # The case database's migrations and triggers are tested on a real PostgreSQL:
                 # pgserver ships the server binaries in its wheel (Unix socket only).
-                "pgserver>=0.1.4,<0.2", "psycopg[binary]>=3.2,<4"],
+                "pgserver>=0.1.4,<0.2", "psycopg[binary]>=3.2,<4",
+                # The workbench's browser tests drive Debian's chromium (apt) through Playwright's
+                # bundled driver; no browser is downloaded (executable_path=/usr/bin/chromium).
+                "playwright>=1.50,<2"],
         "bench": ["matplotlib>=3.9,<4"],
         # The case database on PostgreSQL (database.url: postgresql+psycopg://...).
         "postgres": ["psycopg[binary]>=3.2,<4"],

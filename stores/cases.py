@@ -1,4 +1,5 @@
-"""The case database: cases and their consent, enrolled photos, matches, API keys, audit log.
+"""The case database: cases and their consent, enrolled photos, matches and their decisions,
+staff accounts and sessions, case assignments, API keys, audit log.
 
 SQLAlchemy 2 with Alembic migrations (``stores/migrations``): SQLite by default, PostgreSQL
 by URL in production. The schema is only ever changed by a migration; ``open_database``
@@ -18,11 +19,13 @@ from typing import Any
 from sqlalchemy import (
     JSON,
     BigInteger,
+    Boolean,
     DateTime,
     Float,
     ForeignKey,
     Integer,
     String,
+    Text,
     TypeDecorator,
     UniqueConstraint,
     create_engine,
@@ -81,8 +84,11 @@ class Case(Base):
     matches: Mapped[list[Match]] = relationship(back_populates="case", cascade="all, delete-orphan")
 
 
-# What a match can be: waiting for a reviewer, or decided.
-REVIEW_STATUSES = ("pending_review", "confirmed", "rejected")
+# What a match can be: waiting for a reviewer, decided, or waiting for a second opinion.
+REVIEW_STATUSES = ("pending_review", "confirmed", "rejected", "unsure")
+# What a reviewer decides: the client (non-consensual: goes to takedown), not the client, or
+# a second opinion wanted from another reviewer or an admin.
+DECISIONS = ("confirmed", "rejected", "unsure")
 
 
 def get_case(session: Session, case_id: str) -> Case:
@@ -169,8 +175,124 @@ class Match(Base):
     # A re-upload of the same media is not a new match: its sightings (in Milvus, by media) are
     # listed with the match, and the latest one's scrape time is kept here.
     last_seen_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    note: Mapped[str | None] = mapped_column(Text, nullable=True)  # the latest decision's note
+    # An exclusive claim: the reviewer who opened it in the workbench, until when (then it expires).
+    claimed_by: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    claimed_until: Mapped[dt.datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    # The media's perceptual hash (16 hex digits), for near-duplicate clusters in the queue.
+    media_phash: Mapped[str | None] = mapped_column(String(16), nullable=True)
 
     case: Mapped[Case] = relationship(back_populates="matches")
+    decisions: Mapped[list[MatchDecision]] = relationship(back_populates="match", cascade="all, delete-orphan",
+                                                          passive_deletes=True)
+
+
+class MatchDecision(Base):
+    """One reviewer decision with its note: never edited (database trigger), gone with the case."""
+
+    __tablename__ = "match_decisions"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    match_id: Mapped[int] = mapped_column(ForeignKey("matches.id", ondelete="CASCADE"), index=True)
+    case_id: Mapped[str] = mapped_column(ForeignKey("cases.id", ondelete="CASCADE"), index=True)
+    decision: Mapped[str] = mapped_column(String(20))  # one of DECISIONS, or pending_review (reopened)
+    note: Mapped[str | None] = mapped_column(Text, nullable=True)
+    actor: Mapped[str] = mapped_column(String(200))
+    role: Mapped[str] = mapped_column(String(20))
+    bulk: Mapped[bool] = mapped_column(Boolean, default=False)  # decided with its whole cluster
+    at: Mapped[dt.datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+    match: Mapped[Match] = relationship(back_populates="decisions")
+
+
+class User(Base):
+    """A staff member who signs in to the workbench. Machines use API keys.
+
+    ``password_hash`` is argon2id; ``totp_secret`` the base32 TOTP secret (RFC 6238), confirmed
+    by a first valid code; both are empty until the user follows their one-time invitation,
+    whose SHA-256 alone is kept. ``last_totp_step`` refuses a code used twice.
+    """
+
+    __tablename__ = "users"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    username: Mapped[str] = mapped_column(String(200), unique=True)
+    role: Mapped[str] = mapped_column(String(20))  # admin, reviewer or auditor
+    password_hash: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    totp_secret: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    totp_confirmed: Mapped[bool] = mapped_column(Boolean, default=False)
+    last_totp_step: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    invite_sha256: Mapped[str | None] = mapped_column(String(64), unique=True, nullable=True)
+    invite_expires_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    failed_logins: Mapped[int] = mapped_column(Integer, default=0)
+    locked_until: Mapped[dt.datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    disabled_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    language: Mapped[str | None] = mapped_column(String(8), nullable=True)  # None: the organisation's
+    blur_radius: Mapped[int | None] = mapped_column(Integer, nullable=True)  # None: the organisation's
+    greyscale: Mapped[bool | None] = mapped_column(Boolean, nullable=True)  # None: the organisation's
+    password_changed_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    created_by: Mapped[str] = mapped_column(String(200))
+
+    sessions: Mapped[list[WebSession]] = relationship(back_populates="user", cascade="all, delete-orphan",
+                                                      passive_deletes=True)
+
+
+class WebSession(Base):
+    """A signed-in browser: the cookie's token is random, only its SHA-256 is stored.
+
+    ``second_factor`` is false between the password and the TOTP code: such a session may only
+    submit the code. ``review_started_at`` is when continuous review began (break reminder).
+    """
+
+    __tablename__ = "web_sessions"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    token_sha256: Mapped[str] = mapped_column(String(64), unique=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    csrf_token: Mapped[str] = mapped_column(String(64))
+    second_factor: Mapped[bool] = mapped_column(Boolean, default=False)
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    last_seen_at: Mapped[dt.datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    expires_at: Mapped[dt.datetime] = mapped_column(UTCDateTime())
+    ended_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    review_started_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+
+    user: Mapped[User] = relationship(back_populates="sessions")
+
+
+class LoginAttempt(Base):
+    """One sign-in attempt (password or code), for throttling by username and by client."""
+
+    __tablename__ = "login_attempts"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    username: Mapped[str] = mapped_column(String(200))
+    client: Mapped[str] = mapped_column(String(100))
+    at: Mapped[dt.datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    ok: Mapped[bool] = mapped_column(Boolean)
+
+
+class CaseAssignment(Base):
+    """A staff member (user or API key name) who works on a case: reviewers see only these."""
+
+    __tablename__ = "case_assignments"
+
+    case_id: Mapped[str] = mapped_column(ForeignKey("cases.id", ondelete="CASCADE"), primary_key=True)
+    username: Mapped[str] = mapped_column(String(200), primary_key=True, index=True)
+    assigned_by: Mapped[str] = mapped_column(String(200))
+    assigned_at: Mapped[dt.datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+
+class OrganisationSetting(Base):
+    """One organisation-wide default (blur radius, greyscale, claim minutes, break minutes, language)."""
+
+    __tablename__ = "organisation_settings"
+
+    key: Mapped[str] = mapped_column(String(64), primary_key=True)
+    value: Mapped[Any] = mapped_column(JSON)
+    changed_by: Mapped[str] = mapped_column(String(200))
+    changed_at: Mapped[dt.datetime] = mapped_column(UTCDateTime(), default=utcnow)
 
 
 class ApiKey(Base):

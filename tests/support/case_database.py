@@ -20,7 +20,7 @@ from mimamori.services.auth import authenticate, create_api_key, revoke_api_key
 from mimamori.services.watchlist import record_matches
 from mimamori.stores.cases import ApiKey, AuditEvent, Case, Match, open_database, utcnow
 
-HEAD = "0004"  # the newest migration
+HEAD = "0005"  # the newest migration
 BIGGEST_FACE_ID = 2**63 - 1  # face ids are Milvus INT64 keys
 
 
