@@ -283,6 +283,30 @@ class ApiConfig(Section):
     max_top_k: int = 100
 
 
+class WebConfig(Section):
+    """Staff accounts of the workbench: sessions, sign-in throttling, invitations, passwords.
+
+    The organisation's viewing defaults (blur, greyscale, claim and break minutes, language)
+    are in the case database, where an admin changes them without a restart.
+    """
+
+    # Where staff open the workbench (invitation links); None: http://<api bind_address>:<api port>.
+    public_url: str | None = None
+    session_idle_minutes: int = Field(default=30, ge=1)
+    session_absolute_hours: int = Field(default=12, ge=1)
+    # Between the password and the TOTP code: a pending session lives this long.
+    second_factor_minutes: int = Field(default=5, ge=1)
+    invitation_hours: int = Field(default=72, ge=1)
+    min_password_length: int = Field(default=12, ge=8)
+    # Failed sign-ins (a password or a code) within the window that lock a username, or refuse
+    # a client address, for lockout_minutes.
+    throttle_window_minutes: int = Field(default=15, ge=1)
+    max_failures_per_user: int = Field(default=5, ge=1)
+    max_failures_per_client: int = Field(default=20, ge=1)
+    lockout_minutes: int = Field(default=15, ge=1)
+    totp_issuer: str = "mimamori"
+
+
 class WatchlistConfig(Section):
     # Enrolled faces compared with each newly indexed face (top hits per face, over every watched
     # case at once). Large enough that one case with many reference photos cannot crowd another
@@ -311,6 +335,7 @@ class Settings(BaseSettings):
     database: DatabaseConfig = DatabaseConfig()
     api: ApiConfig = ApiConfig()
     watchlist: WatchlistConfig = WatchlistConfig()
+    web: WebConfig = WebConfig()
 
     @classmethod
     def settings_customise_sources(
