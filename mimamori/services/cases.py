@@ -11,6 +11,7 @@ from dataclasses import asdict, dataclass
 
 from mimamori.core.errors import CaseExists
 from mimamori.models.registry import embedder_spec
+from mimamori.services.access import require_case_access
 from mimamori.services.audit import Actor, record, refusals_audited
 from mimamori.services.consent import active_consent
 from mimamori.services.workspace import Workspace
@@ -62,7 +63,11 @@ def create_case(work: Workspace, actor: Actor, case_id: str, display_name: str,
 
 
 def view_case(work: Workspace, actor: Actor, case_id: str) -> CaseSummary:
+    """The case at a glance, for an admin or a reviewer it is assigned to (``not_assigned`` first:
+    a reviewer learns nothing of a case that is not theirs, not even whether it exists)."""
     with refusals_audited(work.sessions, actor, "view_case", case_id=case_id):
+        with work.sessions() as session:
+            require_case_access(session, actor, case_id)
         found = summary(work, case_id)
     record(work.sessions, actor, "view_case", case_id=case_id)
     return found

@@ -1,7 +1,8 @@
 """Export for takedown requests: a case's matches with every sighting's URL.
 
-Needs the client's consent in force for takedown. Holds URLs, platforms, dates and
-similarities, never an image, a crop link or a vector. Audited as ``export``.
+Needs the case assigned to the reviewer (admins: any case) and the client's consent in force
+for takedown. Holds URLs, platforms, dates and similarities, never an image, a crop link or a
+vector. Audited as ``export``.
 """
 
 from __future__ import annotations
@@ -9,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
+from mimamori.services.access import require_case_access
 from mimamori.services.audit import Actor, record, refusals_audited
 from mimamori.services.consent import require_consent
 from mimamori.services.workspace import Workspace
@@ -18,6 +20,7 @@ from mimamori.stores.cases import get_case, utcnow
 def export_case(work: Workspace, actor: Actor, case_id: str, status: str | None = "confirmed") -> dict[str, Any]:
     """The case's matches of ``status`` (None: all) with their sightings."""
     with refusals_audited(work.sessions, actor, "export", case_id=case_id), work.sessions() as session:
+        require_case_access(session, actor, case_id)
         case = get_case(session, case_id)
         require_consent(session, case_id, ("takedown",), "exporting for takedown requests")
         matches = sorted((m for m in case.matches if status is None or m.status == status), key=lambda m: m.id)

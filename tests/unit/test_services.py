@@ -12,12 +12,20 @@ import pytest
 from sqlalchemy import select
 
 from mimamori.core.config import load_settings
-from mimamori.core.errors import CaseExists, ConsentMissing, InvalidInput, NotFound, PhotoRejected, UnknownCase
-from mimamori.services import audit, cases, collections, enrolment, export, keys, matches, replay, search
+from mimamori.core.errors import (
+    CaseExists,
+    ConsentMissing,
+    Forbidden,
+    InvalidInput,
+    NotFound,
+    PhotoRejected,
+    UnknownCase,
+)
+from mimamori.services import access, audit, cases, collections, enrolment, export, keys, matches, replay, search
 from mimamori.services.audit import Actor
 from mimamori.services.auth import authenticate
 from mimamori.services.consent import ConsentRecord, record_consent, require_consent
-from mimamori.stores.cases import AuditEvent, EnrolledPhoto, Match
+from mimamori.stores.cases import ApiKey, AuditEvent, EnrolledPhoto, Match
 from mimamori.stores.face_search import Sighting
 from tests.support.workspace import IndexedFace, MemoryWorkspace, consent_record, photo_of, unit
 
@@ -49,8 +57,18 @@ def rows(work, **where) -> list[AuditEvent]:
 
 
 def open_case(work, case_id: str = "c1", **consent_changes) -> None:
+    """The case with a consent record, assigned to the reviewer."""
     cases.create_case(work, ADMIN, case_id, "Client C.")
     record_consent(work, ADMIN, case_id, consent(**consent_changes))
+    assign_reviewer(work, case_id)
+
+
+def assign_reviewer(work, case_id: str) -> None:
+    """REVIEWER works on the case (as the holder of a key of that name)."""
+    with work.sessions() as session:
+        if session.scalars(select(ApiKey).where(ApiKey.name == REVIEWER.name)).first() is None:
+            keys.create_key(work, ADMIN, REVIEWER.name, "reviewer")
+    access.assign(work, ADMIN, case_id, REVIEWER.name)
 
 
 def test_a_case_is_created_once_and_viewing_it_is_audited(work):
@@ -60,11 +78,15 @@ def test_a_case_is_created_once_and_viewing_it_is_audited(work):
     with pytest.raises(CaseExists):
         cases.create_case(work, ADMIN, "c1", "again")
     with pytest.raises(UnknownCase):
-        cases.view_case(work, REVIEWER, "nobody")
+        cases.view_case(work, ADMIN, "nobody")
+    with pytest.raises(Forbidden) as refused:
+        cases.view_case(work, REVIEWER, "c1")  # not assigned: refused like a case that does not exist
+    assert refused.value.reason == "not_assigned"
+    assign_reviewer(work, "c1")
     assert cases.view_case(work, REVIEWER, "c1").display_name == "Client C."
-    assert [(r.action, r.actor, r.outcome) for r in rows(work)] == [
-        ("create_case", "ada", "ok"), ("create_case", "ada", "rejected"), ("view_case", "rei", "rejected"),
-        ("view_case", "rei", "ok")]
+    assert [(r.action, r.actor, r.outcome) for r in rows(work) if r.action != "create_key"] == [
+        ("create_case", "ada", "ok"), ("create_case", "ada", "rejected"), ("view_case", "ada", "rejected"),
+        ("view_case", "rei", "rejected"), ("assign", "ada", "ok"), ("view_case", "rei", "ok")]
 
 
 def test_consent_refusals_say_what_to_fix(work):
@@ -145,17 +167,18 @@ def test_search_by_photo_and_by_case_ranked_and_audited(work):
 
 
 def test_search_refusals_are_audited_once(work):
-    for photo, case_id, reason in [(None, None, "photo_or_case"),
-                                   (("q.jpg", photo_of(BLANK), "image/jpeg"), None, "no_face"),
-                                   (None, "nobody", "unknown_case")]:
-        with pytest.raises((InvalidInput, NotFound)) as refused:
-            search.search_faces(work, REVIEWER, photo=photo, case_id=case_id)
+    for actor, photo, case_id, reason in [(REVIEWER, None, None, "photo_or_case"),
+                                          (REVIEWER, ("q.jpg", photo_of(BLANK), "image/jpeg"), None, "no_face"),
+                                          (REVIEWER, None, "nobody", "not_assigned"),
+                                          (ADMIN, None, "nobody", "unknown_case")]:
+        with pytest.raises((InvalidInput, NotFound, Forbidden)) as refused:
+            search.search_faces(work, actor, photo=photo, case_id=case_id)
         assert refused.value.reason == reason and refused.value.audited
     naive = search.SearchFilters(posted_from=dt.datetime(2026, 1, 1))
     with pytest.raises(InvalidInput, match="time zone"):
         search.search_faces(work, REVIEWER, photo=("q.jpg", photo_of(CLIENT), "image/jpeg"), filters=naive)
     assert [r.details["reason"] for r in rows(work, action="search")] == \
-        ["photo_or_case", "no_face", "unknown_case", "naive_time"]
+        ["photo_or_case", "no_face", "not_assigned", "unknown_case", "naive_time"]
 
 
 def test_matches_are_listed_reviewed_and_exported_with_their_urls(work):
