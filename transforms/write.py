@@ -107,7 +107,8 @@ def media_row(item: MediaItem, model_version: str, now: datetime) -> dict[str, A
 def indexed_face(row: dict[str, Any], item: MediaItem, vector: np.ndarray) -> IndexedFace:
     """What the watchlist compares with the enrolled faces."""
     return IndexedFace(row["face_id"], item.media.sha256, vector, item.event.media_id, item.event.source_url,
-                       item.event.platform, datetime.fromisoformat(item.event.scraped_at))
+                       item.event.platform, datetime.fromisoformat(item.event.scraped_at),
+                       item.phash.hex() if item.phash else None)
 
 
 def face_indexed_document(row: dict[str, Any], item: MediaItem, collection: str, stamp: str) -> dict[str, Any]:

@@ -35,12 +35,16 @@ Candidate = tuple[str, int, str, float]
 
 
 def record_matches(sessions: sessionmaker, candidates: Iterable[Candidate], model_version: str, source: str,
-                   scraped_at: dict[str, dt.datetime] | None = None) -> list[Match]:
-    """Insert matches that do not exist yet (unique per case and face); return the new ones."""
+                   scraped_at: dict[str, dt.datetime] | None = None,
+                   media_phash: dict[str, str] | None = None) -> list[Match]:
+    """Insert matches that do not exist yet (unique per case and face); return the new ones.
+
+    ``media_phash`` (media sha256 -> 16 hex digits) lets the review queue cluster near-duplicates.
+    """
     candidates = list(candidates)
     if not candidates:
         return []
-    scraped_at = scraped_at or {}
+    scraped_at, media_phash = scraped_at or {}, media_phash or {}
     with sessions.begin() as session:
         dialect = session.get_bind().dialect.name
         insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
@@ -49,7 +53,7 @@ def record_matches(sessions: sessionmaker, candidates: Iterable[Candidate], mode
             statement = insert(Match).values(
                 case_id=case_id, face_id=face_id, media_sha256=sha, model_version=model_version,
                 similarity=similarity, source=source, status="pending_review", created_at=utcnow(),
-                scraped_at=scraped_at.get(sha),
+                scraped_at=scraped_at.get(sha), media_phash=media_phash.get(sha),
             ).on_conflict_do_nothing(index_elements=["case_id", "face_id"]).returning(Match.id)
             inserted = session.execute(statement).scalar()
             if inserted is not None:
@@ -66,6 +70,7 @@ class IndexedFace:
     source_url: str
     platform: str
     scraped_at: dt.datetime | None
+    media_phash: str | None = None  # the media's pHash, 16 hex digits (mimamori.media.phash)
 
 
 class Watchlist:
@@ -112,7 +117,8 @@ class Watchlist:
                     best[key] = (hit.case_id, face.face_id, face.media_sha256, hit.similarity)
         by_face = {face.face_id: face for face in faces}
         new = record_matches(self.sessions, best.values(), self.model_version, "stream",
-                             {f.media_sha256: f.scraped_at for f in faces if f.scraped_at})
+                             {f.media_sha256: f.scraped_at for f in faces if f.scraped_at},
+                             {f.media_sha256: f.media_phash for f in faces if f.media_phash})
         for match in new:
             face = by_face[match.face_id]
             self._announce("match", match, face.media_id, face.source_url, face.platform)

@@ -14,9 +14,13 @@ import pytest
 from sqlalchemy import select
 
 from mimamori.core.config import Settings
+from mimamori.media.decode import DecodedMedia
 from mimamori.models.registry import embedder_spec
 from mimamori.services.watchlist import IndexedFace, Watchlist
 from mimamori.stores.cases import Case, Consent, Match, utcnow
+from mimamori.streams.events import KafkaRecord, MediaEvent, now_utc
+from mimamori.transforms.elements import MediaItem
+from mimamori.transforms.write import indexed_face
 from tests.support.memory import MemoryStores
 
 MODEL_VERSION = "dlib-resnet/v1@test"
@@ -123,3 +127,17 @@ def test_a_reupload_of_matched_media_is_announced_until_the_consent_lapses(offli
     assert watchlist.link_sightings([("e" * 64, "site:10", "https://example.test/10", "example", utcnow())]) == 0
     assert watchlist.check([face(2, like_client(0.99), sha="f" * 64)]) == []  # no new match either
     assert len(announced(stores, offline_settings)) == 2
+
+
+def test_a_match_keeps_the_medias_phash_for_the_review_queues_near_duplicate_clusters(stores, watchlist):
+    open_case(stores, "c1")
+    phash = bytes.fromhex("f0e1d2c3b4a59687")
+    event = MediaEvent(media_id="site:1", source_url="https://example.test/1", platform="example",
+                       scraped_at=now_utc(), content_type="image/jpeg", object_key="raw/aa/aa")
+    item = MediaItem(KafkaRecord("media.scraped", 0, 0, None, b"site:1", event.to_json()), event,
+                     DecodedMedia("a" * 64, "image", 600, 400), phash)
+    indexed = indexed_face({"face_id": 5}, item, like_client(0.99))  # as the indexed-media writer builds it
+    assert indexed.media_phash == "f0e1d2c3b4a59687"
+    assert len(watchlist.check([indexed, face(6, like_client(0.99), sha="b" * 64)])) == 2
+    with stores.sessions() as session:
+        assert {m.face_id: m.media_phash for m in session.scalars(select(Match))} == {5: "f0e1d2c3b4a59687", 6: None}
