@@ -150,7 +150,7 @@ def create_user(work: Workspace, actor: Actor, username: str, role: str) -> Invi
     with refusals_audited(work.sessions, actor, "create_user", target=_target(username)), \
             work.sessions.begin() as session:
         require_admin(actor)
-        if not USERNAME.match(username):
+        if not USERNAME.fullmatch(username):
             raise InvalidInput("bad_username", "a username is 1 to 64 lower-case letters, digits or . _ @ -, "
                                                "starting with a letter or digit")
         if role not in ROLES:
