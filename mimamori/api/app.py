@@ -17,7 +17,7 @@ from fastapi.responses import Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from mimamori.api.errors import install_error_handlers
-from mimamori.api.routes import audit, cases, keys, matches, search
+from mimamori.api.routes import audit, cases, keys, matches, search, users
 from mimamori.core import metrics
 from mimamori.core.config import Settings
 from mimamori.services.workspace import Workspace
@@ -44,6 +44,6 @@ def create_app(settings: Settings, workspace: Workspace | None = None) -> FastAP
         return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
 
     install_error_handlers(app)
-    for router in (keys.router, cases.router, search.router, matches.router, audit.router):
+    for router in (keys.router, users.router, cases.router, search.router, matches.router, audit.router):
         app.include_router(router)
     return app

@@ -18,7 +18,7 @@ from mimamori.stores.cases import REVIEW_STATUSES
 Role = Literal[ROLES]  # type: ignore[valid-type]
 ReviewStatus = Literal[REVIEW_STATUSES]  # type: ignore[valid-type]
 
-__all__ = ["AuditOut", "CaseIn", "ConsentRecord", "KeyIn", "KeyOut", "ReviewIn"]
+__all__ = ["AuditOut", "CaseIn", "ConsentRecord", "InvitationOut", "KeyIn", "KeyOut", "ReviewIn", "UserIn"]
 
 
 class CaseIn(BaseModel):
@@ -36,6 +36,18 @@ class KeyOut(BaseModel):
     name: str
     role: str
     key: str = Field(description="Shown once; only its hash is stored")
+
+
+class UserIn(BaseModel):
+    username: str = Field(min_length=1, max_length=64, pattern=r"^[a-z0-9][a-z0-9._@-]*$")
+    role: Role
+
+
+class InvitationOut(BaseModel):
+    username: str
+    role: str
+    expires_at: dt.datetime
+    url: str = Field(description="The one-time invitation link (shown once; only its hash is stored)")
 
 
 class ReviewIn(BaseModel):

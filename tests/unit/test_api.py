@@ -14,7 +14,7 @@ from mimamori.api.app import create_app
 from mimamori.core import errors
 from mimamori.core.config import load_settings
 from mimamori.services.auth import create_api_key
-from mimamori.stores.cases import AuditEvent
+from mimamori.stores.cases import AuditEvent, Match
 from tests.support.workspace import IndexedFace, MemoryWorkspace, consent_record, photo_of, unit
 
 CLIENT, GROUP = (200, 40, 40), (40, 200, 40)
@@ -41,7 +41,8 @@ def test_every_route_needs_a_key_of_its_role(api):
               for method in methods]
     assert len(routes) >= 11
     for method, template in routes:
-        path = template.replace("{case_id}", "c1").replace("{match_id}", "1").replace("{name}", "k")
+        path = (template.replace("{case_id}", "c1").replace("{match_id}", "1").replace("{name}", "k")
+                .replace("{username}", "k"))
         response = client.request(method, path)
         assert response.status_code == 401, (method, path, response.text)
         assert response.headers["WWW-Authenticate"] == "Bearer" and response.json()["error"] == "unauthenticated"
@@ -59,6 +60,8 @@ def test_a_case_from_opening_to_export_through_the_routes(api):
     enrolled = client.post("/cases/c1/photos", files=[("photos", ("p.jpg", photo_of(CLIENT), "image/jpeg"))],
                            headers=admin)
     assert enrolled.status_code == 201 and enrolled.json()["retro_matches"] == 1, enrolled.text
+    assert client.get("/cases/c1", headers=reviewer).json()["error"] == "not_assigned"
+    assert client.put("/cases/c1/assignments/k-reviewer", headers=admin).status_code == 200
     case = client.get("/cases/c1", headers=reviewer).json()
     assert (case["photos"], case["matches"], case["consent_in_force"]) == (1, 1, True)
     found = client.post("/search", files={"photo": ("q.jpg", photo_of(CLIENT), "image/jpeg")}, headers=reviewer)
@@ -70,7 +73,8 @@ def test_a_case_from_opening_to_export_through_the_routes(api):
     assert client.delete("/cases/c1", headers=admin).json()["vectors"] == 1
     log = client.get("/audit", params={"case_id": "c1"}, headers=headers["auditor"]).json()
     assert [row["action"] for row in reversed(log)] == [
-        "create_case", "record_consent", "enroll", "view_case", "view_matches", "review", "export", "withdraw"]
+        "create_case", "record_consent", "enroll", "view_case", "assign", "view_case", "view_matches", "review",
+        "export", "withdraw"]
 
 
 def test_refusals_map_to_statuses_with_a_reason_and_are_audited_once(api):
@@ -150,3 +154,60 @@ def test_an_outage_is_answered_without_server_detail_and_audited_as_failed(api, 
     assert response.status_code == 503 and response.json()["error"] == "milvus_unreachable"
     assert "milvus.internal" not in response.text and "milvus.internal" in caplog.text
     assert audit_rows(work)[-1].outcome == "failed"
+
+
+def test_a_reviewer_key_sees_only_the_cases_assigned_to_it(api):
+    client, work, headers = api
+    admin, reviewer = headers["admin"], headers["reviewer"]
+    for case_id in ("c1", "c2"):
+        client.post("/cases", json={"id": case_id, "display_name": "C."}, headers=admin)
+        client.post(f"/cases/{case_id}/consent", json=consent_record(), headers=admin)
+        client.post(f"/cases/{case_id}/photos", files=[("photos", ("p.jpg", photo_of(CLIENT), "image/jpeg"))],
+                    headers=admin)
+    with work.sessions() as session:
+        assert {m.case_id for m in session.scalars(select(Match))} == {"c1", "c2"}  # face 11 in each
+    assert client.get("/matches", headers=reviewer).json() == []
+    assigned = client.put("/cases/c2/assignments/k-reviewer", headers=admin)
+    assert assigned.json() == {"case_id": "c2", "username": "k-reviewer", "assigned": True}
+    assert [(m["case_id"], m["face_id"]) for m in client.get("/matches", headers=reviewer).json()] == [("c2", 11)]
+    for path, method in [("/cases/c1", "GET"), ("/cases/c1/export", "GET"), ("/matches?case_id=c1", "GET")]:
+        response = client.request(method, path, headers=reviewer)
+        assert (response.status_code, response.json()["error"]) == (403, "not_assigned"), path
+    by_case = client.post("/search", data={"case_id": "c1"}, headers=reviewer)
+    assert (by_case.status_code, by_case.json()["error"]) == (403, "not_assigned")
+    assert client.get("/cases/c2/export", headers=reviewer).status_code == 200
+    [row] = client.get("/cases/c2/assignments", headers=admin).json()
+    assert (row["username"], row["assigned_by"]) == ("k-reviewer", "k-admin")
+    assert client.delete("/cases/c2/assignments/k-reviewer", headers=admin).json()["assigned"] is False
+    assert client.get("/matches", headers=reviewer).json() == []
+    gone = client.delete("/cases/c2/assignments/k-reviewer", headers=admin)
+    assert (gone.status_code, gone.json()["error"]) == (404, "unknown_assignment")
+    assert client.put("/cases/c2/assignments/k-reviewer", headers=reviewer).status_code == 403
+    refused = [(r.action, r.actor, r.details.get("reason")) for r in audit_rows(work) if r.outcome != "ok"]
+    assert refused == [("view_case", "k-reviewer", "not_assigned"), ("export", "k-reviewer", "not_assigned"),
+                       ("view_matches", "k-reviewer", "not_assigned"), ("search", "k-reviewer", "not_assigned"),
+                       ("unassign", "k-admin", "unknown_assignment"),
+                       ("PUT /cases/{case_id}/assignments/{username}", "k-reviewer", "needs admin")]
+
+
+def test_admins_create_and_disable_users_through_the_routes(api):
+    client, _work, headers = api
+    admin = headers["admin"]
+    created = client.post("/users", json={"username": "rei", "role": "reviewer"}, headers=admin)
+    assert created.status_code == 201, created.text
+    body = created.json()
+    assert body["url"].startswith("http://127.0.0.1:8080/invite/") and "token" not in body
+    assert client.post("/users", json={"username": "rei", "role": "reviewer"}, headers=admin).status_code == 409
+    assert client.post("/users", json={"username": "Not Valid", "role": "reviewer"}, headers=admin).status_code \
+        == 422
+    assert client.post("/users", json={"username": "eve", "role": "admin"}, headers=headers["reviewer"]).status_code \
+        == 403
+    [user] = client.get("/users", headers=admin).json()
+    assert (user["username"], user["status"], user["created_by"]) == ("rei", "invited", "k-admin")
+    assert client.post("/users/rei/disable", headers=admin).json() == {"username": "rei", "disabled": True}
+    assert client.get("/users", headers=admin).json()[0]["status"] == "disabled"
+    assert client.post("/users/rei/enable", headers=admin).json()["disabled"] is False
+    again = client.post("/users/rei/reset", headers=admin).json()
+    assert again["url"] != body["url"]
+    assert client.post("/users/nobody/disable", headers=admin).json()["error"] == "unknown_user"
+    assert client.put("/cases/c9/assignments/rei", headers=admin).json()["error"] == "unknown_case"
