@@ -1,4 +1,4 @@
-"""The case commands of the CLI: cases, enroll, search, export, matches, review, keys.
+"""The case commands of the CLI: cases (create, assign, withdraw), enroll, search, export, matches, review, keys.
 
 A shell on the server is full access, so these act as ``cli:<user>`` with the role
 ``operator``; every action still leaves an audit row.
@@ -59,6 +59,22 @@ def cmd_cases_withdraw(settings: Settings, args: argparse.Namespace) -> int:
     report = withdraw(workspace(settings), operator(), args.case_id)
     print(f"case {report.case_id} withdrawn: {report.vectors} vectors, {report.objects} objects, "
           f"{report.photos} photos, {report.matches} matches deleted")
+    return 0
+
+
+def cmd_cases_assign(settings: Settings, args: argparse.Namespace) -> int:
+    from mimamori.services.access import assign
+
+    assign(workspace(settings), operator(), args.case_id, args.user)
+    print(f"case {args.case_id} assigned to {args.user}")
+    return 0
+
+
+def cmd_cases_unassign(settings: Settings, args: argparse.Namespace) -> int:
+    from mimamori.services.access import unassign
+
+    unassign(workspace(settings), operator(), args.case_id, args.user)
+    print(f"case {args.case_id} no longer assigned to {args.user}")
     return 0
 
 
@@ -144,7 +160,7 @@ def cmd_keys_revoke(settings: Settings, args: argparse.Namespace) -> int:
 
 def add_case_commands(commands, bind) -> None:
     """Register the case commands; ``bind(function)`` adapts a (settings, args) command for the CLI."""
-    cases = commands.add_parser("cases", help="create and withdraw cases")
+    cases = commands.add_parser("cases", help="create, assign and withdraw cases")
     actions = cases.add_subparsers(dest="cases_command", required=True, metavar="ACTION")
     create = actions.add_parser("create", help="open a case")
     create.add_argument("case_id", metavar="ID")
@@ -155,6 +171,12 @@ def add_case_commands(commands, bind) -> None:
     withdraw.add_argument("case_id", metavar="ID")
     withdraw.add_argument("--yes", action="store_true", help="confirm")
     withdraw.set_defaults(func=bind(cmd_cases_withdraw))
+    for name, command, text in [("assign", cmd_cases_assign, "let a reviewer see and review the case"),
+                                ("unassign", cmd_cases_unassign, "take the case away from a reviewer")]:
+        action = actions.add_parser(name, help=text)
+        action.add_argument("case_id", metavar="CASE")
+        action.add_argument("user", metavar="USER", help="a staff user, or the name of an API key")
+        action.set_defaults(func=bind(command))
 
     enroll = commands.add_parser("enroll", help="enrol a client's reference photos (consent required)")
     enroll.add_argument("--case", required=True, metavar="ID")

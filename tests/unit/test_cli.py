@@ -50,3 +50,33 @@ def test_exit_codes_by_kind_of_error():
     assert exit_code(errors.InvalidInput("x")) == 2
     assert exit_code(errors.Unavailable("kafka down")) == 3
     assert exit_code(errors.Misconfigured("no weights")) == 4
+
+
+def test_user_and_assignment_commands(cli, capsys):
+    args, sessions = cli
+    assert main([*args, "users", "create", "ada", "--role", "admin"]) == 0
+    out, err = capsys.readouterr()
+    assert out.startswith("http://127.0.0.1:8080/invite/") and len(out.strip().rsplit("/", 1)[1]) >= 43
+    assert "shown once" in err
+    assert main([*args, "users", "create", "ada", "--role", "admin"]) == 2
+    assert "exists already" in capsys.readouterr().err
+    assert main([*args, "cases", "create", "c1", "--name", "C."]) == 0
+    assert main([*args, "cases", "assign", "c1", "ada"]) == 0
+    assert main([*args, "cases", "assign", "c1", "nobody"]) == 2
+    assert "no staff user or API key named nobody" in capsys.readouterr().err
+    assert main([*args, "users", "disable", "ada"]) == 0
+    capsys.readouterr()
+    assert main([*args, "users", "list"]) == 0
+    listed = capsys.readouterr().out
+    assert listed.split()[:3] == ["ada", "admin", "disabled"] and "cases: c1" in listed
+    assert main([*args, "users", "enable", "ada"]) == 0
+    assert main([*args, "users", "reset", "ada"]) == 0
+    assert "/invite/" in capsys.readouterr().out
+    assert main([*args, "cases", "unassign", "c1", "ada"]) == 0
+    assert main([*args, "cases", "unassign", "c1", "ada"]) == 2
+    with sessions() as session:
+        rows = [(row.action, row.outcome) for row in session.scalars(select(AuditEvent))
+                if row.action not in ("create_case",)]
+    assert rows == [("create_user", "ok"), ("create_user", "rejected"), ("assign", "ok"), ("assign", "rejected"),
+                    ("disable_user", "ok"), ("list_users", "ok"), ("enable_user", "ok"), ("reset_user", "ok"),
+                    ("unassign", "ok"), ("unassign", "rejected")]
