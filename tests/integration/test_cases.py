@@ -73,14 +73,18 @@ def audit_rows(env, **where) -> list[AuditEvent]:
 
 
 def open_case(env, case_id: str, photo: bytes, **consent_changes):
-    """Through the API as an admin: create the case, record the consent, enrol the photo (its response)."""
+    """Through the API as an admin: create the case, record the consent, enrol the photo (its response),
+    then assign the case to the reviewer's key (a reviewer sees only the cases assigned to them)."""
     client, admin = env["client"], auth(env, "admin")
     response = client.post("/cases", json={"id": case_id, "display_name": "Client P."}, headers=admin)
     assert response.status_code == 201, response.text
     response = client.post(f"/cases/{case_id}/consent", json=consent(**consent_changes), headers=admin)
     assert response.status_code == 201, response.text
-    return client.post(f"/cases/{case_id}/photos", files=[("photos", ("paul.jpg", photo, "image/jpeg"))],
-                       headers=admin)
+    enrolled = client.post(f"/cases/{case_id}/photos", files=[("photos", ("paul.jpg", photo, "image/jpeg"))],
+                           headers=admin)
+    assigned = client.put(f"/cases/{case_id}/assignments/test-reviewer", headers=admin)
+    assert assigned.status_code == 200, assigned.text
+    return enrolled
 
 
 @pytest.fixture(scope="module")

@@ -16,6 +16,7 @@ from fastapi.testclient import TestClient
 from PIL import Image
 
 from mimamori.api.app import create_app
+from mimamori.services.access import assign
 from mimamori.services.audit import Actor
 from mimamori.services.auth import create_api_key
 from mimamori.services.cases import create_case
@@ -55,6 +56,7 @@ def test_every_dashboard_panel_returns_data_after_a_pipeline_run(stack, settings
         run_pipeline(s, s.kafka.consumer_group)
         with TestClient(create_app(s, work)) as client:
             reviewer = {"Authorization": f"Bearer {create_api_key(work.sessions, 'r', 'reviewer')}"}
+            assign(work, Actor("test", "admin"), "m1", "r")  # a reviewer sees the cases assigned to them
             matches = client.get("/matches", headers=reviewer).json()
             assert len(matches) == 1
             assert client.post(f"/matches/{matches[0]['id']}/review", json={"status": "confirmed"},
