@@ -23,6 +23,7 @@ from sqlalchemy import (
     DateTime,
     Float,
     ForeignKey,
+    Index,
     Integer,
     String,
     Text,
@@ -157,7 +158,7 @@ class Match(Base):
     """An indexed face that looks like a case's client, waiting for a reviewer."""
 
     __tablename__ = "matches"
-    __table_args__ = (UniqueConstraint("case_id", "face_id"),)
+    __table_args__ = (UniqueConstraint("case_id", "face_id"), Index("ix_matches_case_status", "case_id", "status"))
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     case_id: Mapped[str] = mapped_column(ForeignKey("cases.id", ondelete="CASCADE"), index=True)
@@ -265,6 +266,8 @@ class LoginAttempt(Base):
     """One sign-in attempt (password or code), for throttling by username and by client."""
 
     __tablename__ = "login_attempts"
+    __table_args__ = (Index("ix_login_attempts_username_at", "username", "at"),
+                      Index("ix_login_attempts_client_at", "client", "at"))
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     username: Mapped[str] = mapped_column(String(200))
