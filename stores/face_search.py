@@ -60,6 +60,23 @@ class FaceHit:
         return asdict(self)
 
 
+@dataclass(frozen=True)
+class StoredFace:
+    """One indexed face read by its id (no query vector, so no similarity): what a reviewer sees of it."""
+
+    face_id: int
+    media_sha256: str
+    source_url: str
+    platform: str
+    posted_at: str | None
+    indexed_at: str | None
+    box: dict[str, float]
+    quality: float
+    model_version: str
+    frame_ms: int
+    crop_key: str
+
+
 def _iso(epoch: int | None) -> str | None:
     return iso_z_from_epoch(epoch) if epoch else None
 
@@ -169,6 +186,21 @@ class FaceSearch:
         by_media = self.sightings_of({hit.media_sha256 for hit in hits})
         for hit in hits:
             hit.sightings = by_media.get(hit.media_sha256, [])
+
+    def faces_by_id(self, face_ids: set[int] | list[int], collection: Collection | None = None
+                    ) -> dict[int, StoredFace]:
+        """The faces of these ids, in one query by primary key (ids not in the collection are left out)."""
+        ids = sorted({int(i) for i in face_ids})
+        if not ids:
+            return {}
+        rows = (collection or self.faces).query(f"face_id in {json.dumps(ids)}", limit=min(len(ids), MAX_RESULTS),
+                                                output_fields=FACE_FIELDS, consistency_level="Strong")
+        return {int(row["face_id"]): StoredFace(
+            face_id=int(row["face_id"]), media_sha256=row["media_sha256"], source_url=row["source_url"],
+            platform=row["platform"], posted_at=_iso(row.get("posted_at")), indexed_at=_iso(row.get("indexed_at")),
+            box=dict(row.get("box") or {}), quality=float(row.get("quality") or 0.0),
+            model_version=row["model_version"], frame_ms=int(row.get("frame_ms") or 0), crop_key=row["crop_key"])
+            for row in rows}
 
     def sightings_of(self, media_sha256: set[str]) -> dict[str, list[Sighting]]:
         """Every sighting (original upload and re-uploads) of each media, oldest first."""

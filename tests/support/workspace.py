@@ -23,7 +23,7 @@ from mimamori.models.detector import Detection
 from mimamori.models.face_encoder import EncodedFace
 from mimamori.services.workspace import Workspace
 from mimamori.stores.cases import open_database
-from mimamori.stores.face_search import FaceHit, Sighting
+from mimamori.stores.face_search import FaceHit, Sighting, StoredFace
 from tests.support.memory import MemoryEnrolledFaces, MemoryObjects
 
 DIMENSION = 8
@@ -88,6 +88,7 @@ class MemoryFaceIndex:
     def __init__(self, model: str, faces: list[IndexedFace] | None = None):
         self.model = model
         self.faces = list(faces or [])
+        self.calls: list[tuple[str, int]] = []  # (method, ids asked for): a test counts the round trips
 
     def follow_alias(self) -> tuple[str, str]:
         return "memory-faces", self.model
@@ -114,7 +115,17 @@ class MemoryFaceIndex:
     def faces_above(self, vectors: np.ndarray, threshold: float) -> list[list[FaceHit]]:
         return [[hit for hit in self._hits(vector) if hit.similarity >= threshold] for vector in vectors]
 
+    def faces_by_id(self, face_ids: set[int] | list[int], collection: Any = None) -> dict[int, StoredFace]:
+        wanted = set(face_ids)
+        self.calls.append(("faces_by_id", len(wanted)))
+        return {f.face_id: StoredFace(f.face_id, f.media_sha256, f"https://example.org/{f.face_id}", f.platform,
+                                      f.posted_at.isoformat() if f.posted_at else None, None,
+                                      {"x1": 0.0, "y1": 0.0, "x2": 10.0, "y2": 10.0}, 1.0, "memory/v1", 0,
+                                      f"crops/{f.face_id}.jpg")
+                for f in self.faces if f.face_id in wanted}
+
     def sightings_of(self, media_sha256: set[str]) -> dict[str, list[Sighting]]:
+        self.calls.append(("sightings_of", len(media_sha256)))
         return {sha: [s for f in self.faces if f.media_sha256 == sha for s in f.sightings] for sha in media_sha256}
 
 
