@@ -305,6 +305,9 @@ class WebConfig(Section):
     max_failures_per_client: int = Field(default=20, ge=1)
     lockout_minutes: int = Field(default=15, ge=1)
     totp_issuer: str = "mimamori"
+    # The Prometheus the operations page reads (query_range); None: the local stack's
+    # (stack.monitoring.prometheus_address).
+    prometheus_url: str | None = None
 
 
 class WatchlistConfig(Section):
