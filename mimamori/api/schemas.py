@@ -52,6 +52,7 @@ class InvitationOut(BaseModel):
 
 class ReviewIn(BaseModel):
     status: ReviewStatus
+    note: str | None = Field(default=None, max_length=2000, description="Why: kept in the decision log")
 
 
 class AuditOut(BaseModel):

@@ -136,7 +136,7 @@ def cmd_matches(settings: Settings, args: argparse.Namespace) -> int:
 def cmd_review(settings: Settings, args: argparse.Namespace) -> int:
     from mimamori.services.matches import review
 
-    decided = review(workspace(settings), operator(), args.match_id, args.status)
+    decided = review(workspace(settings), operator(), args.match_id, args.status, args.note)
     print(f"match {decided.id} (case {decided.case_id}): {decided.status}")
     return 0
 
@@ -222,6 +222,7 @@ def _add_review_commands(commands, bind) -> None:
     review.add_argument("match_id", type=int, metavar="MATCH", help="the match's id (from mimamori matches)")
     review.add_argument("status", choices=REVIEW_STATUSES, metavar="STATUS",
                         help=f"the decision: {', '.join(REVIEW_STATUSES[1:])}, or {REVIEW_STATUSES[0]} to undo one")
+    review.add_argument("--note", help="why (kept with the decision in the decision log)")
     review.set_defaults(func=bind(cmd_review))
 
 

@@ -11,12 +11,18 @@ import datetime as dt
 import threading
 
 import pytest
+import yaml
+from fastapi.testclient import TestClient
 from sqlalchemy import select, update
 
+from mimamori.api.app import create_app
+from mimamori.cli.context import operator
+from mimamori.cli.main import main
 from mimamori.core.config import load_settings
 from mimamori.core.errors import Conflict, Forbidden, InvalidInput, NotFound
 from mimamori.services import matches, queue
 from mimamori.services.audit import Actor
+from mimamori.services.auth import create_api_key
 from mimamori.stores.cases import AuditEvent, Case, CaseAssignment, EnrolledPhoto, Match, MatchDecision, utcnow
 from mimamori.stores.face_search import FaceSearch, Sighting, StoredFace
 from mimamori.stores.faces import face_schema
@@ -338,3 +344,21 @@ def test_the_face_store_reads_faces_by_id_in_one_query(offline_settings):
                                   "2025-12-01T01:00:00Z", {"x1": 1.0, "y1": 2.0, "x2": 30.0, "y2": 40.0}, 0.8,
                                   "dlib-resnet/v1@test", 0, "dlib-resnet/aa/a/0-0.jpg")
     assert searcher.faces_by_id(set()) == {}
+
+
+
+def test_the_cli_and_the_api_take_unsure_and_a_note(work, tmp_path, capsys):
+    open_case(work, "c1", "k-rev")
+    first, second = add_match(work, "c1", 1, sha("a")), add_match(work, "c1", 2, sha("b"))
+    key = create_api_key(work.sessions, "k-rev", "reviewer")
+    with TestClient(create_app(work.settings, work), raise_server_exceptions=False) as client:
+        answer = client.post(f"/matches/{first}/review", json={"status": "unsure", "note": "the light"},
+                             headers={"Authorization": f"Bearer {key}"})
+    assert answer.status_code == 200 and (answer.json()["status"], answer.json()["note"]) == ("unsure", "the light")
+    site = tmp_path / "site.yaml"
+    site.write_text(yaml.safe_dump({"database": {"url": str(work.sessions.kw["bind"].url)},
+                                    "stack": {"home": str(tmp_path / "stack")}}))
+    assert main(["--config", str(site), "review", str(second), "rejected", "--note", "not her"]) == 0
+    assert capsys.readouterr().out.strip() == f"match {second} (case c1): rejected"
+    assert decisions(work) == [(first, "unsure", "k-rev", "the light", False),
+                               (second, "rejected", operator().name, "not her", False)]

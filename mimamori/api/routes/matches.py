@@ -24,4 +24,4 @@ def list_matches(actor: Reviewer, work: Work, case_id: str | None = None, status
 @router.post("/matches/{match_id}/review")
 def review(match_id: Annotated[int, Path(ge=1, le=2**31 - 1)], body: ReviewIn, actor: Reviewer,
            work: Work) -> MatchView:
-    return matches.review(work, actor, match_id, body.status)
+    return matches.review(work, actor, match_id, body.status, body.note)
