@@ -523,14 +523,15 @@ def sign_out(work: Workspace, token: str) -> None:
 def change_password(work: Workspace, signed: SignedIn, old: str, new: str) -> None:
     """A new password (the old one checked, throttled like a sign-in); the user's other sessions end."""
     actor = signed.actor
+    client = f"account:{signed.username}"[:100]  # the user's own: one user's mistakes block no one else
     with refusals_audited(work.sessions, actor, "change_password", target=_target(signed.username)):
         with work.sessions.begin() as session:
             now = utcnow()
-            until = _throttled(session, work.settings, signed.username, "change_password", now)
+            until = _throttled(session, work.settings, signed.username, client, now)
             user = session.get(User, signed.user_id) if until is None else None
             ok = user is not None and _password_ok(user, old)
             if until is None and not ok:
-                _failed(session, work.settings, signed.username, "change_password", now, user)
+                _failed(session, work.settings, signed.username, client, now, user)
         if until is not None:
             raise _refuse_throttled(until)
         if not ok:

@@ -288,6 +288,16 @@ def test_a_password_change_ends_the_other_sessions(work, clock):
     assert users.sign_in(work, "rei", "a brand new passphrase", "10.0.0.1")
 
 
+def test_guessing_the_current_password_is_throttled_too(work, clock):
+    signed = users.signed_in(work, signed_in(work, clock, enrolled(work, clock)))
+    for attempt in range(5):
+        with pytest.raises(InvalidInput):
+            users.change_password(work, signed, f"guess number {attempt}", "a brand new passphrase")
+    with pytest.raises(Unauthenticated) as refused:
+        users.change_password(work, signed, PASSWORD, "a brand new passphrase")
+    assert refused.value.reason == "throttled"
+
+
 def test_a_reset_invites_the_user_again(work, clock):
     secret = enrolled(work, clock)
     token = signed_in(work, clock, secret)
