@@ -10,6 +10,10 @@ Rows hold ids and counts, never face images or vectors.
 from __future__ import annotations
 
 import contextlib
+import csv
+import datetime as dt
+import io
+import json
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -17,7 +21,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import sessionmaker
 
-from mimamori.core.errors import MimamoriError, Misconfigured, Unavailable
+from mimamori.core.errors import InvalidInput, MimamoriError, Misconfigured, Unavailable
 from mimamori.stores.cases import AuditEvent
 
 CASE_ID_LENGTH = 64  # the audit table's case_id column
@@ -60,19 +64,57 @@ def refusals_audited(sessions: sessionmaker, actor: Actor, action: str, *, case_
 
 
 def read(sessions: sessionmaker, *, case_id: str | None = None, actor: str | None = None,
-         limit: int = 100, offset: int = 0) -> list[AuditEvent]:
+         limit: int = 100, offset: int = 0, action: str | None = None, since: dt.datetime | None = None,
+         until: dt.datetime | None = None) -> list[AuditEvent]:
+    """Newest first; ``since`` and ``until`` (aware times) bound ``at``, until excluded."""
+    for value in (since, until):
+        if value is not None and value.tzinfo is None:
+            raise InvalidInput("naive_time", "give since/until with a time zone")
     query = select(AuditEvent).order_by(AuditEvent.id.desc())
     if case_id is not None:
         query = query.where(AuditEvent.case_id == case_id)
     if actor is not None:
         query = query.where(AuditEvent.actor == actor)
+    if action is not None:
+        query = query.where(AuditEvent.action == action)
+    if since is not None:
+        query = query.where(AuditEvent.at >= since)
+    if until is not None:
+        query = query.where(AuditEvent.at < until)
     with sessions() as session:
         return list(session.scalars(query.limit(limit).offset(offset)))
 
 
 def read_audit(sessions: sessionmaker, actor: Actor, *, case_id: str | None = None, who: str | None = None,
-               limit: int = 100, offset: int = 0) -> list[AuditEvent]:
-    """Audit rows for an auditor; reading the log is itself audited."""
-    rows = read(sessions, case_id=case_id, actor=who, limit=limit, offset=offset)
-    record(sessions, actor, "read_audit", case_id=case_id, result_count=len(rows))
+               limit: int = 100, offset: int = 0, action: str | None = None, since: dt.datetime | None = None,
+               until: dt.datetime | None = None, export: bool = False) -> list[AuditEvent]:
+    """Audit rows for an auditor; reading the log is itself audited (``export_audit`` for a download)."""
+    with refusals_audited(sessions, actor, "export_audit" if export else "read_audit", case_id=case_id):
+        rows = read(sessions, case_id=case_id, actor=who, limit=limit, offset=offset, action=action, since=since,
+                    until=until)
+    record(sessions, actor, "export_audit" if export else "read_audit", case_id=case_id, result_count=len(rows),
+           **{k: v for k, v in (("who", who), ("action", action)) if v is not None},
+           **{k: v.isoformat() for k, v in (("since", since), ("until", until)) if v is not None})
     return rows
+
+
+AUDIT_COLUMNS = ("id", "at", "actor", "role", "action", "case_id", "target", "result_count", "outcome", "details")
+
+
+def _cell(value: Any) -> str:
+    """A CSV cell a spreadsheet shows as text: a leading = + - @ (a formula) is quoted away."""
+    if isinstance(value, dt.datetime):
+        return value.isoformat()
+    if isinstance(value, dict):
+        value = json.dumps(value, sort_keys=True, ensure_ascii=False)
+    text = "" if value is None else str(value)
+    return "'" + text if text[:1] in ("=", "+", "-", "@", "\t", "\r") else text
+
+
+def audit_csv(rows: list[AuditEvent]) -> str:
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\r\n")
+    writer.writerow(AUDIT_COLUMNS)
+    for row in rows:
+        writer.writerow([_cell(getattr(row, column)) for column in AUDIT_COLUMNS])
+    return out.getvalue()
