@@ -25,6 +25,7 @@ from mimamori.stores.cases import REVIEW_STATUSES, AuditEvent, Match, MatchDecis
 
 # Who may decide: auditors read the log, they do not write it.
 DECIDING_ROLES = ("admin", "reviewer", "operator")
+OPEN_STATUSES = ("pending_review", "unsure")  # still to decide
 NOTE_MAX_CHARS = 2000
 
 
@@ -89,13 +90,15 @@ def clean_note(note: str | None) -> str | None:
 
 
 def record_decisions(work: Workspace, actor: Actor, match_ids: list[int], decision: str, note: str | None,
-                     *, allowed: tuple[str, ...], bulk: bool = False) -> list[MatchView]:
+                     *, allowed: tuple[str, ...], bulk: bool = False, open_only: bool = False) -> list[MatchView]:
     """Decide matches in one transaction: decision rows, the matches' state, their claims released, audit rows.
 
     All or nothing: every match must exist, be of a case the actor is assigned to, and be free
-    or claimed by the actor (else ``claimed_by_other``). A repeat (the same reviewer, decision
-    and note as the match holds: a double click, a retried request) writes no second decision
-    row and leaves the match as it is; a different decision, note or reviewer is a new row.
+    or claimed by the actor (else ``claimed_by_other``); with ``open_only`` (the queue), still
+    to decide or last decided by the actor (else ``already_decided``: a page gone stale while
+    another reviewer decided). A repeat (the same reviewer, decision and note as the match
+    holds: a double click, a retried request) writes no second decision row and leaves the
+    match as it is; a different decision, note or reviewer is a new row.
     """
     ids = list(dict.fromkeys(int(i) for i in match_ids))
     target = f"match:{ids[0]}" if len(ids) == 1 else f"matches:{len(ids)}"
@@ -108,12 +111,25 @@ def record_decisions(work: Workspace, actor: Actor, match_ids: list[int], decisi
             raise Forbidden("role_cannot_review", f"a {actor.role} cannot decide matches")
         note = clean_note(note)
         with work.sessions.begin() as session:
-            views = _decide(session, actor, ids, decision, note, bulk)
+            views = _decide(session, actor, ids, decision, note, bulk, open_only)
     return views
 
 
+def _refusal(matches: list[Match], actor: Actor, now: dt.datetime) -> Conflict:
+    """Why the guarded update left a match out: another reviewer's claim, or their decision."""
+    for match in matches:
+        if match.claimed_by not in (None, actor.name) and match.claimed_until and match.claimed_until > now:
+            return Conflict("claimed_by_other",
+                            f"match {match.id} is being reviewed by {match.claimed_by}; it is not yours to decide")
+    decided = next((m for m in matches if m.status not in OPEN_STATUSES and m.reviewed_by != actor.name), None)
+    if decided is not None:
+        return Conflict("already_decided", f"match {decided.id} was decided ({decided.status}) by "
+                                           f"{decided.reviewed_by} meanwhile; open it again to change that")
+    return Conflict("claimed_by_other", "another reviewer took the match meanwhile")
+
+
 def _decide(session: Session, actor: Actor, ids: list[int], decision: str, note: str | None,
-            bulk: bool) -> list[MatchView]:
+            bulk: bool, open_only: bool) -> list[MatchView]:
     found = {m.id: m for m in session.scalars(select(Match).where(Match.id.in_(ids)))}
     missing = [i for i in ids if i not in found]
     if missing:
@@ -121,17 +137,17 @@ def _decide(session: Session, actor: Actor, ids: list[int], decision: str, note:
     for case_id in sorted({m.case_id for m in found.values()}):
         require_case_access(session, actor, case_id)
     now = utcnow()
-    # The first write, conditional: it takes the database's write lock and guards against a
-    # claim taken since the read above (two reviewers racing).
-    released = session.execute(
-        update(Match).where(Match.id.in_(ids), claim_is_free_or_mine(actor, now))
-        .values(claimed_by=None, claimed_until=None).execution_options(synchronize_session=False)).rowcount
+    # The first write, conditional: it takes the database's write lock (the rows' locks on
+    # PostgreSQL) and refuses a claim or a decision another reviewer made since the read above.
+    guard = [Match.id.in_(ids), claim_is_free_or_mine(actor, now)]
+    if open_only:
+        guard.append(or_(Match.status.in_(OPEN_STATUSES), Match.reviewed_by == actor.name))
+    released = session.execute(update(Match).where(*guard).values(claimed_by=None, claimed_until=None)
+                               .execution_options(synchronize_session=False)).rowcount
+    session.expire_all()
+    found = {m.id: m for m in session.scalars(select(Match).where(Match.id.in_(ids)))}  # as now locked
     if released != len(ids):
-        session.expire_all()
-        held = session.scalars(select(Match).where(Match.id.in_(ids), ~claim_is_free_or_mine(actor, now))).first()
-        who = held.claimed_by if held else "another reviewer"
-        raise Conflict("claimed_by_other",
-                       f"match {held.id if held else ids[0]} is being reviewed by {who}; it is not yours to decide")
+        raise _refusal(list(found.values()), actor, now)
     changed = [m for m in found.values()
                if (m.status, m.note, m.reviewed_by) != (decision, note, actor.name)]
     for match in changed:

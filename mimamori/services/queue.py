@@ -137,6 +137,7 @@ def review_queue(work: Workspace, actor: Actor, *, case_id: str | None = None, o
         where = [_lane_condition(actor, LANES[lane]), claim_is_free_or_mine(actor, now)]
         if case_id is not None:
             require_case_access(session, actor, case_id)
+            get_case(session, case_id)
             where.append(Match.case_id == case_id)
         else:
             visible = visible_case_ids(session, actor)
@@ -286,14 +287,16 @@ def release(work: Workspace, actor: Actor, match_ids: Iterable[int]) -> int:
 
 
 def decide(work: Workspace, actor: Actor, match_id: int, decision: str, note: str | None = None) -> MatchView:
-    """Confirm, reject or mark unsure one match (its claim released); see matches.record_decisions."""
-    return record_decisions(work, actor, [match_id], decision, note, allowed=DECISIONS)[0]
+    """Confirm, reject or mark unsure one match still to decide (or the actor's own decision again);
+    its claim is released. See matches.record_decisions."""
+    return record_decisions(work, actor, [match_id], decision, note, allowed=DECISIONS, open_only=True)[0]
 
 
 def decide_cluster(work: Workspace, actor: Actor, match_ids: list[int], decision: str,
                    note: str | None = None) -> list[MatchView]:
     """One decision for a whole cluster, in one transaction (all or none); each row marked bulk."""
-    return record_decisions(work, actor, list(match_ids), decision, note, allowed=DECISIONS, bulk=True)
+    return record_decisions(work, actor, list(match_ids), decision, note, allowed=DECISIONS, bulk=True,
+                            open_only=True)
 
 
 def _decision_rows(session: Session, where: list) -> list[DecisionRow]:

@@ -7,7 +7,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
+import threading
 
 import pytest
 from alembic.autogenerate import compare_metadata
@@ -16,11 +18,24 @@ from sqlalchemy import Integer, select, text
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import sessionmaker
 
-from mimamori.services import audit
+from mimamori.core.config import load_settings
+from mimamori.core.errors import Conflict
+from mimamori.services import audit, queue
 from mimamori.services.audit import Actor
 from mimamori.services.auth import authenticate, create_api_key, revoke_api_key
 from mimamori.services.watchlist import record_matches
-from mimamori.stores.cases import ApiKey, AuditEvent, Base, Case, Match, open_database, utcnow
+from mimamori.services.workspace import Workspace
+from mimamori.stores.cases import (
+    ApiKey,
+    AuditEvent,
+    Base,
+    Case,
+    CaseAssignment,
+    Match,
+    MatchDecision,
+    open_database,
+    utcnow,
+)
 
 HEAD = "0005"  # the newest migration
 
@@ -36,7 +51,7 @@ BIGGEST_FACE_ID = 2**63 - 1  # face ids are Milvus INT64 keys
 
 
 class CaseDatabaseChecks:
-    """Migrations, the append-only audit log, API keys and unique matches, on one engine."""
+    """Migrations, the append-only audit log, API keys, unique matches and exclusive claims, on one engine."""
 
     @pytest.fixture
     def database_url(self) -> str:
@@ -100,3 +115,42 @@ class CaseDatabaseChecks:
             assert match.scraped_at == now and match.face_id == face
         with sessions() as session:
             assert len(audit.read(sessions)) == 0 and not list(session.scalars(select(AuditEvent)))
+
+    def test_reviewers_racing_for_matches_never_hold_or_decide_the_same_one(self, sessions: sessionmaker):
+        """Four reviewers claim the same 40 matches at once, in batches, then each tries to decide
+        all of them: every match is held by one reviewer and decided by that one only."""
+        work = Workspace(load_settings("local"), sessions)
+        reviewers = [Actor(f"r{n}", "reviewer") for n in range(4)]
+        with sessions.begin() as session:
+            session.add(Case(id="c1", display_name="C.", created_by="staff"))
+            session.flush()
+            session.add_all(CaseAssignment(case_id="c1", username=r.name, assigned_by="staff") for r in reviewers)
+        ids = [m.id for m in record_matches(sessions, [("c1", face, f"{face:064x}", 0.97) for face in range(1, 41)],
+                                            "m@v", "stream")]
+        held: dict[str, list[int]] = {}
+        decided: dict[str, list[int]] = {}
+        start = threading.Barrier(len(reviewers))
+
+        def review(actor: Actor, order: list[int]) -> None:
+            start.wait()
+            held[actor.name] = [i for b in range(0, len(order), 5) for i in queue.claim(work, actor, order[b:b + 5])]
+            start.wait()
+            decided[actor.name] = []
+            for match_id in order:
+                with contextlib.suppress(Conflict):  # another reviewer's claim
+                    decided[actor.name].append(queue.decide(work, actor, match_id, "rejected").id)
+
+        orders = [ids, ids[::-1], ids[1::2] + ids[::2], ids[::2] + ids[1::2]]
+        threads = [threading.Thread(target=review, args=pair) for pair in zip(reviewers, orders, strict=True)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        assert sorted(i for got in held.values() for i in got) == ids  # each match held once
+        assert {name: sorted(got) for name, got in decided.items()} == {name: sorted(got) for name, got in held.items()}
+        with sessions() as session:
+            rows = [(d.match_id, d.actor) for d in session.scalars(select(MatchDecision))]
+            with pytest.raises(DBAPIError, match="append-only"), sessions.begin() as writing:
+                writing.execute(text("update match_decisions set decision = 'confirmed'"))
+        owner = {i: name for name, got in held.items() for i in got}
+        assert sorted(rows) == sorted(owner.items())

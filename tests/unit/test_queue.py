@@ -134,6 +134,9 @@ def test_a_reviewer_sees_only_assigned_cases_and_admins_see_all(work):
         matches.list_matches(work, ANNA, case_id="c2")
     with pytest.raises(InvalidInput):
         queue.review_queue(work, ANNA, lane="later")
+    with pytest.raises(NotFound) as unknown:
+        queue.review_queue(work, ADMIN, case_id="nobody")
+    assert unknown.value.reason == "unknown_case"
 
 
 def test_claims_are_exclusive_until_they_expire_or_are_released(work):
@@ -220,10 +223,16 @@ def test_a_decision_is_logged_sets_the_match_releases_the_claim_and_is_audited(w
     again = queue.decide(work, ANNA, match_id, "confirmed", note="her tattoo")
     assert again == decided and len(decisions(work)) == 1
     assert audit_rows(work, action="review", outcome="ok")[-1].details["repeat"] is True
-    # A real second decision (another note, another decision or another reviewer) is a new row.
-    queue.decide(work, BEN, match_id, "confirmed", note="her tattoo")
-    queue.decide(work, BEN, match_id, "rejected", note="not her: the scar is missing")
-    assert [d[1:3] for d in decisions(work)] == [("confirmed", "anna"), ("confirmed", "ben"), ("rejected", "ben")]
+    # In the queue, a match another reviewer decided meanwhile is theirs (a stale page); its
+    # reviewer may change it, and so may an explicit review (the CLI, the API): new rows.
+    with pytest.raises(Conflict) as stale:
+        queue.decide(work, BEN, match_id, "rejected")
+    assert stale.value.reason == "already_decided"
+    queue.decide(work, ANNA, match_id, "confirmed", note="her tattoo, left arm")
+    matches.review(work, BEN, match_id, "confirmed", note="her tattoo, left arm")
+    matches.review(work, BEN, match_id, "rejected", note="not her: the scar is missing")
+    assert [d[1:3] for d in decisions(work)] == [("confirmed", "anna"), ("confirmed", "anna"), ("confirmed", "ben"),
+                                                 ("rejected", "ben")]
     with pytest.raises(InvalidInput) as long:
         queue.decide(work, BEN, match_id, "rejected", note="x" * 2001)
     assert long.value.reason == "note_too_long"
