@@ -21,6 +21,7 @@ from mimamori.api.routes import audit, cases, keys, matches, search, users
 from mimamori.core import metrics
 from mimamori.core.config import Settings
 from mimamori.services.workspace import Workspace
+from mimamori.web import mount_web
 
 
 def create_app(settings: Settings, workspace: Workspace | None = None) -> FastAPI:
@@ -46,4 +47,5 @@ def create_app(settings: Settings, workspace: Workspace | None = None) -> FastAP
     install_error_handlers(app)
     for router in (keys.router, users.router, cases.router, search.router, matches.router, audit.router):
         app.include_router(router)
+    mount_web(app)  # the review workbench's pages and static files (mimamori/web), outside the OpenAPI schema
     return app

@@ -1,0 +1,84 @@
+"""The review workbench: server-rendered pages for staff, served by the API process.
+
+``mount_web(app)`` adds the pages (``routes/``), the static files (plain CSS and JavaScript,
+no CDN, no build step), the security headers of every page, and the pages' answers to a
+refusal (an HTML page, or a redirect to sign-in). The API's JSON routes are left as they are.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import RedirectResponse, Response
+from fastapi.staticfiles import StaticFiles
+
+from mimamori.api.errors import audit_refusal, http_status
+from mimamori.core import errors
+from mimamori.web.render import NO_STORE, SECURITY_HEADERS, STATIC, error_text, render
+from mimamori.web.routes import router, shared
+from mimamori.web.security import SignInRequired, language_of
+
+log = logging.getLogger(__name__)
+STATIC_PREFIX = "/static/"
+
+
+def is_web(request: Request) -> bool:
+    """Answered by a workbench page (or its static files), not by a JSON route of the API."""
+    if request.url.path.startswith(STATIC_PREFIX):
+        return True
+    endpoint = getattr(request.scope.get("route"), "endpoint", None)
+    return getattr(endpoint, "__module__", "").startswith("mimamori.web.")
+
+
+def mount_web(app: FastAPI) -> None:
+    app.include_router(router)
+    first = len(app.router.routes)
+    app.include_router(shared)  # browsers' pages on the API's paths: tried before the API's routes
+    pages = app.router.routes[first:]
+    del app.router.routes[first:]
+    app.router.routes[0:0] = pages
+    app.mount("/static", StaticFiles(directory=STATIC), name="static")
+    api_refused = app.exception_handlers[errors.MimamoriError]
+    api_invalid = app.exception_handlers[RequestValidationError]
+
+    async def sign_in_first(_request: Request, error: SignInRequired) -> Response:
+        return RedirectResponse(error.next_path, status_code=303)
+
+    async def refused(request: Request, error: errors.MimamoriError) -> Response:
+        if not is_web(request):
+            return await api_refused(request, error)
+        server_side = isinstance(error, errors.Unavailable | errors.Misconfigured)
+        if not error.audited:
+            audit_refusal(request, error.reason, "failed" if server_side else "rejected")
+        if server_side:
+            log.error("%s %s: %s", request.method, request.url.path, error, exc_info=error)
+        language = getattr(request.state, "language", None) or language_of(request)
+        message = error_text(language, "unavailable" if server_side else error)
+        return render(request, "error.html", {"message": message, "status": http_status(error)},
+                      status=http_status(error), language=language)
+
+    async def invalid(request: Request, error: RequestValidationError) -> Response:
+        if not is_web(request):
+            return await api_invalid(request, error)
+        audit_refusal(request, "invalid_request")
+        language = getattr(request.state, "language", None) or language_of(request)
+        return render(request, "error.html", {"message": error_text(language, "invalid_request"), "status": 422},
+                      status=422, language=language)
+
+    app.add_exception_handler(SignInRequired, sign_in_first)
+    app.add_exception_handler(errors.MimamoriError, refused)
+    app.add_exception_handler(RequestValidationError, invalid)
+
+    @app.middleware("http")
+    async def _web_headers(request: Request, call_next):
+        response = await call_next(request)
+        if is_web(request):
+            for name, value in SECURITY_HEADERS.items():
+                response.headers.setdefault(name, value)
+            if request.url.path.startswith(STATIC_PREFIX):
+                response.headers["Cache-Control"] = "no-cache"
+            else:
+                response.headers.update(NO_STORE)
+        return response

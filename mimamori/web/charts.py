@@ -1,0 +1,133 @@
+"""The operations page's numbers: the Grafana dashboards' queries over the last day, from
+Prometheus's HTTP API (``/api/v1/query_range``), drawn as small SVG line charts on the server.
+
+The queries are the dashboards' own (docker/grafana/dashboards), summed to one line each, so
+the page and Grafana never disagree. When Prometheus cannot be reached the page says so.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import math
+import urllib.error
+import urllib.parse
+import urllib.request
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from markupsafe import Markup, escape
+
+from mimamori.core.config import Settings
+from mimamori.web.i18n import N_
+
+WINDOW = dt.timedelta(hours=24)
+STEP_S = 600  # 144 points a day
+TIMEOUT_S = 3.0
+
+
+@dataclass(frozen=True)
+class Panel:
+    key: str
+    title: str  # marked for the catalogs, translated in the template
+    unit: str
+    query: str  # the dashboard panel's PromQL, as one series
+
+
+PANELS = (
+    Panel("ingest", N_("Media in (per second)"), "/s",
+          'sum(rate(mimamori_kafka_topic_end_offset{topic=~"(.*[.])?media[.]scraped"}[5m]))'),
+    Panel("lag", N_("Consumer lag (messages)"), "",
+          'sum(mimamori_kafka_group_lag_messages{role="live"})'),
+    Panel("faces", N_("Faces indexed (per second)"), "/s", "sum(rate(mimamori_faces_indexed_total[5m]))"),
+    Panel("dead_letters", N_("Dead letters (per hour)"), "", "sum(increase(mimamori_dead_letters_total[1h]))"),
+    Panel("pending", N_("Matches waiting for review"), "", "max(mimamori_watchlist_pending_matches)"),
+)
+
+
+@dataclass(frozen=True)
+class Chart:
+    panel: Panel
+    points: list[tuple[float, float]]  # (unix time, value)
+    svg: Markup
+    latest: float | None
+
+
+class PrometheusUnreachable(Exception):
+    pass
+
+
+Fetch = Callable[[str], dict[str, Any]]
+
+
+def prometheus_url(settings: Settings) -> str:
+    return (settings.web.prometheus_url or f"http://{settings.stack.monitoring.prometheus_address}").rstrip("/")
+
+
+def fetch_json(url: str) -> dict[str, Any]:
+    """GET a Prometheus API URL; any failure to reach it or to read its answer is PrometheusUnreachable."""
+    try:
+        with urllib.request.urlopen(url, timeout=TIMEOUT_S) as answer:
+            return json.loads(answer.read(4 * 1024 * 1024))
+    except (OSError, ValueError, urllib.error.URLError) as error:
+        raise PrometheusUnreachable(str(error)) from None
+
+
+def query_range(base: str, query: str, end: dt.datetime, fetch: Fetch) -> list[tuple[float, float]]:
+    params = urllib.parse.urlencode({"query": query, "start": f"{(end - WINDOW).timestamp():.0f}",
+                                     "end": f"{end.timestamp():.0f}", "step": str(STEP_S)})
+    answer = fetch(f"{base}/api/v1/query_range?{params}")
+    if answer.get("status") != "success":
+        raise PrometheusUnreachable(str(answer.get("error", "query refused")))
+    points: list[tuple[float, float]] = []
+    for series in answer.get("data", {}).get("result", [])[:1]:
+        for when, value in series.get("values", []):
+            number = float(value)
+            if math.isfinite(number):
+                points.append((float(when), number))
+    return points
+
+
+def _number(value: float) -> str:
+    if value == 0:
+        return "0"
+    if abs(value) >= 100:
+        return f"{value:,.0f}"
+    return f"{value:.3g}"
+
+
+def line_chart(points: list[tuple[float, float]], end: dt.datetime, width: int = 360, height: int = 96) -> Markup:
+    """An SVG line over the day (time left to right), its maximum labelled; classes only (no style)."""
+    pad_left, pad_top, pad_bottom = 4, 14, 16
+    inner_w, inner_h = width - 2 * pad_left, height - pad_top - pad_bottom
+    start = (end - WINDOW).timestamp()
+    top = max((v for _t, v in points), default=0.0) or 1.0
+    coords = " ".join(f"{pad_left + (t - start) / WINDOW.total_seconds() * inner_w:.1f},"
+                      f"{pad_top + inner_h - (v / top) * inner_h:.1f}" for t, v in points)
+    base_y = pad_top + inner_h
+    parts = [f'<svg class="chart" viewBox="0 0 {width} {height}" width="{width}" height="{height}" role="img" '
+             f'xmlns="http://www.w3.org/2000/svg">',
+             f'<line class="chart-axis" x1="{pad_left}" y1="{base_y}" x2="{width - pad_left}" y2="{base_y}"/>',
+             f'<text class="chart-label" x="{pad_left}" y="10">max {escape(_number(top))}</text>',
+             f'<text class="chart-label" x="{pad_left}" y="{height - 3}">-24 h</text>',
+             f'<text class="chart-label chart-label-end" x="{width - pad_left}" y="{height - 3}">now</text>']
+    if coords:
+        parts.append(f'<polyline class="chart-line" points="{coords}"/>')
+    parts.append("</svg>")
+    return Markup("".join(parts))
+
+
+def operations_charts(settings: Settings, fetch: Fetch = fetch_json,
+                      now: dt.datetime | None = None) -> list[Chart] | None:
+    """One chart per panel; None when Prometheus cannot be reached (the first failure stops)."""
+    end = now or dt.datetime.now(dt.UTC)
+    base = prometheus_url(settings)
+    charts = []
+    try:
+        for panel in PANELS:
+            points = query_range(base, panel.query, end, fetch)
+            charts.append(Chart(panel, points, line_chart(points, end), points[-1][1] if points else None))
+    except PrometheusUnreachable:
+        return None
+    return charts

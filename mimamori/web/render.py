@@ -1,0 +1,126 @@
+"""Pages: one Jinja2 environment per language, the security headers every page carries.
+
+Templates are escaped by default and use no inline script or style, so the Content Security
+Policy below can forbid both. Every page and image is ``Cache-Control: no-store``: what a
+reviewer saw is not left in a browser's cache.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+from fastapi import Request
+from fastapi.responses import HTMLResponse
+from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
+
+from mimamori.core.errors import MimamoriError
+from mimamori.web.i18n import LANGUAGES, N_, translations
+
+TEMPLATES = Path(__file__).resolve().parent / "templates"
+STATIC = Path(__file__).resolve().parent / "static"
+
+CSP = ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+       "frame-ancestors 'none'; form-action 'self'; base-uri 'none'")
+SECURITY_HEADERS = {
+    "Content-Security-Policy": CSP,
+    "Referrer-Policy": "no-referrer",
+    "X-Content-Type-Options": "nosniff",
+    "X-Frame-Options": "DENY",
+    "Cross-Origin-Opener-Policy": "same-origin",
+    "Cross-Origin-Resource-Policy": "same-origin",
+}
+NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
+
+# Refusals a person meets on a page, said in their language; others show the service's sentence.
+REASONS = {
+    "too_large": N_("The file is too large."),
+    "file_too_large": N_("The file is too large."),
+    "unsupported_media_type": N_("This is not an image: upload a JPEG, PNG, WebP, GIF, BMP or TIFF photo."),
+    "unsupported_format": N_("This is not an image: upload a JPEG, PNG, WebP, GIF, BMP or TIFF photo."),
+    "corrupt_image": N_("The image is damaged and cannot be read."),
+    "empty_file": N_("The file is empty."),
+    "image_too_large": N_("The image has too many pixels to be read safely."),
+    "decompression_bomb": N_("The image has too many pixels to be read safely."),
+    "image_too_small": N_("The image is too small to find a face in."),
+    "no_face": N_("No face was found in the photo; use a photo where the face is clearly visible."),
+    "several_faces": N_("Several faces were found; use a photo of the client alone."),
+    "not_a_photo": N_("Enrol photos, not videos."),
+    "no_photo": N_("Choose a photo first."),
+    "nothing_enrolled": N_("The case has no enrolled photo yet."),
+    "consent_missing": N_("The case has no consent on record for this."),
+    "consent_expired": N_("The consent of this case has expired."),
+    "consent_out_of_scope": N_("The consent in force does not cover this."),
+    "case_exists": N_("A case with this id exists already."),
+    "unknown_case": N_("There is no such case."),
+    "unknown_match": N_("There is no such match."),
+    "not_assigned": N_("This case is not assigned to you; an admin assigns cases."),
+    "forbidden": N_("Your role does not allow this."),
+    "role_cannot_review": N_("Your role does not allow deciding matches."),
+    "claimed_by_other": N_("Another reviewer holds this item now."),
+    "already_decided": N_("Another reviewer decided this item meanwhile."),
+    "note_too_long": N_("The note is too long (2000 characters at most)."),
+    "sign_in_failed": N_("The username or password is wrong, or this account cannot sign in now."),
+    "wrong_code": N_("The code is wrong or was used already; wait for the next one and try again."),
+    "throttled": N_("Too many failed sign-ins; try again later."),
+    "session_expired": N_("Sign in again with your password."),
+    "invitation_invalid": N_("This invitation is unknown, used or expired; ask an admin for a new one."),
+    "password_too_short": N_("The password is too short."),
+    "password_has_username": N_("The password must not contain the username."),
+    "wrong_password": N_("The current password is wrong."),
+    "passwords_differ": N_("The two new passwords differ."),
+    "confirmation_differs": N_("Type the case id exactly to confirm."),
+    "csrf": N_("This form has expired. Reload the page and try again."),
+    "bad_username": N_("A username is 1 to 64 lower-case letters, digits or . _ @ -."),
+    "user_exists": N_("This user exists already."),
+    "own_account": N_("You cannot disable your own account."),
+    "invalid_request": N_("Some fields of the form are missing or wrong."),
+    "unavailable": N_("A service the workbench needs is not reachable now. Try again later."),
+}
+
+
+def when(value: dt.datetime | str | None) -> str:
+    """A time as people read it, in UTC (the zone is said)."""
+    if value is None or value == "":
+        return "—"
+    if isinstance(value, str):
+        try:
+            value = dt.datetime.fromisoformat(value)
+        except ValueError:
+            return value
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=dt.UTC)
+    return value.astimezone(dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
+
+
+@cache
+def environment(language: str) -> Environment:
+    env = Environment(loader=FileSystemLoader(TEMPLATES), autoescape=select_autoescape(default=True),
+                      extensions=["jinja2.ext.i18n"], undefined=StrictUndefined, trim_blocks=True,
+                      lstrip_blocks=True)
+    env.install_gettext_translations(translations(language), newstyle=True)  # type: ignore[attr-defined]
+    env.filters["when"] = when
+    return env
+
+
+def error_text(language: str, error: MimamoriError | str) -> str:
+    """A refusal in the reader's language when it is a known one, else the service's sentence."""
+    reason = error if isinstance(error, str) else error.reason
+    if reason in REASONS:
+        return translations(language).gettext(REASONS[reason])
+    return reason if isinstance(error, str) else str(error)
+
+
+def render(request: Request, template: str, context: dict[str, Any] | None = None, *, status: int = 200,
+           language: str | None = None) -> HTMLResponse:
+    """A page in the language of the signed-in user (request.state.language), or ``language``."""
+    language = language or getattr(request.state, "language", None) or "en"
+    language = language if language in LANGUAGES else "en"
+    staff = getattr(request.state, "staff", None)
+    values = {"request": request, "staff": staff, "lang": language, "path": request.url.path,
+              "csrf_token": staff.signed.csrf_token if staff is not None else "", "error": None, "notice": None}
+    values.update(context or {})
+    html = environment(language).get_template(template).render(values)
+    return HTMLResponse(html, status_code=status, headers={"Content-Language": language})

@@ -1,0 +1,118 @@
+"""The review queue, a match's page, and decisions (one match, or a whole cluster).
+
+Opening the queue claims the batch it shows (services/queue.py: exclusive, for the
+organisation's claim minutes); an item another reviewer won in the meantime is left out.
+A decision is a plain form post that comes back to the page it was made on.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from typing import Annotated, Literal
+from urllib.parse import urlencode
+
+from fastapi import APIRouter, Depends, Form, Path, Request
+from fastapi.responses import RedirectResponse, Response
+from starlette.concurrency import run_in_threadpool
+
+from mimamori.core.errors import MimamoriError
+from mimamori.services import queue, users
+from mimamori.stores.cases import DECISIONS
+from mimamori.web.render import error_text, render
+from mimamori.web.security import Staff, page, safe_next, workspace
+
+router = APIRouter()
+Reviewing = Annotated[Staff, Depends(page("admin", "reviewer"))]
+MatchId = Annotated[int, Path(ge=1, le=2**31 - 1)]
+Decision = Annotated[Literal[DECISIONS], Form()]  # type: ignore[valid-type]
+Note = Annotated[str, Form(max_length=2000)]
+Back = Annotated[str, Form(max_length=2000)]
+BATCH = 20  # items claimed and shown at once
+# Refusals of a decision said on the queue page (the item was taken or decided meanwhile).
+KEPT_ON_PAGE = ("claimed_by_other", "already_decided", "note_too_long")
+
+
+def _held(queues: list[queue.CaseQueue], held: set[int]) -> list[queue.CaseQueue]:
+    """The queue with only the items this reviewer now holds."""
+    kept = []
+    for case in queues:
+        clusters = [replace(c, items=[i for i in c.items if i.match_id in held]) for c in case.clusters]
+        kept.append(replace(case, clusters=[c for c in clusters if c.items]))
+    return kept
+
+
+@router.get("/queue")
+def queue_page(request: Request, staff: Reviewing, case: str | None = None,
+               lane: Literal["pending", "unsure"] = "pending", order: Literal["newest", "strongest"] = "newest",
+               error: str | None = None) -> Response:
+    work = workspace(request)
+    queues = queue.review_queue(work, staff.actor, case_id=case, order=order, lane=lane, limit=BATCH)
+    shown = [item.match_id for q in queues for c in q.clusters for item in c.items]
+    held = set(queue.claim(work, staff.actor, shown)) if shown else set()
+    started = users.review_activity(work, staff.token) if held else staff.signed.review_started_at
+    kept = urlencode([(k, v) for k, v in request.query_params.multi_items() if k != "error"])
+    here = request.url.path + (f"?{kept}" if kept else "")
+    return render(request, "queue.html", {
+        "queues": _held(queues, held), "all_cases": queues, "case": case, "lane": lane, "order": order,
+        "claim_minutes": staff.org.claim_minutes, "break_minutes": staff.org.break_minutes,
+        "review_started": started, "back": safe_next(here),
+        "error": error_text(staff.view.language, error) if error else None})
+
+
+@router.get("/matches/{match_id}")
+def match_page(request: Request, staff: Reviewing, match_id: MatchId) -> Response:
+    work = workspace(request)
+    held = match_id in queue.claim(work, staff.actor, [match_id])  # only a match of the reviewer's cases
+    evidence = queue.evidence(work, staff.actor, match_id)  # access checked, audited
+    if held:
+        users.review_activity(work, staff.token)
+    return render(request, "match.html", {"evidence": evidence, "held": held, "decisions": DECISIONS,
+                                          "back": f"/matches/{match_id}",
+                                          "break_minutes": staff.org.break_minutes,
+                                          "review_started": staff.signed.review_started_at})
+
+
+def _back(back: str, error: MimamoriError | None = None) -> Response:
+    target = safe_next(back, "/queue")
+    if error is not None:
+        target += ("&" if "?" in target else "?") + f"error={error.reason}"
+    return RedirectResponse(target, status_code=303)
+
+
+@router.post("/matches/{match_id}/decision")
+async def decide(request: Request, staff: Reviewing, match_id: MatchId, decision: Decision, note: Note = "",
+                 back: Back = "/queue") -> Response:
+    try:
+        await run_in_threadpool(queue.decide, workspace(request), staff.actor, match_id, decision, note or None)
+    except MimamoriError as error:
+        if error.reason not in KEPT_ON_PAGE:
+            raise
+        return _back("/queue" if back.startswith("/matches/") else back, error)
+    return _back("/queue" if back == f"/matches/{match_id}" else back)
+
+
+@router.post("/queue/decisions")
+async def decide_cluster(request: Request, staff: Reviewing, match_ids: Annotated[list[int], Form()],
+                         decision: Decision, note: Note = "", back: Back = "/queue") -> Response:
+    try:
+        await run_in_threadpool(queue.decide_cluster, workspace(request), staff.actor, match_ids, decision,
+                                note or None)
+    except MimamoriError as error:
+        if error.reason not in KEPT_ON_PAGE:
+            raise
+        return _back(back, error)
+    return _back(back)
+
+
+@router.post("/queue/release")
+async def release(request: Request, staff: Reviewing, match_ids: Annotated[list[int], Form()]) -> Response:
+    """Give back the batch shown (say, at the end of a shift), so others may take it at once."""
+    await run_in_threadpool(queue.release, workspace(request), staff.actor, match_ids)
+    return RedirectResponse("/account", status_code=303)
+
+
+@router.post("/queue/break")
+async def took_a_break(request: Request, staff: Reviewing, back: Back = "/queue") -> Response:
+    """The reviewer took a break: continuous review starts again from now."""
+    await run_in_threadpool(lambda: users.review_activity(workspace(request), staff.token, take_break=True))
+    return _back(back)
