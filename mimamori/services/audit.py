@@ -93,7 +93,7 @@ def read_audit(sessions: sessionmaker, actor: Actor, *, case_id: str | None = No
         rows = read(sessions, case_id=case_id, actor=who, limit=limit, offset=offset, action=action, since=since,
                     until=until)
     record(sessions, actor, "export_audit" if export else "read_audit", case_id=case_id, result_count=len(rows),
-           **{k: v for k, v in (("who", who), ("action", action)) if v is not None},
+           **{k: v for k, v in (("who", who), ("of_action", action)) if v is not None},
            **{k: v.isoformat() for k, v in (("since", since), ("until", until)) if v is not None})
     return rows
 
