@@ -40,7 +40,7 @@ setup(
         "mimamori.stores.migrations": ["*.ini", "*.mako", "versions/*.py"],
         "mimamori.stack": ["*.xml"],
         "mimamori.streams.schemas": ["*.json"],
-        "mimamori.web": ["templates/*.html", "static/*.js", "static/*.css", "i18n/*/LC_MESSAGES/*.po"],
+        "mimamori.web": ["templates/*.html", "static/*.js", "static/*.css", "static/*.svg", "i18n/*/LC_MESSAGES/*.po"],
     },
     install_requires=[
         "apache-beam>=2.77,<2.78",

@@ -9,13 +9,21 @@
   // -- reveal and blur again ---------------------------------------------------------------------
   function reblur(img) {
     if (!img || img.dataset.revealed !== "true") return;
-    const url = img.src;
     img.src = img.dataset.blurredSrc;
     img.dataset.revealed = "false";
     img.classList.remove("revealed");
     const button = document.getElementById("reveal-" + img.id);
     if (button) button.setAttribute("aria-pressed", "false");
-    if (url.startsWith("blob:")) URL.revokeObjectURL(url);
+  }
+
+  // The original as a data: URL (the CSP allows img-src 'self' data:), kept in this one element only.
+  function asDataUrl(blob) {
+    return new Promise((resolve, reject) => {
+      const reader = new FileReader();
+      reader.onload = () => resolve(reader.result);
+      reader.onerror = () => reject(reader.error);
+      reader.readAsDataURL(blob);
+    });
   }
 
   function reblurAll(root) {
@@ -34,8 +42,9 @@
       img.classList.add("reveal-refused");
       return;
     }
-    const blob = await answer.blob();
-    img.src = URL.createObjectURL(blob);
+    const original = await asDataUrl(await answer.blob());
+    if (item && !item.contains(document.activeElement) && document.activeElement !== document.body) return;
+    img.src = original;
     img.dataset.revealed = "true";
     img.classList.add("revealed");
     const button = document.getElementById("reveal-" + img.id);
@@ -87,7 +96,10 @@
     if (event.ctrlKey || event.metaKey || event.altKey) return;
     const typing = event.target.closest && event.target.closest("input, textarea, select");
     if (typing) {
-      if (event.key === "Escape") event.target.blur();
+      if (event.key === "Escape") {  // back to the item, so its shortcuts work again
+        const owner = event.target.closest("article.item");
+        if (owner) owner.focus(); else event.target.blur();
+      }
       return;
     }
     const item = current();
