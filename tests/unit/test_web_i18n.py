@@ -35,6 +35,7 @@ def test_every_message_of_the_pages_has_a_japanese_translation():
     ja, en = catalog("ja"), catalog("en")
     untranslated = sorted(m for m in used if not (ja.get(m) and ja.get(m).string))
     assert not untranslated, untranslated
+    assert not [m.id for m in ja if m.id and m.string == m.id], "English left in the Japanese catalog"
     assert not sorted(m for m in used if not en.get(m)), "messages missing from the English catalog"
     unused = sorted(m.id for m in ja if m.id and m.id not in used)
     assert not unused, f"catalog entries no page uses: {unused}"

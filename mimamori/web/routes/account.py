@@ -18,7 +18,8 @@ Signed = Annotated[Staff, Depends(page())]
 
 
 def _page(request: Request, staff: Staff, status: int = 200, **context) -> Response:
-    return render(request, "account.html", {"blur_range": users.BLUR_RADIUS, **context}, status=status)
+    return render(request, "account.html", {"blur_range": users.BLUR_RADIUS, **context, "min_password":
+                                            workspace(request).settings.web.min_password_length}, status=status)
 
 
 @router.get("/account")

@@ -117,8 +117,9 @@ def _enrolment_page(request: Request, token: str, error: str | None = None, stat
     except Unauthenticated as refusal:
         return _anonymous_form(request, "invite_invalid.html", {"message": error_text(language_of(request), refusal)},
                                status=404)
-    return _anonymous_form(request, "invite.html", {"enrolment": enrolment, "token": token, "error": error},
-                           status=status)
+    minimum = workspace(request).settings.web.min_password_length
+    return _anonymous_form(request, "invite.html", {"enrolment": enrolment, "token": token, "error": error,
+                                                    "min_password": minimum}, status=status)
 
 
 @router.get("/invite/{token}")
