@@ -67,6 +67,19 @@ def mount_web(app: FastAPI) -> None:
         return render(request, "error.html", {"message": error_text(language, "invalid_request"), "status": 422},
                       status=422, language=language)
 
+    api_unexpected = app.exception_handlers[Exception]
+
+    async def unexpected(request: Request, error: Exception) -> Response:
+        if not is_web(request):
+            return await api_unexpected(request, error)
+        log.exception("unexpected error on a page")
+        language = getattr(request.state, "language", None) or "en"
+        response = render(request, "error.html", {"message": error_text(language, "unavailable"), "status": 500},
+                          status=500, language=language)
+        response.headers.update({**SECURITY_HEADERS, **NO_STORE})  # outside the headers middleware
+        return response
+
+    app.add_exception_handler(Exception, unexpected)
     app.add_exception_handler(SignInRequired, sign_in_first)
     app.add_exception_handler(errors.MimamoriError, refused)
     app.add_exception_handler(RequestValidationError, invalid)

@@ -131,6 +131,19 @@ def test_sign_in_with_password_and_code_sets_a_strict_session_cookie(work):
     assert logout.status_code == 303 and client.get("/cases").status_code == 303
 
 
+def test_the_way_back_keeps_its_query_through_both_steps(work):
+    client = signed_in_client(work)
+    back = "/queue?lane=unsure&order=strongest"
+    assert client.get(back).headers["location"] == "/login?next=/queue%3Flane%3Dunsure%26order%3Dstrongest"
+    token = csrf_of(client.get("/login", params={"next": back}).text)
+    step = client.post("/login", data={"csrf_token": token, "username": "anna", "password": PASSWORD, "next": back})
+    code_page = client.get(step.headers["location"])
+    done = client.post("/login/code", data={"csrf_token": csrf_of(code_page.text), "code": code_for("anna", 1),
+                                            "next": re.search(r'name="next" value="([^"]*)"', code_page.text)
+                                            .group(1).replace("&amp;", "&")})
+    assert done.headers["location"] == back
+
+
 def test_the_way_back_after_sign_in_stays_on_this_site():
     for hostile in ("//evil.example/x", "https://evil.example/", "/\\evil.example", "javascript:alert(1)", "",
                     "/ok\r\nSet-Cookie: x=1"):
@@ -278,3 +291,19 @@ def test_the_case_page_shows_the_consent_record_and_withdraws_on_typed_confirmat
     reviewer = signed_in_client(work, "anna")
     assert reviewer.post("/cases/c2/withdraw", data={"csrf_token": csrf_of(reviewer.get("/account").text),
                                                      "confirm": "c2"}).status_code == 403
+
+
+def test_a_page_shows_only_its_own_refusals_and_hides_a_failure(work, monkeypatch):
+    from mimamori.services import workbench
+
+    client = signed_in_client(work, "anna")
+    assert "call 555" not in client.get("/queue", params={"error": "call 555"}).text  # no text from the URL
+    assert "Another reviewer holds" in client.get("/queue", params={"error": "claimed_by_other"}).text
+
+    def broken(*_args, **_kwargs):
+        raise RuntimeError("/srv/secret/path exploded")
+
+    monkeypatch.setattr(workbench, "list_cases", broken)
+    page = client.get("/cases")
+    assert page.status_code == 500 and "<html" in page.text and "secret" not in page.text
+    assert page.headers["content-security-policy"] == CSP and page.headers["cache-control"] == "no-store"

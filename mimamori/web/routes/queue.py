@@ -56,7 +56,7 @@ def queue_page(request: Request, staff: Reviewing, case: str | None = None,
         "queues": _held(queues, held), "all_cases": queues, "case": case, "lane": lane, "order": order,
         "claim_minutes": staff.org.claim_minutes, "break_minutes": staff.org.break_minutes,
         "review_started": started, "back": safe_next(here),
-        "error": error_text(staff.view.language, error) if error else None})
+        "error": error_text(staff.view.language, error) if error in KEPT_ON_PAGE else None})
 
 
 @router.get("/matches/{match_id}")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from typing import Annotated
+from urllib.parse import quote
 
 from fastapi import APIRouter, Depends, Form, Request
 from fastapi.responses import RedirectResponse, Response
@@ -70,7 +71,7 @@ async def login(request: Request, username: Annotated[str, Form(max_length=200)]
         language = language_of(request)
         return _anonymous_form(request, "login.html", {"next": safe_next(next, "/"), "username": username,
                                                        "error": error_text(language, error)}, status=401)
-    response = RedirectResponse("/login/code?next=" + safe_next(next, "/"), status_code=303)
+    response = RedirectResponse("/login/code?next=" + quote(safe_next(next, "/"), safe="/"), status_code=303)
     set_session_cookie(response, token, work.settings.web.second_factor_minutes * 60)
     return response
 
