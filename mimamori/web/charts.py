@@ -97,23 +97,39 @@ def _number(value: float) -> str:
     return f"{value:.3g}"
 
 
+def _segments(points: list[tuple[float, float]]) -> list[list[tuple[float, float]]]:
+    """The points in runs without a gap (no sample for more than a step and a half: a line would lie)."""
+    runs: list[list[tuple[float, float]]] = []
+    for point in points:
+        if runs and point[0] - runs[-1][-1][0] <= STEP_S * 1.5:
+            runs[-1].append(point)
+        else:
+            runs.append([point])
+    return runs
+
+
 def line_chart(points: list[tuple[float, float]], end: dt.datetime, width: int = 360, height: int = 96) -> Markup:
     """An SVG line over the day (time left to right), its maximum labelled; classes only (no style)."""
     pad_left, pad_top, pad_bottom = 4, 14, 16
     inner_w, inner_h = width - 2 * pad_left, height - pad_top - pad_bottom
     start = (end - WINDOW).timestamp()
-    top = max((v for _t, v in points), default=0.0) or 1.0
-    coords = " ".join(f"{pad_left + (t - start) / WINDOW.total_seconds() * inner_w:.1f},"
-                      f"{pad_top + inner_h - (v / top) * inner_h:.1f}" for t, v in points)
+    highest = max((v for _t, v in points), default=0.0)
+    top = highest or 1.0
     base_y = pad_top + inner_h
     parts = [f'<svg class="chart" viewBox="0 0 {width} {height}" width="{width}" height="{height}" role="img" '
              f'xmlns="http://www.w3.org/2000/svg">',
              f'<line class="chart-axis" x1="{pad_left}" y1="{base_y}" x2="{width - pad_left}" y2="{base_y}"/>',
-             f'<text class="chart-label" x="{pad_left}" y="10">max {escape(_number(top))}</text>',
+             f'<text class="chart-label" x="{pad_left}" y="10">max {escape(_number(highest))}</text>',
              f'<text class="chart-label" x="{pad_left}" y="{height - 3}">-24 h</text>',
              f'<text class="chart-label chart-label-end" x="{width - pad_left}" y="{height - 3}">now</text>']
-    if coords:
-        parts.append(f'<polyline class="chart-line" points="{coords}"/>')
+    for run in _segments(points):
+        coords = " ".join(f"{pad_left + (t - start) / WINDOW.total_seconds() * inner_w:.1f},"
+                          f"{pad_top + inner_h - (v / top) * inner_h:.1f}" for t, v in run)
+        if len(run) == 1:
+            x, y = coords.split(",")
+            parts.append(f'<circle class="chart-dot" cx="{x}" cy="{y}" r="1.5"/>')
+        else:
+            parts.append(f'<polyline class="chart-line" points="{coords}"/>')
     parts.append("</svg>")
     return Markup("".join(parts))
 

@@ -70,9 +70,15 @@ def test_an_unreachable_prometheus_is_said_plainly(work):
     assert page.status_code == 200 and 'id="prometheus-unreachable"' in page.text and "<svg" not in page.text
 
 
-def test_a_chart_of_no_points_is_an_empty_frame():
-    svg = charts.line_chart([], dt.datetime.now(dt.UTC))
-    assert "<svg" in svg and "<polyline" not in svg
+def test_a_chart_of_no_points_is_an_empty_frame_and_a_gap_is_not_bridged():
+    now = dt.datetime.now(dt.UTC)
+    svg = charts.line_chart([], now)
+    assert "<svg" in svg and "<polyline" not in svg and "max 0" in svg
+    start = (now - charts.WINDOW).timestamp()
+    run = [(start + i * 600, 1.0) for i in range(5)]
+    later = [(start + 50 * 600 + i * 600, 2.0) for i in range(3)]
+    gapped = charts.line_chart(run + later + [(start + 100 * 600, 3.0)], now)
+    assert gapped.count("<polyline") == 2 and gapped.count("<circle") == 1 and "max 3" in gapped
 
 
 def test_the_audit_page_filters_and_downloads_and_each_read_is_audited(work):

@@ -21,7 +21,10 @@ Name = Annotated[str, Form(min_length=1, max_length=200)]
 
 
 def invitation_link(request: Request, invitation: Invitation) -> str:
-    """The link to hand the user: this site's own address (as the admin opened it) and the token."""
+    """The link to hand the user: web.public_url's (as the CLI prints it), else the address the admin opened."""
+    settings = workspace(request).settings
+    if settings.web.public_url:
+        return users.invitation_url(settings, invitation.token)
     return str(request.base_url).rstrip("/") + f"/invite/{invitation.token}"
 
 
