@@ -32,7 +32,58 @@ def is_web(request: Request) -> bool:
     return getattr(endpoint, "__module__", "").startswith("mimamori.web.")
 
 
+async def _sign_in_first(_request: Request, error: SignInRequired) -> Response:
+    return RedirectResponse(error.next_path, status_code=303)
+
+
+def _refusal_page(request: Request, message_of: str | errors.MimamoriError, status: int) -> Response:
+    language = getattr(request.state, "language", None) or language_of(request)
+    return render(request, "error.html", {"message": error_text(language, message_of), "status": status},
+                  status=status, language=language)
+
+
+async def _refused(request: Request, error: errors.MimamoriError) -> Response:
+    if not is_web(request):
+        return await request.app.state.api_handlers[errors.MimamoriError](request, error)
+    server_side = isinstance(error, errors.Unavailable | errors.Misconfigured)
+    if not error.audited:
+        audit_refusal(request, error.reason, "failed" if server_side else "rejected")
+    if server_side:
+        log.error("%s %s: %s", request.method, request.url.path, error, exc_info=error)
+    return _refusal_page(request, "unavailable" if server_side else error, http_status(error))
+
+
+async def _invalid(request: Request, error: RequestValidationError) -> Response:
+    if not is_web(request):
+        return await request.app.state.api_handlers[RequestValidationError](request, error)
+    audit_refusal(request, "invalid_request")
+    return _refusal_page(request, "invalid_request", 422)
+
+
+async def _unexpected(request: Request, error: Exception) -> Response:
+    if not is_web(request):
+        return await request.app.state.api_handlers[Exception](request, error)
+    log.exception("unexpected error on a page")
+    request.state.language = getattr(request.state, "language", None) or "en"  # no database read now
+    response = _refusal_page(request, "unavailable", 500)
+    response.headers.update({**SECURITY_HEADERS, **NO_STORE})  # outside the headers middleware
+    return response
+
+
+async def _web_headers(request: Request, call_next) -> Response:
+    response = await call_next(request)
+    if is_web(request):
+        for name, value in SECURITY_HEADERS.items():
+            response.headers.setdefault(name, value)
+        if request.url.path.startswith(STATIC_PREFIX):
+            response.headers["Cache-Control"] = "no-cache"
+        else:
+            response.headers.update(NO_STORE)
+    return response
+
+
 def mount_web(app: FastAPI) -> None:
+    """Pages, static files, headers, and the pages' answers to refusals (the API's kept for its routes)."""
     app.include_router(router)
     first = len(app.router.routes)
     app.include_router(shared)  # browsers' pages on the API's paths: tried before the API's routes
@@ -40,58 +91,10 @@ def mount_web(app: FastAPI) -> None:
     del app.router.routes[first:]
     app.router.routes[0:0] = pages
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
-    api_refused = app.exception_handlers[errors.MimamoriError]
-    api_invalid = app.exception_handlers[RequestValidationError]
-
-    async def sign_in_first(_request: Request, error: SignInRequired) -> Response:
-        return RedirectResponse(error.next_path, status_code=303)
-
-    async def refused(request: Request, error: errors.MimamoriError) -> Response:
-        if not is_web(request):
-            return await api_refused(request, error)
-        server_side = isinstance(error, errors.Unavailable | errors.Misconfigured)
-        if not error.audited:
-            audit_refusal(request, error.reason, "failed" if server_side else "rejected")
-        if server_side:
-            log.error("%s %s: %s", request.method, request.url.path, error, exc_info=error)
-        language = getattr(request.state, "language", None) or language_of(request)
-        message = error_text(language, "unavailable" if server_side else error)
-        return render(request, "error.html", {"message": message, "status": http_status(error)},
-                      status=http_status(error), language=language)
-
-    async def invalid(request: Request, error: RequestValidationError) -> Response:
-        if not is_web(request):
-            return await api_invalid(request, error)
-        audit_refusal(request, "invalid_request")
-        language = getattr(request.state, "language", None) or language_of(request)
-        return render(request, "error.html", {"message": error_text(language, "invalid_request"), "status": 422},
-                      status=422, language=language)
-
-    api_unexpected = app.exception_handlers[Exception]
-
-    async def unexpected(request: Request, error: Exception) -> Response:
-        if not is_web(request):
-            return await api_unexpected(request, error)
-        log.exception("unexpected error on a page")
-        language = getattr(request.state, "language", None) or "en"
-        response = render(request, "error.html", {"message": error_text(language, "unavailable"), "status": 500},
-                          status=500, language=language)
-        response.headers.update({**SECURITY_HEADERS, **NO_STORE})  # outside the headers middleware
-        return response
-
-    app.add_exception_handler(Exception, unexpected)
-    app.add_exception_handler(SignInRequired, sign_in_first)
-    app.add_exception_handler(errors.MimamoriError, refused)
-    app.add_exception_handler(RequestValidationError, invalid)
-
-    @app.middleware("http")
-    async def _web_headers(request: Request, call_next):
-        response = await call_next(request)
-        if is_web(request):
-            for name, value in SECURITY_HEADERS.items():
-                response.headers.setdefault(name, value)
-            if request.url.path.startswith(STATIC_PREFIX):
-                response.headers["Cache-Control"] = "no-cache"
-            else:
-                response.headers.update(NO_STORE)
-        return response
+    app.state.api_handlers = {kind: app.exception_handlers[kind]
+                              for kind in (errors.MimamoriError, RequestValidationError, Exception)}
+    app.add_exception_handler(Exception, _unexpected)
+    app.add_exception_handler(SignInRequired, _sign_in_first)
+    app.add_exception_handler(errors.MimamoriError, _refused)
+    app.add_exception_handler(RequestValidationError, _invalid)
+    app.middleware("http")(_web_headers)
