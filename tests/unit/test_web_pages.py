@@ -307,3 +307,15 @@ def test_a_page_shows_only_its_own_refusals_and_hides_a_failure(work, monkeypatc
     page = client.get("/cases")
     assert page.status_code == 500 and "<html" in page.text and "secret" not in page.text
     assert page.headers["content-security-policy"] == CSP and page.headers["cache-control"] == "no-store"
+
+
+def test_giving_the_batch_back_frees_it_and_the_page_claims_nothing_until_opened_again(work):
+    anna, admin = signed_in_client(work, "anna"), signed_in_client(work, "ada")
+    page = anna.get("/queue")
+    answer = anna.post("/queue/release", data={"csrf_token": csrf_of(page.text), "match_ids": ["1"]})
+    assert answer.status_code == 303 and answer.headers["location"] == "/queue?paused=true"
+    paused = anna.get(answer.headers["location"])
+    assert 'id="queue-paused"' in paused.text and 'data-match-id="1"' not in paused.text
+    with work.sessions() as session:
+        assert session.get(Match, 1).claimed_by is None
+    assert 'data-match-id="1"' in admin.get("/queue").text  # free for another reviewer at once

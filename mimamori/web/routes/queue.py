@@ -44,11 +44,12 @@ def _held(queues: list[queue.CaseQueue], held: set[int]) -> list[queue.CaseQueue
 @router.get("/queue")
 def queue_page(request: Request, staff: Reviewing, case: str | None = None,
                lane: Literal["pending", "unsure"] = "pending", order: Literal["newest", "strongest"] = "newest",
-               error: str | None = None) -> Response:
+               error: str | None = None, paused: bool = False) -> Response:
+    """``paused``: right after giving the batch back, the page claims nothing until opened again."""
     work = workspace(request)
     queues = queue.review_queue(work, staff.actor, case_id=case, order=order, lane=lane, limit=BATCH)
     shown = [item.match_id for q in queues for c in q.clusters for item in c.items]
-    held = set(queue.claim(work, staff.actor, shown)) if shown else set()
+    held = set(queue.claim(work, staff.actor, shown)) if shown and not paused else set()
     started = users.review_activity(work, staff.token) if held else staff.signed.review_started_at
     kept = urlencode([(k, v) for k, v in request.query_params.multi_items() if k != "error"])
     here = request.url.path + (f"?{kept}" if kept else "")
@@ -56,7 +57,7 @@ def queue_page(request: Request, staff: Reviewing, case: str | None = None,
         "queues": _held(queues, held), "all_cases": queues, "case": case, "lane": lane, "order": order,
         "claim_minutes": staff.org.claim_minutes, "break_minutes": staff.org.break_minutes,
         "review_started": started, "back": safe_next(here),
-        "error": error_text(staff.view.language, error) if error in KEPT_ON_PAGE else None})
+        "error": error_text(staff.view.language, error) if error in KEPT_ON_PAGE else None, "paused": paused})
 
 
 @router.get("/matches/{match_id}")
@@ -108,7 +109,7 @@ async def decide_cluster(request: Request, staff: Reviewing, match_ids: Annotate
 async def release(request: Request, staff: Reviewing, match_ids: Annotated[list[int], Form()]) -> Response:
     """Give back the batch shown (say, at the end of a shift), so others may take it at once."""
     await run_in_threadpool(queue.release, workspace(request), staff.actor, match_ids)
-    return RedirectResponse("/account", status_code=303)
+    return RedirectResponse("/queue?paused=true", status_code=303)
 
 
 @router.post("/queue/break")
