@@ -1,6 +1,7 @@
 """Pipeline throughput against a bare detect+align+embed loop, measured in one run.
 
-    .venv/bin/python bench/pipeline.py [--images 40] [--runner prism]
+    .venv/bin/python bench/pipeline.py [--images 40] [--runner prism] [--detector fast|facenet]
+                                       [--compare-detectors [--rounds 2]] [--loop-only] [--device cpu|cuda]
 
 Both sides process the same images in one process each (Prism's LOOPBACK workers run in
 this process), with the same models and settings:
@@ -10,6 +11,12 @@ this process), with the same models and settings:
   the first message parsed (Prism started, models loaded in the workers' setup) to the last
   media row written, so start-up is not counted, as it is not in the loop.
 * **bare loop**: decode -> detect -> align -> embed in a plain Python loop, no I/O.
+
+``--detector`` picks the MTCNN implementation both sides use (``models.detector.implementation``).
+``--compare-detectors`` first runs the bare loop with facenet-pytorch's MTCNN and with
+FastMTCNN in interleaved rounds (facenet, fast, facenet, fast, ...) on the same images and
+prints each side's best round and their ratio; ``--loop-only`` stops there (no stack needed).
+``--device cuda`` runs the models on the GPU (``models.device``), unchanged otherwise.
 
 Per-stage times come from the pipeline's own Prometheus histograms; the CPU seconds that
 this process, the runner and each service of the local stack used in each phase come from
@@ -34,9 +41,9 @@ sys.path.insert(0, str(ROOT))
 import torch  # noqa: E402
 from PIL import Image  # noqa: E402
 
-from mimamori import edits  # noqa: E402
 from mimamori.core.config import load_settings  # noqa: E402
 from mimamori.stack.process import children_cpu_seconds, process_table, tree_cpu_seconds  # noqa: E402
+from tests.support import edits  # noqa: E402
 from tests.support.scratch import scratch_settings  # noqa: E402
 
 TESTDATA = ROOT.parent / "shared" / "testdata"
@@ -55,11 +62,11 @@ def bench_images(count: int) -> list[bytes]:
     return images
 
 
-def bare_loop(settings, images: list[bytes]) -> dict[str, float]:
+def bare_loop(settings, images: list[bytes], encoder=None) -> dict[str, float]:
     from mimamori.media.decode import decode_media
     from mimamori.models.face_encoder import FaceEncoder
 
-    encoder = FaceEncoder(settings)
+    encoder = encoder or FaceEncoder(settings)
     timings = {"decode": 0.0, "detect": 0.0, "align": 0.0, "embed": 0.0}
     faces = 0
     cpu_before = cpu_seconds(settings.stack.home)
@@ -79,6 +86,8 @@ def bare_loop(settings, images: list[bytes]) -> dict[str, float]:
             encoder.embed([crop for crop, _ in aligned])
             timings["embed"] += time.perf_counter() - t
         faces += len(aligned)
+    if encoder.device.type == "cuda":
+        torch.cuda.synchronize()
     elapsed = time.perf_counter() - began
     return {"seconds": elapsed, "images_per_s": len(images) / elapsed, "faces": faces,
             "cpu": cpu_used(cpu_before, cpu_seconds(settings.stack.home)), **timings}
@@ -153,6 +162,35 @@ def pipeline_run(settings, images: list[bytes], runner: str) -> dict[str, float]
             "cpu": cpu_used(cpu["first"], cpu["last"]), **stage_seconds}
 
 
+def compare_detectors(settings, images: list[bytes], rounds: int) -> dict[str, dict[str, float]]:
+    """The bare loop with each MTCNN implementation, in interleaved rounds; each side's best round."""
+    from mimamori.models.face_encoder import FaceEncoder
+
+    encoders = {}
+    for implementation in ("facenet", "fast"):
+        variant = settings.model_copy(deep=True)
+        variant.models.detector.implementation = implementation
+        encoders[implementation] = (variant, FaceEncoder(variant))
+    best: dict[str, dict[str, float]] = {}
+    for _ in range(rounds):
+        for implementation, (variant, encoder) in encoders.items():
+            loop = bare_loop(variant, images, encoder)
+            if implementation not in best or loop["seconds"] < best[implementation]["seconds"]:
+                best[implementation] = loop
+    return best
+
+
+def print_comparison(best: dict[str, dict[str, float]], images: int, rounds: int) -> None:
+    print(f"| bare loop, {images} images, best of {rounds} interleaved rounds | img/s | detect s | faces |")
+    print("| --- | --- | --- | --- |")
+    for implementation, loop in best.items():
+        print(f"| {implementation} | {loop['images_per_s']:.2f} | {loop['detect']:.2f} | {loop['faces']} |")
+    ratio = best["fast"]["images_per_s"] / best["facenet"]["images_per_s"]
+    detect = best["facenet"]["detect"] / best["fast"]["detect"]
+    print(f"| ratio fast / facenet | **{ratio:.2f}** (loop) | **{detect:.2f}** (detect) | |")
+    print()
+
+
 def cpu_seconds(stack_home: Path) -> dict[str, float]:
     """CPU seconds used so far by this process, the runner it started, and each stack service.
 
@@ -182,16 +220,34 @@ def main() -> None:
                         help="partitions of the bench's topic. One, like the loop's one thread: each partition "
                              "is read by a bundle of its own, and the bundles of one worker process compete "
                              "for its interpreter lock")
+    parser.add_argument("--detector", choices=["fast", "facenet"], default=None,
+                        help="MTCNN implementation for the loop and the pipeline (default: the configuration's)")
+    parser.add_argument("--compare-detectors", action="store_true",
+                        help="first the bare loop with each implementation, interleaved, on the same images")
+    parser.add_argument("--rounds", type=int, default=2, help="rounds of --compare-detectors")
+    parser.add_argument("--loop-only", action="store_true", help="only --compare-detectors: no stack, no pipeline")
+    parser.add_argument("--device", choices=["auto", "cpu", "cuda"], default=None,
+                        help="models.device for the loop and the pipeline's workers (default: the configuration's)")
     args = parser.parse_args()
     images = bench_images(args.images)
+    base = load_settings("local")
+    if args.detector:
+        base.models.detector.implementation = args.detector
+    if args.device:
+        base.models.device = args.device
+    if args.loop_only:
+        print_comparison(compare_detectors(base, images, args.rounds), args.images, args.rounds)
+        return
     # Topics, collections and buckets of its own, removed afterwards.
-    with scratch_settings(load_settings("local"), "b", partitions=args.partitions) as settings:
+    with scratch_settings(base, "b", partitions=args.partitions) as settings:
         settings.pipeline.near_duplicate_distance = -1  # every image is embedded, as in the loop
+        if args.compare_detectors:
+            print_comparison(compare_detectors(settings, images, args.rounds), args.images, args.rounds)
         loop = bare_loop(settings, images)
         run = pipeline_run(settings, images, args.runner)
     ratio = run["images_per_s"] / loop["images_per_s"]
     print(f"| {args.images} images, {platform.machine()}, {torch.get_num_threads()} torch thread(s), "
-          f"device {settings.models.device} | images/s |")
+          f"device {settings.models.device}, detector {settings.models.detector.implementation} | images/s |")
     print("| --- | --- |")
     print(f"| bare detect+align+embed loop | {loop['images_per_s']:.2f} |")
     print(f"| pipeline, Kafka in -> Milvus written ({args.runner}) | {run['images_per_s']:.2f} |")

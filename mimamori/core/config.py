@@ -167,6 +167,11 @@ class DetectorConfig(Section):
     thresholds: tuple[float, float, float] = (0.6, 0.7, 0.7)
     min_confidence: float = 0.95
     max_faces_per_image: int = 64
+    # Which MTCNN computes the detections: facenet-pytorch's own ("facenet"), or the same
+    # network, weights and outputs computed in fewer, larger operations (models/fast_mtcnn.py;
+    # parity within 1e-3 px and 1e-6 in score, tests/unit/test_fast_mtcnn.py). Not a model
+    # version change: both give the same faces (docs/models.md).
+    implementation: Literal["facenet", "fast"] = "fast"
 
 
 class ModelsConfig(Section):

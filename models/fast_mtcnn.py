@@ -1,0 +1,505 @@
+"""MTCNN with facenet-pytorch's own weights and outputs, computed in fewer, larger operations.
+
+facenet-pytorch's ``detect_face`` spends most of its time outside arithmetic: it resamples the
+whole image once per pyramid scale (``interpolate(mode="area")``, about ten calls on a
+megapixel image), runs P-Net once per scale, cuts every R-Net and O-Net candidate out of the
+image in a Python loop (one ``interpolate`` call each, hundreds per photo) and runs the nets
+in NCHW, where PyTorch's max pooling and small convolutions are several times slower than in
+channels-last. ``FastMTCNN`` computes the same thing another way:
+
+* **The pyramid from window sums.** Area resampling averages whole-pixel windows; on 8-bit
+  pixels the window sums are integers, so they are computed exactly from one cumulative sum
+  of the image per axis (integers), and divided as PyTorch divides (``sum / kh / kw`` in
+  float32). The levels are bit for bit those of ``interpolate(mode="area")``.
+* **All levels (of all images in a call) in one canvas**, one P-Net pass. The levels are
+  packed on shelves at even offsets, so P-Net's stride-2 pooling grid falls on each level as
+  it would alone. Where a first-layer output would read across a level's edge it is set to a
+  large negative number before the pooling, as ``ceil_mode`` pooling ignores what is outside
+  an image; every output read back lies wholly inside its level, so it is the output that
+  level would give alone (the convolutions may sum in another order: float rounding only).
+* **The candidate crops from an integral image**: every R-Net (24 px) and O-Net (48 px)
+  crop of every candidate at once, as gathers of the integral image; again exact area
+  averages. R-Net and O-Net run once over all candidates of all images, channels-last.
+* The rest (box generation, the NMS calls and their order, ``rerec``, ``pad``, box
+  regression, the final "Min" NMS) is facenet-pytorch's own code or the same formulas on the
+  same ordered inputs, so ties are broken the same way.
+
+Images of different sizes can share one call (facenet-pytorch refuses them). On CUDA the
+nets may run in float16 (``half=True``); the box arithmetic stays float32.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image
+
+# Set on first-layer outputs that read outside their pyramid level, so that max pooling
+# ignores them as ``ceil_mode`` ignores what lies outside an image. Finite (and within float16)
+# so the positions it reaches stay finite; none of them is read back.
+_OUTSIDE = -30000.0
+_CACHE_LAYOUTS = 64
+
+
+def facenet_weights(name: str) -> Path:
+    """``pnet``, ``rnet`` or ``onet``: the state dict inside the installed facenet-pytorch wheel."""
+    import facenet_pytorch
+
+    path = Path(facenet_pytorch.__file__).resolve().parent / "data" / f"{name}.pt"
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: facenet-pytorch is installed without its MTCNN weights")
+    return path
+
+
+def pyramid_scales(height: int, width: int, min_face_size: float, factor: float) -> list[float]:
+    """facenet-pytorch's scales, with its float arithmetic."""
+    m = 12.0 / min_face_size
+    minl = min(height, width) * m
+    scale, scales = m, []
+    while minl >= 12:
+        scales.append(scale)
+        scale = scale * factor
+        minl = minl * factor
+    return scales
+
+
+def level_size(height: int, width: int, scale: float) -> tuple[int, int]:
+    return int(height * scale + 1), int(width * scale + 1)
+
+
+@dataclass(frozen=True)
+class Level:
+    image: int
+    index: int  # position in the image's pyramid
+    scale: float
+    height: int
+    width: int
+    top: int  # offsets in the canvas, both even
+    left: int
+
+    @property
+    def out_height(self) -> int:  # P-Net's output rows for this level
+        return (self.height - 1) // 2 - 4
+
+    @property
+    def out_width(self) -> int:
+        return (self.width - 1) // 2 - 4
+
+
+def pack_levels(sizes: list[tuple[int, int, int, int, float]]) -> tuple[list[Level], int, int]:
+    """Shelf packing of (image, index, height, width, scale) rectangles at even offsets.
+
+    Tries a few canvas widths and keeps the smallest canvas. Returns levels, canvas height, width.
+    """
+    even = [(*s[:2], s[2], s[3], s[4], s[2] + (s[2] & 1), s[3] + (s[3] & 1)) for s in sizes]
+    order = sorted(range(len(even)), key=lambda i: (-even[i][5], -even[i][6], i))
+    widest = max(e[6] for e in even)
+    area = sum(e[5] * e[6] for e in even)
+    best = None
+    for width in sorted({widest, *(max(widest, int(math.sqrt(area) * f) + 1 & ~1) for f in (0.8, 1.0, 1.2, 1.5))}):
+        shelves: list[list[int]] = []  # [top, height, used width]
+        placed: dict[int, tuple[int, int]] = {}
+        for i in order:
+            h, w = even[i][5], even[i][6]
+            for shelf in shelves:
+                if shelf[1] >= h and shelf[2] + w <= width:
+                    placed[i] = (shelf[0], shelf[2])
+                    shelf[2] += w
+                    break
+            else:
+                top = shelves[-1][0] + shelves[-1][1] if shelves else 0
+                shelves.append([top, h, w])
+                placed[i] = (top, 0)
+        height = shelves[-1][0] + shelves[-1][1]
+        if best is None or height * width < best[1] * best[2]:
+            best = (placed, height, width)
+    placed, height, width = best
+    levels = [Level(e[0], e[1], e[4], e[2], e[3], *placed[i]) for i, e in enumerate(even)]
+    return levels, height, width
+
+
+class _PNetTrunk(torch.nn.Module):
+    """P-Net without its softmax: box regression (4 channels), then the two face logits."""
+
+    def __init__(self, pnet: torch.nn.Module):
+        super().__init__()
+        self.net = pnet
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        p = self.net
+        x = p.prelu3(p.conv3(p.prelu2(p.conv2(p.pool1(p.prelu1(p.conv1(x)))))))
+        return torch.cat([p.conv4_2(x), p.conv4_1(x)], dim=1)
+
+
+def _optimised_for_cpu(module: torch.nn.Module) -> torch.nn.Module | None:
+    """TorchScript's frozen inference graph (oneDNN's blocked layout from the first convolution to the
+    last): P-Net in about two thirds of the eager time on this project's CPUs. None where TorchScript
+    is not there any more (it is deprecated) or fails."""
+    import warnings
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            return torch.jit.optimize_for_inference(torch.jit.freeze(torch.jit.script(module.eval())))
+    except Exception:
+        return None
+
+
+def _as_uint8_hwc(image) -> np.ndarray:
+    if isinstance(image, Image.Image):
+        image = np.asarray(image.convert("RGB"))
+    array = np.asarray(image)
+    if array.dtype != np.uint8 or array.ndim != 3 or array.shape[2] != 3:
+        raise ValueError("images must be RGB: PIL images or uint8 arrays of shape (H, W, 3)")
+    return array
+
+
+class FastMTCNN:
+    """``detect(images)`` gives facenet_pytorch.MTCNN(keep_all=True).detect's boxes, probabilities, landmarks."""
+
+    def __init__(self, device: torch.device | str = "cpu", min_face_size: float = 20,
+                 thresholds: tuple[float, float, float] = (0.6, 0.7, 0.7), factor: float = 0.709,
+                 half: bool = False, crop_batch: int = 256, pack_pixels: int | None = None,
+                 optimise: bool = True):
+        from facenet_pytorch.models.mtcnn import ONet, PNet, RNet
+
+        self.device = torch.device(device)
+        self.min_face_size, self.factor = min_face_size, factor
+        self.thresholds = tuple(float(t) for t in thresholds)
+        self.dtype = torch.float16 if half and self.device.type == "cuda" else torch.float32
+        self.crop_batch = crop_batch
+        # Levels up to this many pixels share P-Net passes on a canvas. On a CPU large tensors
+        # gain nothing from sharing (PyTorch's CPU convolutions were slower on one very large
+        # canvas than level by level) while small levels lose most of their time to per-call
+        # costs; on a GPU one canvas for everything.
+        if pack_pixels is None:
+            pack_pixels = 1 << 40 if self.device.type == "cuda" else 60_000
+        self.pack_pixels = pack_pixels
+        nets = []
+        for name, cls in (("pnet", PNet), ("rnet", RNet), ("onet", ONet)):
+            net = cls(pretrained=False)
+            net.load_state_dict(torch.load(facenet_weights(name), map_location="cpu", weights_only=True))
+            nets.append(net.eval().to(self.device, self.dtype).to(memory_format=torch.channels_last))
+        self.pnet, self.rnet, self.onet = nets
+        p = self.pnet  # P-Net's two 1x1 heads as one convolution: box regression (4), then face (2)
+        self._p_head_w = torch.cat([p.conv4_2.weight, p.conv4_1.weight]).flatten(1).t().contiguous()
+        self._p_head_b = torch.cat([p.conv4_2.bias, p.conv4_1.bias])
+        self._layouts: dict[tuple, tuple] = {}
+        self.last_counts: dict[str, int] = {}
+        self._pnet_level = None  # one level at a time, NCHW in, (1, 6, h, w) out
+        if self.device.type == "cpu" and self.dtype == torch.float32 and optimise:
+            from facenet_pytorch.models.mtcnn import PNet
+
+            plain = PNet(pretrained=False)
+            plain.load_state_dict(self.pnet.state_dict())
+            self._pnet_level = _optimised_for_cpu(_PNetTrunk(plain))
+
+    # ---- stage 1: pyramid, canvas, P-Net -------------------------------------------------
+
+    def _layout(self, shapes: tuple[tuple[int, int], ...]) -> list[tuple[list[Level], int, int, torch.Tensor | None]]:
+        """P-Net's passes for images of these sizes: (levels, canvas height, width, outside mask).
+
+        A level larger than ``pack_pixels`` is a pass of its own (no canvas, no mask); the others
+        are packed into canvases of up to ``pack_pixels`` each (on CUDA: one canvas for all)."""
+        if shapes in self._layouts:
+            return self._layouts[shapes]
+        sizes = []
+        for b, (h, w) in enumerate(shapes):
+            for k, scale in enumerate(pyramid_scales(h, w, self.min_face_size, self.factor)):
+                sizes.append((b, k, *level_size(h, w, scale), scale))
+        passes, group, area = [], [], 0
+        for size in sorted(sizes, key=lambda s: -s[2] * s[3]):
+            pixels = size[2] * size[3]
+            if pixels > self.pack_pixels:
+                b, k, h, w, scale = size
+                passes.append(([Level(b, k, scale, h, w, 0, 0)], h, w, None))
+                continue
+            if group and area + pixels > self.pack_pixels:
+                passes.append(self._packed(group))
+                group, area = [], 0
+            group.append(size)
+            area += pixels
+        if group:
+            passes.append(self._packed(group))
+        if len(self._layouts) >= _CACHE_LAYOUTS:
+            self._layouts.pop(next(iter(self._layouts)))
+        self._layouts[shapes] = passes
+        return passes
+
+    def _packed(self, sizes) -> tuple[list[Level], int, int, torch.Tensor | None]:
+        if len(sizes) == 1:
+            b, k, h, w, scale = sizes[0]
+            return [Level(b, k, scale, h, w, 0, 0)], h, w, None
+        levels, height, width = pack_levels(sizes)
+        inside = torch.zeros((1, 1, height - 2, width - 2), dtype=torch.bool)
+        for lv in levels:
+            inside[..., lv.top:lv.top + lv.height - 2, lv.left:lv.left + lv.width - 2] = True
+        outside = (~inside).to(self.device).contiguous(memory_format=torch.channels_last)
+        return levels, height, width, outside
+
+    @staticmethod
+    def _window_bounds(size_in: int, size_out: int, device) -> tuple[torch.Tensor, torch.Tensor]:
+        i = torch.arange(size_out, device=device)
+        return (i * size_in) // size_out, ((i + 1) * size_in + size_out - 1) // size_out
+
+    def _cumsum_rows(self, rows: torch.Tensor) -> torch.Tensor:
+        """Running sums of ``rows`` down dim 0, with a row of zeros first.
+
+        On the CPU a loop of in-place row additions: PyTorch's cumsum along the outermost
+        dimension is several times slower than that (along an inner one it is fast)."""
+        out = torch.empty((rows.shape[0] + 1, *rows.shape[1:]), dtype=rows.dtype, device=rows.device)
+        out[0] = 0
+        if rows.device.type != "cpu":
+            torch.cumsum(rows, 0, out=out[1:])
+            return out
+        out[1:] = rows
+        for i in range(2, len(out)):
+            out[i].add_(out[i - 1])
+        return out
+
+    @staticmethod
+    def _prepare(image: torch.Tensor) -> torch.Tensor:
+        """(H, W+1, 3) running sums along x of an (H, W, 3) uint8 image (integers, exact)."""
+        height, width = image.shape[:2]
+        acc = torch.int64 if 255 * (height + 1) * (width + 1) >= 2**31 else torch.int32
+        return F.pad(torch.cumsum(image, 1, dtype=acc), (0, 0, 1, 0))
+
+    def _level(self, columns: torch.Tensor, height: int, width: int, lv: Level) -> torch.Tensor:
+        """One pyramid level as (h, w, 3) float32, normalised: interpolate(mode="area"), bit for bit."""
+        y0, y1 = self._window_bounds(height, lv.height, self.device)
+        x0, x1 = self._window_bounds(width, lv.width, self.device)
+        sx = (columns.index_select(1, x1) - columns.index_select(1, x0)).view(height, lv.width * 3)
+        kh = y1 - y0  # window sums along x done; now along y
+        kmax = int(kh.max())
+        if kmax > 4:  # small levels: running sums (cheap on a small tensor)
+            cy = torch.cumsum(sx, 0, dtype=sx.dtype)
+            cy = torch.cat([torch.zeros_like(cy[:1]), cy])
+            sums = cy.index_select(0, y1) - cy.index_select(0, y0)
+        else:  # large levels: windows of 1 to 4 rows, one row offset at a time
+            sums = sx.index_select(0, y0)
+            for d in range(1, kmax):
+                rows = sx.index_select(0, (y0 + d).clamp(max=height - 1))
+                sums.add_(rows.mul_((kh > d).to(rows.dtype)[:, None]))
+        # sum / kh / kw in float32, as PyTorch's adaptive_avg_pool2d divides, then normalised
+        kw = (x1 - x0).to(torch.float32).repeat_interleave(3)
+        level = sums.to(torch.float32).div_(kh.to(torch.float32)[:, None]).div_(kw[None, :])
+        return level.sub_(127.5).mul_(0.0078125).view(lv.height, lv.width, 3)
+
+    def _canvas(self, columns, shapes, levels: list[Level], height: int, width: int) -> torch.Tensor:
+        canvas = torch.zeros((1, height, width, 3), dtype=self.dtype, device=self.device)  # gaps: never read
+        for lv in levels:
+            level = self._level(columns[lv.image], *shapes[lv.image], lv)
+            canvas[0, lv.top:lv.top + lv.height, lv.left:lv.left + lv.width] = level.to(self.dtype)
+        return canvas.permute(0, 3, 1, 2)  # NCHW with channels-last strides
+
+    def _pnet(self, canvas: torch.Tensor, outside: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
+        p = self.pnet
+        x = p.prelu1(p.conv1(canvas))
+        if outside is not None:
+            x = x.masked_fill(outside, _OUTSIDE)
+        x = p.pool1(x)
+        x = p.prelu2(p.conv2(x))
+        x = p.prelu3(p.conv3(x))
+        _, c, h, w = x.shape  # the two 1x1 heads as one matrix product on (h*w, 32) pixels
+        y = torch.addmm(self._p_head_b, x.permute(0, 2, 3, 1).reshape(-1, c), self._p_head_w).float()
+        y = y.view(h, w, 6)
+        # softmax over (not face, face), its second half: sigmoid of the difference (within 1e-7)
+        return y[..., :4], torch.sigmoid(y[..., 5] - y[..., 4])
+
+    # ---- stages 2 and 3: candidate crops -------------------------------------------------
+
+    def _integrals(self, columns) -> tuple[torch.Tensor, list[int], list[int]]:
+        """One flat (sum of (H+1)(W+1), 3) integral table of all images, with each image's base and row length."""
+        tables, bases, rows, base = [], [], [], 0
+        for cols in columns:
+            table = self._cumsum_rows(cols)  # (H+1, W+1, 3)
+            tables.append(table.reshape(-1, 3))
+            bases.append(base)
+            rows.append(table.shape[1])
+            base += table.shape[0] * table.shape[1]
+        return (tables[0] if len(tables) == 1 else torch.cat(tables)), bases, rows
+
+    def _crops(self, integral, bases, rows, image_inds, y, ey, x, ex, size: int) -> torch.Tensor:
+        """Area-resampled ``size`` x ``size`` crops of rows y-1..ey-1, columns x-1..ex-1 (facenet's slices)."""
+        dev = self.device
+        y0, x0 = torch.as_tensor(y - 1, device=dev), torch.as_tensor(x - 1, device=dev)
+        hb = torch.as_tensor(ey, device=dev) - y0
+        wb = torch.as_tensor(ex, device=dev) - x0
+        i = torch.arange(size, device=dev)
+        rs = y0[:, None] + (i * hb[:, None]) // size
+        re = y0[:, None] + ((i + 1) * hb[:, None] + size - 1) // size
+        cs = x0[:, None] + (i * wb[:, None]) // size
+        ce = x0[:, None] + ((i + 1) * wb[:, None] + size - 1) // size
+        base = torch.as_tensor([bases[b] for b in image_inds], device=dev)[:, None, None]
+        stride = torch.as_tensor([rows[b] for b in image_inds], device=dev)[:, None, None]
+
+        def at(r, c):
+            return integral[base + r[:, :, None] * stride + c[:, None, :]]
+
+        sums = (at(re, ce) - at(rs, ce) - at(re, cs) + at(rs, cs)).to(torch.float32)  # (K, size, size, 3)
+        kh = (re - rs).to(torch.float32)[:, :, None, None]
+        kw = (ce - cs).to(torch.float32)[:, None, :, None]
+        crops = (sums / kh / kw - 127.5) * 0.0078125
+        return crops.permute(0, 3, 1, 2).to(self.dtype)  # channels-last strides
+
+    def _batched(self, net, crops: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        outs = [net(crops[i:i + self.crop_batch]) for i in range(0, len(crops), self.crop_batch)]
+        return tuple(torch.cat(v).float() for v in zip(*outs, strict=True))
+
+    @staticmethod
+    def _pad(boxes: torch.Tensor, widths: np.ndarray, heights: np.ndarray):
+        """facenet-pytorch's ``pad`` with each box's own image size."""
+        b = boxes.trunc().int().cpu().numpy()
+        x, y, ex, ey = b[:, 0], b[:, 1], b[:, 2], b[:, 3]
+        x[x < 1] = 1
+        y[y < 1] = 1
+        ex[:] = np.minimum(ex, widths)
+        ey[:] = np.minimum(ey, heights)
+        return y, ey, x, ex
+
+    # ---- the whole detector --------------------------------------------------------------
+
+    @torch.inference_mode()
+    def detect(self, images) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+        """For each image: boxes (N, 4), probabilities (N,), landmarks (N, 5, 2), best first."""
+        from facenet_pytorch.models.utils.detect_face import batched_nms_numpy, bbreg, rerec
+        from torchvision.ops.boxes import batched_nms
+
+        arrays = [_as_uint8_hwc(image) for image in images]
+        empty = (np.zeros((0, 4), np.float32), np.zeros((0,), np.float32), np.zeros((0, 5, 2), np.float32))
+        if not arrays:
+            return []
+        shapes = tuple((a.shape[0], a.shape[1]) for a in arrays)
+        columns = [self._prepare(torch.from_numpy(a if a.flags.writeable else a.copy()).to(self.device))
+                   for a in arrays]
+        heights = np.array([s[0] for s in shapes])
+        widths = np.array([s[1] for s in shapes])
+        passes = self._layout(shapes)
+        levels = [lv for group in passes for lv in group[0]]
+        counts = {"images": len(arrays), "pnet_passes": len(passes),
+                  "pnet_pixels": sum(height * width for _, height, width, _ in passes)}
+        self.last_counts = counts
+        if not levels:
+            return [empty for _ in arrays]
+
+        # Stage 1: P-Net, one pass per large level and one per canvas of small ones.
+        outputs = {}
+        for group, height, width, outside in passes:
+            if outside is None:
+                lv = group[0]
+                level = self._level(columns[lv.image], *shapes[lv.image], lv).to(self.dtype)
+                if self._pnet_level is not None:
+                    y = self._pnet_level(level.permute(2, 0, 1).unsqueeze(0).contiguous())[0].permute(1, 2, 0)
+                    outputs[lv] = (torch.sigmoid(y[..., 5] - y[..., 4]), y[..., :4])
+                else:
+                    reg, probs = self._pnet(level.permute(2, 0, 1).unsqueeze(0), None)
+                    outputs[lv] = (probs, reg)
+                continue
+            reg, probs = self._pnet(self._canvas(columns, shapes, group, height, width), outside)
+            for lv in group:
+                top, left = lv.top // 2, lv.left // 2
+                outputs[lv] = (probs[top:top + lv.out_height, left:left + lv.out_width],
+                               reg[top:top + lv.out_height, left:left + lv.out_width])
+        # Candidates in facenet-pytorch's order: scale by scale, each scale's images in order.
+        depth = max(lv.index for lv in levels) + 1
+        by_scale: list[list[Level]] = [[] for _ in range(depth)]
+        for lv in sorted(levels, key=lambda lv: (lv.index, lv.image)):
+            by_scale[lv.index].append(lv)
+        all_boxes, all_inds = [], []
+        for group in by_scale:
+            boxes_s, inds_s = [], []
+            for lv in group:
+                p, r = outputs[lv]
+                mask = p >= self.thresholds[0]
+                yx = mask.nonzero()
+                score = p[mask]
+                rr = r[mask]
+                bb = yx.to(rr.dtype).flip(1)
+                q1 = ((2 * bb + 1) / lv.scale).floor()
+                q2 = ((2 * bb + 12 - 1 + 1) / lv.scale).floor()
+                boxes_s.append(torch.cat([q1, q2, score.unsqueeze(1), rr], dim=1))
+                inds_s.append(torch.full((len(yx),), lv.image, dtype=torch.long, device=self.device))
+            boxes_s, inds_s = torch.cat(boxes_s), torch.cat(inds_s)
+            pick = batched_nms(boxes_s[:, :4], boxes_s[:, 4], inds_s, 0.5)
+            all_boxes.append(boxes_s[pick])
+            all_inds.append(inds_s[pick])
+        boxes, image_inds = torch.cat(all_boxes), torch.cat(all_inds)
+        counts["pnet_boxes"] = len(boxes)
+        pick = batched_nms(boxes[:, :4], boxes[:, 4], image_inds, 0.7)
+        boxes, image_inds = boxes[pick], image_inds[pick]
+        regw = boxes[:, 2] - boxes[:, 0]
+        regh = boxes[:, 3] - boxes[:, 1]
+        qq1 = boxes[:, 0] + boxes[:, 5] * regw
+        qq2 = boxes[:, 1] + boxes[:, 6] * regh
+        qq3 = boxes[:, 2] + boxes[:, 7] * regw
+        qq4 = boxes[:, 3] + boxes[:, 8] * regh
+        boxes = rerec(torch.stack([qq1, qq2, qq3, qq4, boxes[:, 4]]).permute(1, 0))
+
+        integral = None
+        # Stage 2: R-Net on every candidate.
+        if len(boxes) > 0:
+            integral, bases, rows = self._integrals(columns)
+            boxes, image_inds = self._nonempty(boxes, image_inds, widths, heights)
+        counts["rnet_crops"] = len(boxes)
+        if len(boxes) > 0:
+            inds = image_inds.cpu().numpy()
+            y, ey, x, ex = self._pad(boxes, widths[inds], heights[inds])
+            out = self._batched(self.rnet, self._crops(integral, bases, rows, inds, y, ey, x, ex, 24))
+            score = out[1][:, 1]
+            ipass = score > self.thresholds[1]
+            boxes = torch.cat((boxes[ipass, :4], score[ipass].unsqueeze(1)), dim=1)
+            image_inds = image_inds[ipass]
+            mv = out[0][ipass]
+            pick = batched_nms(boxes[:, :4], boxes[:, 4], image_inds, 0.7)
+            boxes, image_inds, mv = boxes[pick], image_inds[pick], mv[pick]
+            boxes = rerec(bbreg(boxes, mv))
+            boxes, image_inds = self._nonempty(boxes, image_inds, widths, heights)
+
+        # Stage 3: O-Net, landmarks, the final "Min" NMS.
+        points = torch.zeros(0, 5, 2, device=self.device)
+        counts["onet_crops"] = len(boxes)
+        if len(boxes) > 0:
+            inds = image_inds.cpu().numpy()
+            y, ey, x, ex = self._pad(boxes, widths[inds], heights[inds])
+            out = self._batched(self.onet, self._crops(integral, bases, rows, inds, y, ey, x, ex, 48))
+            score = out[2][:, 1]
+            points = out[1].permute(1, 0)
+            ipass = score > self.thresholds[2]
+            points = points[:, ipass]
+            boxes = torch.cat((boxes[ipass, :4], score[ipass].unsqueeze(1)), dim=1)
+            image_inds = image_inds[ipass]
+            mv = out[0][ipass]
+            w_i = boxes[:, 2] - boxes[:, 0] + 1
+            h_i = boxes[:, 3] - boxes[:, 1] + 1
+            points_x = w_i.repeat(5, 1) * points[:5, :] + boxes[:, 0].repeat(5, 1) - 1
+            points_y = h_i.repeat(5, 1) * points[5:10, :] + boxes[:, 1].repeat(5, 1) - 1
+            points = torch.stack((points_x, points_y)).permute(2, 1, 0)
+            boxes = bbreg(boxes, mv)
+            pick = batched_nms_numpy(boxes[:, :4], boxes[:, 4], image_inds, 0.7, "Min")
+            boxes, image_inds, points = boxes[pick], image_inds[pick], points[pick]
+
+        boxes, points, image_inds = boxes.cpu().numpy(), points.cpu().numpy(), image_inds.cpu().numpy()
+        results = []
+        for b in range(len(arrays)):
+            mine = np.where(image_inds == b)[0]
+            if len(mine) == 0:
+                results.append(empty)
+            else:
+                results.append((boxes[mine, :4].copy(), boxes[mine, 4].copy(), points[mine].copy()))
+        return results
+
+    def _nonempty(self, boxes, image_inds, widths, heights):
+        """Candidates whose crop has pixels (facenet-pytorch skips the others' crops but not their boxes,
+        which misaligns its scores; such boxes lie wholly outside the image and are dropped here)."""
+        inds = image_inds.cpu().numpy()
+        y, ey, x, ex = self._pad(boxes, widths[inds], heights[inds])
+        keep = (ey > y - 1) & (ex > x - 1)
+        if keep.all():
+            return boxes, image_inds
+        keep_t = torch.as_tensor(keep, device=boxes.device)
+        return boxes[keep_t], image_inds[keep_t]
