@@ -25,6 +25,7 @@ from mimamori.stack.milvus import MilvusService
 from mimamori.stack.minio import MinioService
 from mimamori.stack.monitoring import ExporterService, PrometheusService
 from mimamori.stack.prism import PrismRunner
+from mimamori.stack.process import ManagedProcess
 from mimamori.stack.service import Service
 
 
@@ -52,6 +53,9 @@ class Stack:
         self.prism = PrismRunner(settings)
         self.prometheus = PrometheusService(settings)
         self.exporter = ExporterService(settings)
+        # The workbench's API process that scripts/demo starts (`mimamori api`): not a service
+        # of the stack (``up`` never starts it), but it needs the stack, so ``down`` ends it.
+        self.workbench = ManagedProcess("workbench", self.home / "run", self.home / "logs")
 
     @property
     def services(self) -> list[Service]:
@@ -126,6 +130,8 @@ class Stack:
             from mimamori.stores.milvus import disconnect
 
             disconnect(self.settings)
+            if self.workbench.stop(timeout_s=15):
+                stopped.append(self.workbench.name)
             for service in reversed(self.services):
                 if service.stop():
                     stopped.append(service.name)
