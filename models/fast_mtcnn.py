@@ -367,9 +367,6 @@ class FastMTCNN:
     @torch.inference_mode()
     def detect(self, images) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
         """For each image: boxes (N, 4), probabilities (N,), landmarks (N, 5, 2), best first."""
-        from facenet_pytorch.models.utils.detect_face import batched_nms_numpy, bbreg, rerec
-        from torchvision.ops.boxes import batched_nms
-
         arrays = [_as_uint8_hwc(image) for image in images]
         empty = (np.zeros((0, 4), np.float32), np.zeros((0,), np.float32), np.zeros((0, 5, 2), np.float32))
         if not arrays:
@@ -377,17 +374,37 @@ class FastMTCNN:
         shapes = tuple((a.shape[0], a.shape[1]) for a in arrays)
         columns = [self._prepare(torch.from_numpy(a if a.flags.writeable else a.copy()).to(self.device))
                    for a in arrays]
-        heights = np.array([s[0] for s in shapes])
-        widths = np.array([s[1] for s in shapes])
+        sizes = (np.array([s[1] for s in shapes]), np.array([s[0] for s in shapes]))  # widths, heights
         passes = self._layout(shapes)
-        levels = [lv for group in passes for lv in group[0]]
-        counts = {"images": len(arrays), "pnet_passes": len(passes),
-                  "pnet_pixels": sum(height * width for _, height, width, _ in passes)}
-        self.last_counts = counts
-        if not levels:
+        self.last_counts = counts = {"images": len(arrays), "pnet_passes": len(passes),
+                                     "pnet_pixels": sum(height * width for _, height, width, _ in passes)}
+        if not passes:
             return [empty for _ in arrays]
+        boxes, image_inds = self._stage_one(columns, shapes, passes)
+        counts["pnet_boxes"] = len(boxes)
+        crops = None
+        if len(boxes) > 0:
+            crops = self._integrals(columns)
+            boxes, image_inds = self._nonempty(boxes, image_inds, *sizes)
+        counts["rnet_crops"] = len(boxes)
+        if len(boxes) > 0:
+            boxes, image_inds = self._stage_two(crops, sizes, boxes, image_inds)
+        points = torch.zeros(0, 5, 2, device=self.device)
+        counts["onet_crops"] = len(boxes)
+        if len(boxes) > 0:
+            boxes, image_inds, points = self._stage_three(crops, sizes, boxes, image_inds)
+        boxes, points, image_inds = boxes.cpu().numpy(), points.cpu().numpy(), image_inds.cpu().numpy()
+        results = []
+        for b in range(len(arrays)):
+            mine = np.where(image_inds == b)[0]
+            if len(mine) == 0:
+                results.append(empty)
+            else:
+                results.append((boxes[mine, :4].copy(), boxes[mine, 4].copy(), points[mine].copy()))
+        return results
 
-        # Stage 1: P-Net, one pass per large level and one per canvas of small ones.
+    def _pnet_outputs(self, columns, shapes, passes) -> dict[Level, tuple[torch.Tensor, torch.Tensor]]:
+        """P-Net's face probability (h, w) and box regression (h, w, 4) for every level."""
         outputs = {}
         for group, height, width, outside in passes:
             if outside is None:
@@ -405,31 +422,35 @@ class FastMTCNN:
                 top, left = lv.top // 2, lv.left // 2
                 outputs[lv] = (probs[top:top + lv.out_height, left:left + lv.out_width],
                                reg[top:top + lv.out_height, left:left + lv.out_width])
-        # Candidates in facenet-pytorch's order: scale by scale, each scale's images in order.
-        depth = max(lv.index for lv in levels) + 1
-        by_scale: list[list[Level]] = [[] for _ in range(depth)]
-        for lv in sorted(levels, key=lambda lv: (lv.index, lv.image)):
-            by_scale[lv.index].append(lv)
+        return outputs
+
+    def _stage_one(self, columns, shapes, passes) -> tuple[torch.Tensor, torch.Tensor]:
+        """P-Net's candidates after facenet-pytorch's NMS calls, in its order: scale by scale,
+        each scale's images in order (so that ties fall the same way)."""
+        from facenet_pytorch.models.utils.detect_face import rerec
+        from torchvision.ops.boxes import batched_nms
+
+        outputs = self._pnet_outputs(columns, shapes, passes)
+        by_scale: dict[int, list[Level]] = {}
+        for lv in sorted(outputs, key=lambda lv: (lv.index, lv.image)):
+            by_scale.setdefault(lv.index, []).append(lv)
         all_boxes, all_inds = [], []
-        for group in by_scale:
+        for group in by_scale.values():
             boxes_s, inds_s = [], []
             for lv in group:
                 p, r = outputs[lv]
                 mask = p >= self.thresholds[0]
                 yx = mask.nonzero()
-                score = p[mask]
-                rr = r[mask]
-                bb = yx.to(rr.dtype).flip(1)
+                bb = yx.to(r.dtype).flip(1)
                 q1 = ((2 * bb + 1) / lv.scale).floor()
                 q2 = ((2 * bb + 12 - 1 + 1) / lv.scale).floor()
-                boxes_s.append(torch.cat([q1, q2, score.unsqueeze(1), rr], dim=1))
+                boxes_s.append(torch.cat([q1, q2, p[mask].unsqueeze(1), r[mask]], dim=1))
                 inds_s.append(torch.full((len(yx),), lv.image, dtype=torch.long, device=self.device))
             boxes_s, inds_s = torch.cat(boxes_s), torch.cat(inds_s)
             pick = batched_nms(boxes_s[:, :4], boxes_s[:, 4], inds_s, 0.5)
             all_boxes.append(boxes_s[pick])
             all_inds.append(inds_s[pick])
         boxes, image_inds = torch.cat(all_boxes), torch.cat(all_inds)
-        counts["pnet_boxes"] = len(boxes)
         pick = batched_nms(boxes[:, :4], boxes[:, 4], image_inds, 0.7)
         boxes, image_inds = boxes[pick], image_inds[pick]
         regw = boxes[:, 2] - boxes[:, 0]
@@ -438,60 +459,47 @@ class FastMTCNN:
         qq2 = boxes[:, 1] + boxes[:, 6] * regh
         qq3 = boxes[:, 2] + boxes[:, 7] * regw
         qq4 = boxes[:, 3] + boxes[:, 8] * regh
-        boxes = rerec(torch.stack([qq1, qq2, qq3, qq4, boxes[:, 4]]).permute(1, 0))
+        return rerec(torch.stack([qq1, qq2, qq3, qq4, boxes[:, 4]]).permute(1, 0)), image_inds
 
-        integral = None
-        # Stage 2: R-Net on every candidate.
-        if len(boxes) > 0:
-            integral, bases, rows = self._integrals(columns)
-            boxes, image_inds = self._nonempty(boxes, image_inds, widths, heights)
-        counts["rnet_crops"] = len(boxes)
-        if len(boxes) > 0:
-            inds = image_inds.cpu().numpy()
-            y, ey, x, ex = self._pad(boxes, widths[inds], heights[inds])
-            out = self._batched(self.rnet, self._crops(integral, bases, rows, inds, y, ey, x, ex, 24))
-            score = out[1][:, 1]
-            ipass = score > self.thresholds[1]
-            boxes = torch.cat((boxes[ipass, :4], score[ipass].unsqueeze(1)), dim=1)
-            image_inds = image_inds[ipass]
-            mv = out[0][ipass]
-            pick = batched_nms(boxes[:, :4], boxes[:, 4], image_inds, 0.7)
-            boxes, image_inds, mv = boxes[pick], image_inds[pick], mv[pick]
-            boxes = rerec(bbreg(boxes, mv))
-            boxes, image_inds = self._nonempty(boxes, image_inds, widths, heights)
+    def _stage_two(self, crops, sizes, boxes, image_inds) -> tuple[torch.Tensor, torch.Tensor]:
+        """R-Net on every candidate of every image at once."""
+        from facenet_pytorch.models.utils.detect_face import bbreg, rerec
+        from torchvision.ops.boxes import batched_nms
 
-        # Stage 3: O-Net, landmarks, the final "Min" NMS.
-        points = torch.zeros(0, 5, 2, device=self.device)
-        counts["onet_crops"] = len(boxes)
-        if len(boxes) > 0:
-            inds = image_inds.cpu().numpy()
-            y, ey, x, ex = self._pad(boxes, widths[inds], heights[inds])
-            out = self._batched(self.onet, self._crops(integral, bases, rows, inds, y, ey, x, ex, 48))
-            score = out[2][:, 1]
-            points = out[1].permute(1, 0)
-            ipass = score > self.thresholds[2]
-            points = points[:, ipass]
-            boxes = torch.cat((boxes[ipass, :4], score[ipass].unsqueeze(1)), dim=1)
-            image_inds = image_inds[ipass]
-            mv = out[0][ipass]
-            w_i = boxes[:, 2] - boxes[:, 0] + 1
-            h_i = boxes[:, 3] - boxes[:, 1] + 1
-            points_x = w_i.repeat(5, 1) * points[:5, :] + boxes[:, 0].repeat(5, 1) - 1
-            points_y = h_i.repeat(5, 1) * points[5:10, :] + boxes[:, 1].repeat(5, 1) - 1
-            points = torch.stack((points_x, points_y)).permute(2, 1, 0)
-            boxes = bbreg(boxes, mv)
-            pick = batched_nms_numpy(boxes[:, :4], boxes[:, 4], image_inds, 0.7, "Min")
-            boxes, image_inds, points = boxes[pick], image_inds[pick], points[pick]
+        inds = image_inds.cpu().numpy()
+        y, ey, x, ex = self._pad(boxes, sizes[0][inds], sizes[1][inds])
+        out = self._batched(self.rnet, self._crops(*crops, inds, y, ey, x, ex, 24))
+        score = out[1][:, 1]
+        ipass = score > self.thresholds[1]
+        boxes = torch.cat((boxes[ipass, :4], score[ipass].unsqueeze(1)), dim=1)
+        image_inds = image_inds[ipass]
+        mv = out[0][ipass]
+        pick = batched_nms(boxes[:, :4], boxes[:, 4], image_inds, 0.7)
+        boxes, image_inds, mv = boxes[pick], image_inds[pick], mv[pick]
+        boxes = rerec(bbreg(boxes, mv))
+        return self._nonempty(boxes, image_inds, *sizes)
 
-        boxes, points, image_inds = boxes.cpu().numpy(), points.cpu().numpy(), image_inds.cpu().numpy()
-        results = []
-        for b in range(len(arrays)):
-            mine = np.where(image_inds == b)[0]
-            if len(mine) == 0:
-                results.append(empty)
-            else:
-                results.append((boxes[mine, :4].copy(), boxes[mine, 4].copy(), points[mine].copy()))
-        return results
+    def _stage_three(self, crops, sizes, boxes, image_inds) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """O-Net, the landmarks, the final "Min" NMS."""
+        from facenet_pytorch.models.utils.detect_face import batched_nms_numpy, bbreg
+
+        inds = image_inds.cpu().numpy()
+        y, ey, x, ex = self._pad(boxes, sizes[0][inds], sizes[1][inds])
+        out = self._batched(self.onet, self._crops(*crops, inds, y, ey, x, ex, 48))
+        score = out[2][:, 1]
+        ipass = score > self.thresholds[2]
+        points = out[1].permute(1, 0)[:, ipass]
+        boxes = torch.cat((boxes[ipass, :4], score[ipass].unsqueeze(1)), dim=1)
+        image_inds = image_inds[ipass]
+        mv = out[0][ipass]
+        w_i = boxes[:, 2] - boxes[:, 0] + 1
+        h_i = boxes[:, 3] - boxes[:, 1] + 1
+        points_x = w_i.repeat(5, 1) * points[:5, :] + boxes[:, 0].repeat(5, 1) - 1
+        points_y = h_i.repeat(5, 1) * points[5:10, :] + boxes[:, 1].repeat(5, 1) - 1
+        points = torch.stack((points_x, points_y)).permute(2, 1, 0)
+        boxes = bbreg(boxes, mv)
+        pick = batched_nms_numpy(boxes[:, :4], boxes[:, 4], image_inds, 0.7, "Min")
+        return boxes[pick], image_inds[pick], points[pick]
 
     def _nonempty(self, boxes, image_inds, widths, heights):
         """Candidates whose crop has pixels (facenet-pytorch skips the others' crops but not their boxes,
