@@ -27,7 +27,7 @@ from tests.support.web import (
     make_user,
     signed_in_client,
 )
-from tests.support.workspace import IndexedFace, MemoryWorkspace, unit
+from tests.support.workspace import IndexedFace, MemoryWorkspace, photo_of, unit
 
 PUBLIC = {("GET", "/login"), ("POST", "/login"), ("GET", "/invite/{token}"), ("POST", "/invite/{token}")}
 PARAMS = {"{token}": "t" * 43, "{case_id}": "c1", "{match_id}": "1", "{photo_id}": "1", "{face_id}": "7",
@@ -283,6 +283,11 @@ def test_the_case_page_shows_the_consent_record_and_withdraws_on_typed_confirmat
     assert recorded.status_code == 303, recorded.text[:500]
     page = admin.get("/cases/c1")
     assert "2026-01-02 01:00 UTC" in page.text and 'data-in-force="yes"' in page.text
+    work.encoder.faces[(200, 40, 40)] = [unit(1, 0)]  # the photo shows the client's face
+    enrolled = admin.post("/cases/c1/photos", data={"csrf_token": csrf},
+                          files=[("photos", ("p.jpg", photo_of((200, 40, 40)), "image/jpeg"))])
+    assert enrolled.status_code == 303 and enrolled.headers["location"].startswith("/cases/c1?done=enrolled-1-")
+    assert 'id="notice"' in admin.get(enrolled.headers["location"]).text
     wrong = admin.post("/cases/c1/withdraw", data={"csrf_token": csrf, "confirm": "c2"})
     assert wrong.status_code == 422 and 'id="withdraw-error"' in wrong.text
     done = admin.post("/cases/c1/withdraw", data={"csrf_token": csrf, "confirm": "c1"})
@@ -319,3 +324,19 @@ def test_giving_the_batch_back_frees_it_and_the_page_claims_nothing_until_opened
     with work.sessions() as session:
         assert session.get(Match, 1).claimed_by is None
     assert 'data-match-id="1"' in admin.get("/queue").text  # free for another reviewer at once
+
+
+def test_a_search_by_photo_shows_its_hits_blurred_with_their_matches(work):
+    work.encoder.faces[(200, 40, 40)] = [unit(1, 0.1)]
+    admin = signed_in_client(work, "ada")
+    found = admin.post("/search", data={"csrf_token": csrf_of(admin.get("/search").text)},
+                       files={"photo": ("q.jpg", photo_of((200, 40, 40)), "image/jpeg")})
+    assert found.status_code == 200
+    assert 'src="/images/matches/1/found"' in found.text  # face 7 is match 1 of c1
+    assert 'src="/images/matches/2/found"' in found.text and 'href="/matches/2"' in found.text  # face 8: c2's
+    reviewer = signed_in_client(work, "anna")
+    mine = reviewer.post("/search", data={"csrf_token": csrf_of(reviewer.get("/search").text)},
+                         files={"photo": ("q.jpg", photo_of((200, 40, 40)), "image/jpeg")})
+    assert 'data-face-id="7"' in mine.text and 'data-face-id="8"' not in mine.text  # only her cases' matches
+    [row] = audit_rows(work, actor="ada", action="search", outcome="ok")
+    assert row.result_count == 2
