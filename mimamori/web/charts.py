@@ -8,6 +8,7 @@ the page and Grafana never disagree. When Prometheus cannot be reached the page 
 from __future__ import annotations
 
 import datetime as dt
+import http.client
 import json
 import math
 import urllib.error
@@ -70,7 +71,7 @@ def fetch_json(url: str) -> dict[str, Any]:
     try:
         with urllib.request.urlopen(url, timeout=TIMEOUT_S) as answer:
             return json.loads(answer.read(4 * 1024 * 1024))
-    except (OSError, ValueError, urllib.error.URLError) as error:
+    except (OSError, ValueError, urllib.error.URLError, http.client.HTTPException) as error:
         raise PrometheusUnreachable(str(error)) from None
 
 

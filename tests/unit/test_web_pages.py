@@ -15,6 +15,7 @@ from sqlalchemy import select
 from mimamori.core.config import load_settings
 from mimamori.services import users
 from mimamori.stores.cases import AuditEvent, Match, MatchDecision
+from mimamori.web import charts
 from mimamori.web.render import CSP, TEMPLATES
 from mimamori.web.security import COOKIE, safe_next
 from tests.support.web import (
@@ -340,3 +341,30 @@ def test_a_search_by_photo_shows_its_hits_blurred_with_their_matches(work):
     assert 'data-face-id="7"' in mine.text and 'data-face-id="8"' not in mine.text  # only her cases' matches
     [row] = audit_rows(work, actor="ada", action="search", outcome="ok")
     assert row.result_count == 2
+
+
+HOSTILE = ("x" * 300, "99999999999999999999", "ü%20é/..")
+
+
+def unreachable(_url: str) -> dict:
+    raise charts.PrometheusUnreachable("no network in the unit tier")
+
+
+def test_no_page_fails_on_hostile_input(work):
+    """Every page and form with odd ids, fields and parameters: a refusal, never a server error."""
+    client = signed_in_client(work, "ada")
+    client.app.state.prometheus_fetch = unreachable  # the unit tier has no network
+    csrf = csrf_of(client.get("/account").text)
+    fields = ("decision", "match_ids", "case_id", "username", "confirm", "given_by", "given_at", "role", "code",
+              "blur_radius", "claim_minutes", "break_minutes", "language", "password", "new", "current", "note")
+    for value in HOSTILE:
+        for method, path in web_routes(client.app):
+            if path == "/logout":
+                continue
+            target = path
+            for name in PARAMS:
+                target = target.replace(name, value)
+            answer = client.request(method, target, data={"csrf_token": csrf, **dict.fromkeys(fields, value)},
+                                    params={"case": value, "lane": value, "page": value, "since": value,
+                                            "next": value})
+            assert answer.status_code < 500, (method, target[:80], answer.status_code)

@@ -18,7 +18,8 @@ from mimamori.web.security import Staff, page, workspace
 
 router = APIRouter()
 Reviewing = Annotated[Staff, Depends(page("admin", "reviewer"))]
-Id = Annotated[int, Path(ge=1, le=2**63 - 1)]
+Id = Annotated[int, Path(ge=1, le=2**31 - 1)]  # matches and photos: INTEGER keys
+FaceId = Annotated[int, Path(ge=0, le=2**63 - 1)]  # Milvus INT64
 
 
 def image_type(data: bytes) -> str:
@@ -56,11 +57,11 @@ async def reveal_enrolled_face(request: Request, staff: Reviewing, photo_id: Id)
 
 
 @router.get("/images/faces/{face_id}/found")
-def indexed_face(request: Request, staff: Reviewing, face_id: Id) -> Response:
+def indexed_face(request: Request, staff: Reviewing, face_id: FaceId) -> Response:
     return _image(workbench.indexed_face_image(workspace(request), staff.actor, face_id, staff.view))
 
 
 @router.post("/images/faces/{face_id}/found/reveal")
-async def reveal_indexed_face(request: Request, staff: Reviewing, face_id: Id) -> Response:
+async def reveal_indexed_face(request: Request, staff: Reviewing, face_id: FaceId) -> Response:
     return _image(await run_in_threadpool(workbench.indexed_face_image, workspace(request), staff.actor, face_id,
                                           staff.view, True))

@@ -13,6 +13,7 @@ from urllib.parse import urlencode
 
 from fastapi import APIRouter, Depends, Form, Path, Request
 from fastapi.responses import RedirectResponse, Response
+from pydantic import Field
 from starlette.concurrency import run_in_threadpool
 
 from mimamori.core.errors import MimamoriError
@@ -24,6 +25,7 @@ from mimamori.web.security import Staff, page, safe_next, workspace
 router = APIRouter()
 Reviewing = Annotated[Staff, Depends(page("admin", "reviewer"))]
 MatchId = Annotated[int, Path(ge=1, le=2**31 - 1)]
+MatchIds = Annotated[list[Annotated[int, Field(ge=1, le=2**31 - 1)]], Form(max_length=500)]
 Decision = Annotated[Literal[DECISIONS], Form()]  # type: ignore[valid-type]
 Note = Annotated[str, Form(max_length=2000)]
 Back = Annotated[str, Form(max_length=2000)]
@@ -93,7 +95,7 @@ async def decide(request: Request, staff: Reviewing, match_id: MatchId, decision
 
 
 @router.post("/queue/decisions")
-async def decide_cluster(request: Request, staff: Reviewing, match_ids: Annotated[list[int], Form()],
+async def decide_cluster(request: Request, staff: Reviewing, match_ids: MatchIds,
                          decision: Decision, note: Note = "", back: Back = "/queue") -> Response:
     try:
         await run_in_threadpool(queue.decide_cluster, workspace(request), staff.actor, match_ids, decision,
@@ -106,7 +108,7 @@ async def decide_cluster(request: Request, staff: Reviewing, match_ids: Annotate
 
 
 @router.post("/queue/release")
-async def release(request: Request, staff: Reviewing, match_ids: Annotated[list[int], Form()]) -> Response:
+async def release(request: Request, staff: Reviewing, match_ids: MatchIds) -> Response:
     """Give back the batch shown (say, at the end of a shift), so others may take it at once."""
     await run_in_threadpool(queue.release, workspace(request), staff.actor, match_ids)
     return RedirectResponse("/queue?paused=true", status_code=303)
