@@ -83,7 +83,7 @@ def reuploads(testdata) -> list[sample_sets.Sample]:
     made = {
         "paul_cropped": cropped,
         "paul_mirrored": jpeg(edits.mirror(edits.crop(paul, 0.1))),
-        "paul_tight": jpeg(edits.resize(edits.crop(paul, 0.4), 0.6), 75),
+        "paul_tight": jpeg(edits.resize(edits.crop(paul, 0.3), 0.7), 80),
         "paul_pair": jpeg(side_by_side(edits.crop(paul, 0.3), edits.mirror(edits.crop(paul, 0.15)))),
         "kate_cropped": jpeg(edits.crop(kate, 0.2)),
     }
@@ -151,7 +151,9 @@ def env(stack, settings, testdata, tmp_path_factory):
 
 def test_the_pipeline_made_the_matches_the_workbench_shows(env):
     paul, kate = env.matches(PAUL), env.matches(KATE)
-    assert len(paul) >= 4, [(m.id, m.media_sha256[:8], m.similarity) for m in paul]
+    print("matches (case, media, similarity):", [(m.case_id, m.media_sha256[:8], round(m.similarity, 3))
+                                                 for m in paul + kate])
+    assert len(paul) == 5, "three single re-uploads and a side-by-side pair"
     assert len(kate) >= 1
     assert all(m.status == "pending_review" and m.source == "stream" for m in paul + kate)
     shared = [sha for sha in {m.media_sha256 for m in paul} if sum(m.media_sha256 == sha for m in paul) == 2]
