@@ -85,6 +85,12 @@ def list_cases(work: Workspace, actor: Actor) -> list[CaseRow]:
     return rows
 
 
+def case_exists(work: Workspace, case_id: str) -> bool:
+    """Whether a case of this id is in the database (the cases page says a withdrawal only of one that is not)."""
+    with work.sessions() as session:
+        return session.get(Case, case_id) is not None
+
+
 def case_record(work: Workspace, actor: Actor, case_id: str) -> CaseRecord:
     """A case with its consent record and enrolled photos (cases.view_case: access checked, audited)."""
     summary = case_service.view_case(work, actor, case_id)

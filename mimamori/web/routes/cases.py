@@ -32,12 +32,18 @@ Reviewing = Annotated[Staff, Depends(page("admin", "reviewer"))]
 Admin = Annotated[Staff, Depends(page("admin"))]
 Text = Annotated[str, Form(max_length=200)]
 SCOPES = ("search", "watchlist", "takedown")
+CASE_ID = re.compile(r"[A-Za-z0-9._-]{1,64}")  # the case ids a page names in a URL (POST /cases's pattern)
+ENROLLED = re.compile(r"enrolled-(\d{1,6})-(\d{1,9})")  # ?done= after an enrolment: photos, earlier matches
 
 
 @router.get("/cases")
 def case_list(request: Request, staff: Reviewing, withdrawn: str | None = None) -> Response:
-    rows = workbench.list_cases(workspace(request), staff.actor)
-    return render(request, "cases.html", {"cases": rows, "withdrawn": withdrawn})
+    work = workspace(request)
+    rows = workbench.list_cases(work, staff.actor)
+    # Said only of a case id that is gone: never text from the URL that merely looks like a notice.
+    shown = withdrawn if withdrawn and CASE_ID.fullmatch(withdrawn) \
+        and not workbench.case_exists(work, withdrawn) else None
+    return render(request, "cases.html", {"cases": rows, "withdrawn": shown})
 
 
 @shared.post("/cases")
@@ -73,7 +79,11 @@ def _case_page(request: Request, staff: Staff, case_id: str, status: int = 200, 
 
 @shared.get("/cases/{case_id}")
 def case_page(request: Request, staff: Reviewing, case_id: str, done: str | None = None) -> Response:
-    return _case_page(request, staff, case_id, notice=done)
+    enrolled = ENROLLED.fullmatch(done or "")
+    if enrolled:
+        return _case_page(request, staff, case_id, notice="enrolled",
+                          enrolled={"photos": int(enrolled[1]), "matches": int(enrolled[2])})
+    return _case_page(request, staff, case_id, notice="consent" if done == "consent" else None)
 
 
 def _local_time(value: str, offset_minutes: int, field: str) -> dt.datetime | None:
