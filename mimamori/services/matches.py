@@ -26,6 +26,9 @@ from mimamori.stores.cases import REVIEW_STATUSES, AuditEvent, Match, MatchDecis
 # Who may decide: auditors read the log, they do not write it.
 DECIDING_ROLES = ("admin", "reviewer", "operator")
 OPEN_STATUSES = ("pending_review", "unsure")  # still to decide
+# Who sees (and decides) every match of the unsure lane, their own unsure ones too; any other
+# reviewer who marked a match unsure leaves it to a second opinion (``second_opinion_needed``).
+SEES_ALL_UNSURE = ("admin", "operator")
 NOTE_MAX_CHARS = 2000
 
 
@@ -128,6 +131,28 @@ def _refusal(matches: list[Match], actor: Actor, now: dt.datetime) -> Conflict:
     return Conflict("claimed_by_other", "another reviewer took the match meanwhile")
 
 
+def marked_unsure_by(session: Session, actor: Actor, match_ids: list[int]) -> set[int]:
+    """Which of these matches ``actor`` marked unsure at some time (the decision log says)."""
+    if not match_ids:
+        return set()
+    return set(session.scalars(select(MatchDecision.match_id).where(
+        MatchDecision.match_id.in_(match_ids), MatchDecision.actor == actor.name, MatchDecision.decision == "unsure")))
+
+
+def _require_second_opinion(session: Session, actor: Actor, unsure: list[Match], decision: str) -> None:
+    """An unsure match is decided by someone else than the reviewers who marked it unsure (or an admin).
+
+    Marking it unsure again (a double click, a better note) stays theirs; any other decision,
+    putting it back to pending included, is refused.
+    """
+    if actor.role in SEES_ALL_UNSURE or decision == "unsure":
+        return
+    mine = marked_unsure_by(session, actor, [m.id for m in unsure])
+    if mine:
+        raise Conflict("second_opinion_needed", f"you marked match {min(mine)} unsure: another reviewer or an "
+                                                "admin gives the second opinion")
+
+
 def _decide(session: Session, actor: Actor, ids: list[int], decision: str, note: str | None,
             bulk: bool, open_only: bool) -> list[MatchView]:
     found = {m.id: m for m in session.scalars(select(Match).where(Match.id.in_(ids)))}
@@ -136,6 +161,7 @@ def _decide(session: Session, actor: Actor, ids: list[int], decision: str, note:
         raise NotFound("unknown_match", f"no match {missing[0]}")
     for case_id in sorted({m.case_id for m in found.values()}):
         require_case_access(session, actor, case_id)
+    _require_second_opinion(session, actor, [m for m in found.values() if m.status == "unsure"], decision)
     now = utcnow()
     # The first write, conditional: it takes the database's write lock (the rows' locks on
     # PostgreSQL) and refuses a claim or a decision another reviewer made since the read above.

@@ -29,7 +29,14 @@ from mimamori.core.errors import Forbidden, InvalidInput, NotFound
 from mimamori.services import cases as case_service
 from mimamori.services.access import require_case_access, visible_case_ids
 from mimamori.services.audit import Actor, record, refusals_audited
-from mimamori.services.matches import DECIDING_ROLES, MatchView, claim_is_free_or_mine, record_decisions
+from mimamori.services.matches import (
+    DECIDING_ROLES,
+    SEES_ALL_UNSURE,
+    MatchView,
+    claim_is_free_or_mine,
+    marked_unsure_by,
+    record_decisions,
+)
 from mimamori.services.users import organisation_settings
 from mimamori.services.workspace import Workspace
 from mimamori.stores.cases import DECISIONS, Case, EnrolledPhoto, Match, MatchDecision, get_case, utcnow
@@ -37,8 +44,6 @@ from mimamori.stores.face_search import Sighting, StoredFace
 
 LANES = {"pending": "pending_review", "unsure": "unsure"}
 ORDERS = ("newest", "strongest")
-# Who sees every match of the unsure lane, their own unsure ones too.
-SEES_ALL_UNSURE = ("admin", "operator")
 
 
 @dataclass(frozen=True)
@@ -106,6 +111,7 @@ class Evidence:
     decisions: list[DecisionRow]  # this match's earlier decisions, oldest first (an unsure one's note)
     claimed_by: str | None
     claimed_until: dt.datetime | None
+    second_opinion_needed: bool = False  # the actor marked it unsure: another reviewer decides it
 
 
 def _lane_condition(actor: Actor, status: str):
@@ -320,11 +326,13 @@ def evidence(work: Workspace, actor: Actor, match_id: int) -> Evidence:
         photo_ids = list(session.scalars(select(EnrolledPhoto.id).where(EnrolledPhoto.case_id == match.case_id)
                                          .order_by(EnrolledPhoto.id)))
         decisions = _decision_rows(session, [MatchDecision.match_id == match_id])
+        second_opinion = view.status == "unsure" and actor.role not in SEES_ALL_UNSURE \
+            and bool(marked_unsure_by(session, actor, [match_id]))
     faces, sightings = _face_store_facts(work, [match])
     face, seen = faces.get(view.face_id), sightings.get(view.media_sha256, [])
     record(work.sessions, actor, "view_match", case_id=view.case_id, target=target, result_count=len(seen))
     return Evidence(view, display_name, threshold, face, _page_url(face, seen), photo_ids, list(seen), decisions,
-                    claimed_by, claimed_until)
+                    claimed_by, claimed_until, second_opinion)
 
 
 def decision_log(work: Workspace, actor: Actor, case_id: str | None = None,

@@ -61,6 +61,7 @@ REASONS = {
     "role_cannot_review": N_("Your role does not allow deciding matches."),
     "claimed_by_other": N_("Another reviewer holds this item now."),
     "already_decided": N_("Another reviewer decided this item meanwhile."),
+    "second_opinion_needed": N_("You marked this item unsure: another reviewer gives the second opinion."),
     "note_too_long": N_("The note is too long (2000 characters at most)."),
     "sign_in_failed": N_("The username or password is wrong, or this account cannot sign in now."),
     "wrong_code": N_("The code is wrong or was used already; wait for the next one and try again."),

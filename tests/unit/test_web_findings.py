@@ -8,8 +8,18 @@ import pytest
 from sqlalchemy import select
 
 from mimamori.core.config import load_settings
-from mimamori.stores.cases import AuditEvent
-from tests.support.web import add_case_with_match, cheap_passwords, crop_jpeg, make_user, signed_in_client
+from mimamori.services import keys, queue
+from mimamori.services.audit import Actor
+from mimamori.stores.cases import AuditEvent, Match
+from tests.support.web import (
+    OPERATOR,
+    add_case_with_match,
+    cheap_passwords,
+    crop_jpeg,
+    csrf_of,
+    make_user,
+    signed_in_client,
+)
 from tests.support.workspace import IndexedFace, MemoryWorkspace, unit
 
 
@@ -47,3 +57,43 @@ def test_the_withdrawal_notice_names_only_a_case_that_is_gone(work):
     assert 'id="notice"' not in client.get("/cases?withdrawn=c1").text  # still there
     text = client.get("/cases", params={"withdrawn": "c1. Call us at 555"}).text
     assert 'id="notice"' not in text and "Call us" not in text
+
+
+def status_of(work, match_id: int = 1) -> str:
+    with work.sessions() as session:
+        return session.get(Match, match_id).status
+
+
+def test_the_reviewer_who_marked_a_match_unsure_cannot_decide_it_themselves(work):
+    anna = signed_in_client(work, "anna")
+    page = anna.get("/matches/1")
+    anna.post("/matches/1/decision", data={"csrf_token": csrf_of(page.text), "decision": "unsure", "note": "twin?",
+                                           "back": "/matches/1"})
+    assert status_of(work) == "unsure"
+    page = anna.get("/matches/1")  # not claimed, and not because another reviewer holds it
+    assert 'id="second-opinion-needed"' in page.text and 'id="held-by-other"' not in page.text
+    for decision in ("confirmed", "rejected"):
+        answer = anna.post("/matches/1/decision", data={"csrf_token": csrf_of(page.text), "decision": decision,
+                                                        "back": "/queue"})
+        assert answer.status_code == 303 and "error=second_opinion_needed" in answer.headers["location"]
+        assert "another reviewer gives the second opinion" in anna.get(answer.headers["location"]).text
+    key = keys.create_key(work, OPERATOR, "anna", "reviewer")  # the JSON API: the same person, the same rule
+    api = signed_in_client(work)
+    for status in ("confirmed", "pending_review"):
+        answer = api.post("/matches/1/review", json={"status": status},
+                          headers={"Authorization": f"Bearer {key}", "Accept": "application/json"})
+        assert answer.status_code == 409 and answer.json()["error"] == "second_opinion_needed"
+    assert status_of(work) == "unsure"
+    refused = audit_rows(work, actor="anna", action="review", outcome="rejected")
+    assert refused[-1].details["reason"] == "second_opinion_needed"
+    bob = signed_in_client(work, "bob")  # the second opinion
+    page = bob.get("/matches/1")
+    bob.post("/matches/1/decision", data={"csrf_token": csrf_of(page.text), "decision": "confirmed",
+                                          "back": "/queue"})
+    assert status_of(work) == "confirmed"
+
+
+def test_an_admin_may_decide_a_match_they_marked_unsure(work):
+    ada = Actor("ada", "admin")
+    queue.decide(work, ada, 1, "unsure")
+    assert queue.decide(work, ada, 1, "rejected").status == "rejected"

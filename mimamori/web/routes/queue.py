@@ -31,7 +31,7 @@ Note = Annotated[str, Form(max_length=2000)]
 Back = Annotated[str, Form(max_length=2000)]
 BATCH = 20  # items claimed and shown at once
 # Refusals of a decision said on the queue page (the item was taken or decided meanwhile).
-KEPT_ON_PAGE = ("claimed_by_other", "already_decided", "note_too_long")
+KEPT_ON_PAGE = ("claimed_by_other", "already_decided", "note_too_long", "second_opinion_needed")
 
 
 def _held(queues: list[queue.CaseQueue], held: set[int]) -> list[queue.CaseQueue]:
