@@ -238,8 +238,9 @@ def test_a_match_is_in_the_assigned_reviewers_queue_only(env):
     bob.goto(f"{env.url}/queue")
     assert set(queue_ids(bob)) == kate_ids
     assert "Client Paul" not in bob.content() and "Client Kate" not in alice.content()
-    bob.goto(f"{env.url}/cases/{PAUL}")
-    assert bob.locator("text=Client Paul").count() == 0  # the case page is refused too
+    refused = bob.goto(f"{env.url}/cases/{PAUL}")
+    assert refused.status == 403 and "Client Paul" not in bob.content()  # the case page is refused too
+    assert env.audit(actor="bob", outcome="rejected")[-1].details.get("reason") == "not_assigned"
     alice.goto(f"{env.url}/queue")
     alice.screenshot(path=str(env.screenshots / "queue.png"), full_page=True)
 
@@ -354,6 +355,36 @@ def test_confirm_reject_unsure_and_a_bulk_decision_change_the_database(env):
     assert unsure in queue_ids(carol)
     alice.goto(f"{env.url}/queue?lane=unsure")
     assert unsure not in queue_ids(alice)
+
+
+def search_by_photo(page, url: str, photo: Path) -> list[int]:
+    page.goto(f"{url}/search")
+    page.set_input_files("#search-photo", str(photo))
+    page.click("#search-submit")
+    page.wait_for_selector("#results")
+    ids = page.eval_on_selector_all("#results article.item", "items => items.map(i => i.dataset.faceId)")
+    return [int(i) for i in ids]
+
+
+def test_search_by_photo_and_the_decision_log_are_audited_under_the_reviewers_name(env, testdata):
+    portrait = testdata / "faces" / "paul_rudd.jpg"
+    alice = env.page("alice")
+    found = search_by_photo(alice, env.url, portrait)
+    paul_faces = {m.face_id for m in env.matches(PAUL)}
+    assert found and set(found) <= paul_faces  # a reviewer's search: only faces of their cases' matches
+    for src in alice.eval_on_selector_all("#results img.face", "imgs => imgs.map(i => i.getAttribute('src'))"):
+        assert "/reveal" not in src  # blurred variants only
+    bobs = set(search_by_photo(env.page("bob"), env.url, portrait))  # the nearest faces of bob's cases' matches
+    assert bobs <= {m.face_id for m in env.matches(KATE)} and not bobs & paul_faces
+    searches = env.audit(action="search", outcome="ok")
+    assert {r.actor for r in searches} >= {"alice", "bob"}
+    alice.goto(f"{env.url}/cases/{PAUL}")
+    with alice.expect_download() as download:
+        alice.click("#decisions-csv")
+    rows = Path(download.value.path()).read_text().splitlines()
+    assert rows[0].startswith("id,at,case_id,match_id,decision") and len(rows) == 1 + 5
+    assert all(",alice," in row for row in rows[1:])
+    assert env.audit(actor="alice", action="export_decisions", case_id=PAUL)
 
 
 def test_a_form_post_without_the_csrf_token_is_refused(env):
