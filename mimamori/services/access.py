@@ -11,13 +11,13 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from mimamori.core.errors import Forbidden, NotFound
 from mimamori.services.audit import Actor, record, refusals_audited
 from mimamori.services.workspace import Workspace
-from mimamori.stores.cases import ApiKey, CaseAssignment, User, get_case
+from mimamori.stores.cases import ApiKey, CaseAssignment, Match, User, get_case
 
 # Roles that manage accounts and assignments and see every case.
 ADMIN_ROLES = ("admin", "operator")
@@ -42,6 +42,9 @@ def visible_case_ids(session: Session, actor: Actor) -> set[str] | None:
         return None
     if actor.role != "reviewer":  # auditors read the audit log, not case content
         return set()
+    disabled = select(User.id).where(User.username == actor.name, User.disabled_at.is_not(None))
+    if session.scalars(disabled).first() is not None:  # a disabled user's name (an API key of it too) sees nothing
+        return set()
     return set(session.scalars(select(CaseAssignment.case_id).where(CaseAssignment.username == actor.name)))
 
 
@@ -58,6 +61,15 @@ def _staff_exists(session: Session, username: str) -> bool:
         return True
     return session.scalars(select(ApiKey.id).where(ApiKey.name == username, ApiKey.revoked_at.is_(None))
                            ).first() is not None
+
+
+def release_claims(session: Session, username: str, case_id: str | None = None) -> int:
+    """Free the matches ``username`` holds (of one case, or all), so others may take them at once."""
+    query = update(Match).where(Match.claimed_by == username)
+    if case_id is not None:
+        query = query.where(Match.case_id == case_id)
+    return session.execute(query.values(claimed_by=None, claimed_until=None)
+                           .execution_options(synchronize_session=False)).rowcount
 
 
 def assign(work: Workspace, actor: Actor, case_id: str, username: str) -> None:
@@ -82,7 +94,8 @@ def unassign(work: Workspace, actor: Actor, case_id: str, username: str) -> None
         if found is None:
             raise NotFound("unknown_assignment", f"case {case_id} is not assigned to {username}")
         session.delete(found)
-    record(work.sessions, actor, "unassign", case_id=case_id, target=f"user:{username}")
+        released = release_claims(session, username, case_id)
+    record(work.sessions, actor, "unassign", case_id=case_id, target=f"user:{username}", released=released)
 
 
 def assignments(work: Workspace, actor: Actor, case_id: str | None = None) -> list[Assignment]:

@@ -31,11 +31,11 @@ from sqlalchemy.orm import Session
 
 from mimamori.core.config import Settings
 from mimamori.core.errors import Conflict, InvalidInput, MimamoriError, NotFound, Unauthenticated
-from mimamori.services.access import require_admin
+from mimamori.services.access import release_claims, require_admin
 from mimamori.services.audit import Actor, record, refusals_audited
 from mimamori.services.auth import ROLES
 from mimamori.services.workspace import Workspace
-from mimamori.stores.cases import CaseAssignment, LoginAttempt, OrganisationSetting, User, WebSession, utcnow
+from mimamori.stores.cases import ApiKey, CaseAssignment, LoginAttempt, OrganisationSetting, User, WebSession, utcnow
 
 HASHER = PasswordHasher()  # argon2id, RFC 9106's second recommended parameters
 USERNAME = re.compile(r"^[a-z0-9][a-z0-9._@-]{0,63}$")
@@ -187,16 +187,26 @@ def _set_disabled(work: Workspace, actor: Actor, username: str, disabled: bool) 
             raise Conflict("own_account", "you cannot disable your own account; another admin can")
         user = _find(session, username)
         now = utcnow()
+        revoked = released = 0
         if disabled:
             user.disabled_at = user.disabled_at or now
             _end_sessions(session, user.id, now)
-        else:
+            released = release_claims(session, username)
+            keys = list(session.scalars(select(ApiKey).where(ApiKey.name == username, ApiKey.revoked_at.is_(None))))
+            for key in keys:  # a key of the user's name is the same person: it ends with the account
+                key.revoked_at = now
+            revoked = len(keys)
+        else:  # the keys stay revoked: an admin creates a new one if the person needs it
             user.disabled_at = None
-    record(work.sessions, actor, action, target=_target(username))
+    record(work.sessions, actor, action, target=_target(username), **({"released": released} if disabled else {}))
+    if revoked:
+        record(work.sessions, actor, "revoke_key", target=f"key:{username}", result_count=revoked,
+               because="disable_user")
 
 
 def disable_user(work: Workspace, actor: Actor, username: str) -> None:
-    """The user can no longer sign in, and every session of theirs ends now."""
+    """The user can no longer sign in: every session of theirs ends now, their claims are released and
+    the API keys of their name are revoked (audited ``revoke_key``); enabling brings no key back."""
     _set_disabled(work, actor, username, True)
 
 

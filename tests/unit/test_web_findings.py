@@ -8,7 +8,7 @@ import pytest
 from sqlalchemy import select
 
 from mimamori.core.config import load_settings
-from mimamori.services import keys, queue
+from mimamori.services import access, keys, queue, users
 from mimamori.services.audit import Actor
 from mimamori.stores.cases import AuditEvent, Match
 from tests.support.web import (
@@ -97,3 +97,34 @@ def test_an_admin_may_decide_a_match_they_marked_unsure(work):
     ada = Actor("ada", "admin")
     queue.decide(work, ada, 1, "unsure")
     assert queue.decide(work, ada, 1, "rejected").status == "rejected"
+
+
+def claimed_by(work, match_id: int = 1) -> str | None:
+    with work.sessions() as session:
+        return session.get(Match, match_id).claimed_by
+
+
+def test_disabling_a_user_revokes_their_keys_ends_their_access_and_frees_their_claims(work):
+    key = keys.create_key(work, OPERATOR, "anna", "reviewer")
+    api = signed_in_client(work)
+    as_key = {"Authorization": f"Bearer {key}", "Accept": "application/json"}
+    assert api.get("/matches", headers=as_key).status_code == 200
+    assert queue.claim(work, Actor("anna", "reviewer"), [1]) == [1]
+    users.disable_user(work, Actor("ada", "admin"), "anna")
+    assert claimed_by(work) is None
+    assert api.get("/matches", headers=as_key).status_code == 401
+    assert audit_rows(work, action="revoke_key", target="key:anna")[-1].result_count == 1
+    with work.sessions() as session:
+        assert access.visible_case_ids(session, Actor("anna", "reviewer")) == set()
+    users.enable_user(work, Actor("ada", "admin"), "anna")
+    assert api.get("/matches", headers=as_key).status_code == 401  # enabling brings no key back
+    with work.sessions() as session:
+        assert access.visible_case_ids(session, Actor("anna", "reviewer")) == {"c1"}
+
+
+def test_unassigning_a_case_frees_the_reviewers_claims_of_that_case(work):
+    add_case_with_match(work, "c2", 8, "b" * 64, crop=crop_jpeg(seed=3), reference=crop_jpeg(seed=4),
+                        assigned=("bob",))
+    assert queue.claim(work, Actor("bob", "reviewer"), [1, 2]) == [1, 2]
+    access.unassign(work, OPERATOR, "c1", "bob")
+    assert (claimed_by(work, 1), claimed_by(work, 2)) == (None, "bob")
