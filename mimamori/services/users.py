@@ -8,7 +8,10 @@ user exists, and an unknown user's password is checked against a dummy hash, so 
 answer nor its time tells. Failed sign-ins lock a username, or refuse a client address, for a
 while (``Settings.web``). Session tokens are random; the database keeps only their SHA-256.
 
-Every action is audited with the username, never a password, a code, a secret or a token.
+Every action is audited with the username, never a password, a code, a secret or a token; a
+refused sign-in under a name that is no user's is audited as ``unknown`` (people type passwords
+into the username field), and throttled under that name's digest. The second factor gives the
+session a new token and a new CSRF token. At most ARGON2_AT_ONCE argon2 hashes run at once.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ import hmac
 import math
 import re
 import secrets
+import threading
 from dataclasses import dataclass
 from typing import Any
 
@@ -44,6 +48,12 @@ BLUR_RADIUS = (4, 64)  # never 0: images stay blurred until one is revealed
 MAX_PASSWORD = 1024  # argon2 takes any length; this bounds the work one request can ask for
 SIGN_IN_REFUSED = "the username or password is wrong, or this account cannot sign in now"
 TOUCH_EVERY = dt.timedelta(seconds=15)  # a session's last_seen_at is written at most this often
+
+# Argon2id takes 64 MiB per hash (RFC 9106's second recommendation): at most this many at once in
+# the process, whatever the number of sign-ins arriving, so a flood of them cannot exhaust memory.
+ARGON2_AT_ONCE = 2
+_argon2_slots = threading.BoundedSemaphore(ARGON2_AT_ONCE)
+UNKNOWN = "unknown"  # the actor of a refused sign-in whose username is no user's: what was typed is not kept
 
 _dummy_hashes: dict[int, str] = {}
 
@@ -319,7 +329,7 @@ def complete_enrolment(work: Workspace, token: str, password: str, code: str) ->
             if step is None or not _use_step(session, user.id, step):
                 raise InvalidInput("wrong_code", "the code does not match the secret; check the authenticator "
                                                  "app's clock and try the next code")
-            user.password_hash, user.password_changed_at = HASHER.hash(password), now
+            user.password_hash, user.password_changed_at = _hash(password), now
             user.totp_confirmed, user.invite_sha256, user.invite_expires_at = True, None, None
             user.failed_logins, user.locked_until = 0, None
     except MimamoriError as error:
@@ -376,30 +386,54 @@ def _refuse_throttled(until: dt.datetime) -> Unauthenticated:
     return Unauthenticated("throttled", f"too many failed sign-ins; try again in {minutes} minute(s)")
 
 
+def _attempt_name(username: str, user: User | None) -> str:
+    """The name a sign-in attempt is throttled under: the username if it is a user's, else its digest
+    (a password typed into the username field is not kept in the clear)."""
+    return username if user is not None else "?" + _digest(username)[:40]
+
+
 def _failed(session: Session, settings: Settings, username: str, client: str, now: dt.datetime,
             user: User | None) -> None:
-    """Remember a failure; a user it locks is marked locked (for the admin's list)."""
-    session.add(LoginAttempt(username=username, client=client, at=now, ok=False))
+    """Remember a failure; a user it locks is marked locked (for the admin's list).
+
+    The same statements whether or not ``username`` is a user's (the UPDATE then changes no row),
+    so the time a refusal takes does not tell either.
+    """
+    name = _attempt_name(username, user)
+    session.add(LoginAttempt(username=name, client=client, at=now, ok=False))
     session.flush()
+    user_end, _client_end = _lock_ends(session, settings, name, client, now)
+    values: dict[str, Any] = {"failed_logins": func.coalesce(User.failed_logins, 0) + 1}
+    if user_end is not None:
+        values["locked_until"] = user_end
+    session.execute(update(User).where(User.username == username).values(**values)
+                    .execution_options(synchronize_session=False))
     if user is not None:
-        user.failed_logins = (user.failed_logins or 0) + 1
-        user_end, _client_end = _lock_ends(session, settings, username, client, now)
-        if user_end is not None:
-            user.locked_until = user_end
+        session.expire(user, ["failed_logins", "locked_until"])
+
+
+def _hash(password: str) -> str:
+    with _argon2_slots:
+        return HASHER.hash(password)
+
+
+def _verify(stored: str, password: str) -> None:
+    with _argon2_slots:
+        HASHER.verify(stored, password)
 
 
 def _dummy_hash() -> str:
     """A hash made with HASHER's own parameters, so checking it takes as long as a real one."""
     key = id(HASHER)
     if key not in _dummy_hashes:
-        _dummy_hashes[key] = HASHER.hash(secrets.token_urlsafe(16))
+        _dummy_hashes[key] = _hash(secrets.token_urlsafe(16))
     return _dummy_hashes[key]
 
 
 def _password_ok(user: User | None, password: str) -> bool:
     stored = user.password_hash if user is not None and user.password_hash else _dummy_hash()
     try:
-        HASHER.verify(stored, password[:MAX_PASSWORD])
+        _verify(stored, password[:MAX_PASSWORD])
     except (VerificationError, InvalidHashError):
         return False
     return user is not None and user.password_hash is not None
@@ -418,24 +452,29 @@ def _new_session(session: Session, settings: Settings, user: User, now: dt.datet
     return token
 
 
-def sign_in(work: Workspace, username: str, password: str, client: str) -> str:
+def sign_in(work: Workspace, username: str, password: str, client: str, previous: str | None = None) -> str:
     """Check the password; a session token whose second factor is still pending (see second_factor).
 
     Throttled before the password is checked; every other refusal is one sentence (SIGN_IN_REFUSED).
+    ``previous``: the session token the browser still holds, ended when this sign-in succeeds. A
+    refusal for a username that is no user's is audited as ``unknown``, without what was typed.
     """
     username, client = _clean(username, client)
-    actor, token, error = Actor(username, "-"), None, None
+    actor, token, error = Actor(UNKNOWN, "-"), None, None
     with work.sessions.begin() as session:
         now = utcnow()
         user = session.scalars(select(User).where(User.username == username)).first()
         actor = Actor(username, user.role) if user is not None else actor
-        until = _throttled(session, work.settings, username, client, now)
+        until = _throttled(session, work.settings, _attempt_name(username, user), client, now)
         if until is not None:
             error = _refuse_throttled(until)
         elif _password_ok(user, password) and user.disabled_at is None and user.totp_confirmed:
             if HASHER.check_needs_rehash(user.password_hash):
-                user.password_hash = HASHER.hash(password)
+                user.password_hash = _hash(password)
             token = _new_session(session, work.settings, user, now)
+            if previous:
+                session.execute(update(WebSession).where(WebSession.token_sha256 == _digest(previous),
+                                                         WebSession.ended_at.is_(None)).values(ended_at=now))
         else:
             _failed(session, work.settings, username, client, now, user)
             error = Unauthenticated("sign_in_failed", SIGN_IN_REFUSED)
@@ -455,10 +494,14 @@ def _live_session(session: Session, token: str, now: dt.datetime) -> WebSession 
     return found
 
 
-def second_factor(work: Workspace, token: str, code: str, client: str) -> None:
-    """Complete a sign-in with a TOTP code: the session becomes a full one (a code is used once)."""
+def second_factor(work: Workspace, token: str, code: str, client: str) -> str:
+    """Complete a sign-in with a TOTP code: the session becomes a full one (a code is used once).
+
+    Returns the session's new token: the full session gets a new token and a new CSRF token, so
+    whatever learnt the pending one (or the form token before it) holds nothing of the signed-in one.
+    """
     client = _clean("", client)[1]
-    actor, error = Actor("anonymous", "-"), None
+    actor, error, new_token = Actor("anonymous", "-"), None, secrets.token_urlsafe(32)
     with work.sessions.begin() as session:
         now = utcnow()
         found = _live_session(session, token, now)
@@ -480,11 +523,13 @@ def second_factor(work: Workspace, token: str, code: str, client: str) -> None:
                 session.add(LoginAttempt(username=user.username, client=client, at=now, ok=True))
                 user.failed_logins, user.locked_until = 0, None
                 found.second_factor, found.last_seen_at = True, now
+                found.token_sha256, found.csrf_token = _digest(new_token), secrets.token_urlsafe(32)
                 found.expires_at = now + dt.timedelta(hours=work.settings.web.session_absolute_hours)
     if error is not None:
         _audit_refusal(work, actor, "sign_in", error, client=client, step="code")
         raise error
     record(work.sessions, actor, "sign_in", target=_target(actor.name), client=client, step="code")
+    return new_token
 
 
 # -- sessions ---------------------------------------------------------------------------------------
@@ -549,7 +594,7 @@ def change_password(work: Workspace, signed: SignedIn, old: str, new: str) -> No
         check_password(work.settings, signed.username, new)
         with work.sessions.begin() as session:
             user = session.get(User, signed.user_id)
-            user.password_hash, user.password_changed_at = HASHER.hash(new), utcnow()
+            user.password_hash, user.password_changed_at = _hash(new), utcnow()
             _end_sessions(session, user.id, utcnow(), keep=signed.session_id)
     record(work.sessions, actor, "change_password", target=_target(signed.username))
 

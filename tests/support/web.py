@@ -60,7 +60,7 @@ def signed_in_client(work: MemoryWorkspace, username: str | None = None, **optio
                         follow_redirects=False, headers={"Accept": BROWSER_ACCEPT}, **options)
     if username is not None:
         token = users.sign_in(work, username, PASSWORD, "testclient")
-        users.second_factor(work, token, code_for(username, 1), "testclient")
+        token = users.second_factor(work, token, code_for(username, 1), "testclient")
         client.cookies.set(COOKIE, token)
     return client
 

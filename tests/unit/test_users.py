@@ -66,7 +66,7 @@ def enrolled(work, clock, username: str = "rei", role: str = "reviewer") -> str:
 
 def signed_in(work, clock, secret: str, username: str = "rei", client: str = "10.0.0.1") -> str:
     token = users.sign_in(work, username, PASSWORD, client)
-    users.second_factor(work, token, code(secret, clock), client)
+    token = users.second_factor(work, token, code(secret, clock), client)  # the full session's own token
     clock.advance(seconds=30)
     return token
 
@@ -145,13 +145,15 @@ def test_signing_in_takes_the_password_then_a_code_used_once(work, clock):
         users.second_factor(work, token, "12345", "10.0.0.1")
     assert wrong.value.reason == "wrong_code"
     now_code = code(secret, clock)
-    users.second_factor(work, token, now_code, "10.0.0.1")
-    signed = users.signed_in(work, token)
+    pending_csrf = pending.csrf_token
+    full = users.second_factor(work, token, now_code, "10.0.0.1")
+    assert full != token and users.signed_in(work, token, pending_ok=True) is None  # a new token, the old gone
+    signed = users.signed_in(work, full)
     assert (signed.username, signed.role, signed.actor, signed.second_factor) == \
         ("rei", "reviewer", Actor("rei", "reviewer"), True)
-    assert len(signed.csrf_token) >= 43 and signed.review_started_at is None
+    assert len(signed.csrf_token) >= 43 and signed.csrf_token != pending_csrf and signed.review_started_at is None
     with pytest.raises(Unauthenticated) as again:
-        users.second_factor(work, token, now_code, "10.0.0.1")  # a full session takes no code
+        users.second_factor(work, full, now_code, "10.0.0.1")  # a full session takes no code
     assert again.value.reason == "session_expired"
     other = users.sign_in(work, "rei", PASSWORD, "10.0.0.1")
     with pytest.raises(Unauthenticated, match="used already"):
@@ -160,7 +162,7 @@ def test_signing_in_takes_the_password_then_a_code_used_once(work, clock):
     users.second_factor(work, other, code(secret, clock), "10.0.0.1")
     with work.sessions() as session:
         stored = [s.token_sha256 for s in session.scalars(select(WebSession))]
-    assert token not in stored and hashlib.sha256(token.encode()).hexdigest() in stored
+    assert full not in stored and hashlib.sha256(full.encode()).hexdigest() in stored
 
 
 def test_a_pending_sign_in_expires(work, clock):
@@ -206,7 +208,7 @@ def test_failures_lock_a_username_known_or_not_for_a_while(work, clock):
     assert [u.status for u in users.list_users(work, ADMIN) if u.username == "rei"] == ["locked"]
     clock.advance(minutes=15)
     token = users.sign_in(work, "rei", PASSWORD, "10.0.2.1")
-    users.second_factor(work, token, code(secret, clock), "10.0.2.1")
+    token = users.second_factor(work, token, code(secret, clock), "10.0.2.1")
     assert users.signed_in(work, token).username == "rei"
     assert [u.status for u in users.list_users(work, ADMIN) if u.username == "rei"] == ["active"]
 

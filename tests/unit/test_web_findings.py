@@ -4,17 +4,26 @@ sessions rotated at sign-in, claims released, access ended with a user, every re
 
 from __future__ import annotations
 
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+
 import pytest
-from sqlalchemy import select
+from argon2 import PasswordHasher
+from sqlalchemy import event, select
 
 from mimamori.core.config import load_settings
+from mimamori.core.errors import Unauthenticated
 from mimamori.services import access, keys, queue, users
 from mimamori.services.audit import Actor
-from mimamori.stores.cases import AuditEvent, Match
+from mimamori.stores.cases import AuditEvent, LoginAttempt, Match
+from mimamori.web.security import COOKIE
 from tests.support.web import (
     OPERATOR,
+    PASSWORD,
     add_case_with_match,
     cheap_passwords,
+    code_for,
     crop_jpeg,
     csrf_of,
     make_user,
@@ -128,3 +137,93 @@ def test_unassigning_a_case_frees_the_reviewers_claims_of_that_case(work):
     assert queue.claim(work, Actor("bob", "reviewer"), [1, 2]) == [1, 2]
     access.unassign(work, OPERATOR, "c1", "bob")
     assert (claimed_by(work, 1), claimed_by(work, 2)) == (None, "bob")
+
+
+
+def test_the_second_factor_rotates_the_session_and_signing_in_again_ends_the_old_one(work):
+    client = signed_in_client(work)
+    page = client.get("/login")
+    client.post("/login", data={"csrf_token": csrf_of(page.text), "username": "anna", "password": PASSWORD})
+    pending = client.cookies.get(COOKIE)
+    code_page = client.get("/login/code")
+    done = client.post("/login/code", data={"csrf_token": csrf_of(code_page.text), "code": code_for("anna", 1)})
+    assert done.status_code == 303
+    full = client.cookies.get(COOKIE)
+    assert full != pending and users.signed_in(work, pending, pending_ok=True) is None
+    signed = users.signed_in(work, full)
+    assert signed.username == "anna" and signed.csrf_token != csrf_of(code_page.text)
+    page = client.get("/login")  # the same browser signs in again: its earlier session ends
+    again = client.post("/login", data={"csrf_token": csrf_of(page.text), "username": "anna", "password": PASSWORD})
+    assert again.status_code == 303 and client.cookies.get(COOKIE) != full
+    assert users.signed_in(work, full) is None
+
+
+def statements_of(work, call) -> list[str]:
+    """The SQL statements ``call`` sends (their text without the values)."""
+    engine, sent = work.sessions.kw["bind"], []
+
+    def listen(_conn, _cursor, statement, _parameters, _context, _many):
+        sent.append(statement.split(" WHERE")[0])
+
+    event.listen(engine, "before_cursor_execute", listen)
+    try:
+        call()
+    finally:
+        event.remove(engine, "before_cursor_execute", listen)
+    return sent
+
+
+def test_a_refused_sign_in_does_the_same_database_work_for_an_unknown_name(work):
+    def refused(name: str, client: str):
+        with pytest.raises(Unauthenticated):
+            users.sign_in(work, name, "not the password at all", client)
+
+    known = statements_of(work, lambda: refused("anna", "10.1.0.1"))
+    unknown = statements_of(work, lambda: refused("nobody-here", "10.1.0.2"))
+    assert known == unknown and any(s.startswith("UPDATE users") for s in known)
+
+
+def test_a_name_that_is_no_users_is_not_kept_in_the_audit_log(work):
+    typed = "my secret passphrase 42"  # a password typed into the username field
+    with pytest.raises(Unauthenticated):
+        users.sign_in(work, typed, "whatever", "10.1.0.3")
+    with pytest.raises(Unauthenticated):
+        users.sign_in(work, "anna", "not the password at all", "10.1.0.3")
+    unknown, known = audit_rows(work, action="sign_in", outcome="rejected")[-2:]
+    assert (unknown.actor, unknown.target, known.actor, known.target) == ("unknown", None, "anna", "user:anna")
+    with work.sessions() as session:
+        kept = str([(r.actor, r.target, r.details) for r in session.scalars(select(AuditEvent))]) + \
+            str(list(session.scalars(select(LoginAttempt.username))))
+    assert typed not in kept
+    for attempt in range(5):  # the name is still throttled, under its digest
+        with pytest.raises(Unauthenticated):
+            users.sign_in(work, typed, "whatever", f"10.1.1.{attempt}")
+    with pytest.raises(Unauthenticated) as locked:
+        users.sign_in(work, typed, "whatever", "10.1.2.1")
+    assert locked.value.reason == "throttled"
+
+
+def test_at_most_two_argon2_hashes_run_at_once(work, monkeypatch):
+    running, most, lock = [0], [0], threading.Lock()
+
+    class Slow(PasswordHasher):
+        def verify(self, stored, given):
+            with lock:
+                running[0] += 1
+                most[0] = max(most[0], running[0])
+            try:
+                time.sleep(0.05)
+                return super().verify(stored, given)
+            finally:
+                with lock:
+                    running[0] -= 1
+
+    monkeypatch.setattr(users, "HASHER", Slow(time_cost=1, memory_cost=8, parallelism=1))
+
+    def attempt(i: int) -> None:
+        with pytest.raises(Unauthenticated):
+            users.sign_in(work, "anna", f"wrong {i}", f"10.2.0.{i}")
+
+    with ThreadPoolExecutor(8) as pool:
+        list(pool.map(attempt, range(8)))
+    assert users.ARGON2_AT_ONCE == 2 and most[0] == 2

@@ -127,8 +127,10 @@ def test_sign_in_with_password_and_code_sets_a_strict_session_cookie(work):
     assert refused.status_code == 401 and "code is wrong" in refused.text
     done = client.post("/login/code", data={"csrf_token": csrf, "code": code_for("anna", 1), "next": "/cases"})
     assert done.status_code == 303 and done.headers["location"] == "/cases"
-    assert client.get("/cases").status_code == 200
-    logout = client.post("/logout", data={"csrf_token": csrf})
+    cases = client.get("/cases")
+    assert cases.status_code == 200 and csrf_of(cases.text) != csrf  # a new session token and CSRF token
+    assert client.post("/logout", data={"csrf_token": csrf}).status_code == 403  # the pending one's is no more
+    logout = client.post("/logout", data={"csrf_token": csrf_of(cases.text)})
     assert logout.status_code == 303 and client.get("/cases").status_code == 303
 
 

@@ -66,7 +66,8 @@ async def login(request: Request, username: Annotated[str, Form(max_length=200)]
     await _check_form_token(request)
     work = workspace(request)
     try:
-        token = await run_in_threadpool(users.sign_in, work, username, password, client_of(request))
+        token = await run_in_threadpool(users.sign_in, work, username, password, client_of(request),
+                                        request.cookies.get(COOKIE))  # the browser's earlier session ends
     except Unauthenticated as error:
         language = language_of(request)
         return _anonymous_form(request, "login.html", {"next": safe_next(next, "/"), "username": username,
@@ -88,7 +89,7 @@ async def code(request: Request, staff: Pending, code: Annotated[str, Form(max_l
                next: Annotated[str, Form(max_length=2000)] = "/") -> Response:
     work = workspace(request)
     try:
-        await run_in_threadpool(users.second_factor, work, staff.token, code, client_of(request))
+        token = await run_in_threadpool(users.second_factor, work, staff.token, code, client_of(request))
     except Unauthenticated as error:
         if error.reason == "wrong_code":
             return render(request, "login_code.html", {"next": safe_next(next, "/"),
@@ -100,7 +101,7 @@ async def code(request: Request, staff: Pending, code: Annotated[str, Form(max_l
         return response
     target = safe_next(next, "/")
     response = RedirectResponse(HOME.get(staff.role, "/account") if target == "/" else target, status_code=303)
-    set_session_cookie(response, staff.token, work.settings.web.session_absolute_hours * 3600)
+    set_session_cookie(response, token, work.settings.web.session_absolute_hours * 3600)  # a new token
     return response
 
 
