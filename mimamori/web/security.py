@@ -32,7 +32,9 @@ from mimamori.web.i18n import from_accept_language
 COOKIE = "mimamori_session"
 FORM_COOKIE = "mimamori_form"  # the double-submit token of the sign-in and invitation forms
 CSRF_FIELD = "csrf_token"
-HOME = {"admin": "/queue", "reviewer": "/queue", "auditor": "/audit"}
+# Where signing in lands. Not the queue for admins: opening the queue claims its batch, and an
+# admin sees every case, so landing there would take the reviewers' items for the claim minutes.
+HOME = {"admin": "/cases", "reviewer": "/queue", "auditor": "/audit"}
 
 
 @dataclass(frozen=True)
