@@ -134,6 +134,7 @@ def cmd_api(args: argparse.Namespace) -> int:
     import uvicorn
 
     from mimamori.api.app import create_app
+    from mimamori.api.logs import install_access_log_filter, uvicorn_log_config
     from mimamori.core.scrape_targets import register_scrape_target
 
     settings = _settings(args)
@@ -144,7 +145,10 @@ def cmd_api(args: argparse.Namespace) -> int:
     # uvicorn shuts down gracefully on SIGTERM, then raises the signal again: leave through
     # Python then, so the atexit handlers (the scrape target's removal) run.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
-    uvicorn.run(create_app(settings), host=settings.api.bind_address, port=port, log_level="info")
+    # The access log stays on, without invitation tokens or sign-in queries (mimamori/api/logs.py).
+    install_access_log_filter()
+    uvicorn.run(create_app(settings), host=settings.api.bind_address, port=port, log_level="info",
+                log_config=uvicorn_log_config())
     return 0
 
 

@@ -266,8 +266,11 @@ def _totp(secret: str) -> pyotp.TOTP:
     return pyotp.TOTP(secret)
 
 
-def begin_enrolment(work: Workspace, token: str) -> TotpEnrolment:
-    """The TOTP secret for an invitation (the same one until the enrolment completes)."""
+def begin_enrolment(work: Workspace, token: str, *, rotate: bool = True) -> TotpEnrolment:
+    """A TOTP secret for an invitation: a new one each time the invitation is opened (``rotate``), so
+    the QR code shown last is the one that works and a secret someone else saw earlier (a link
+    preview, a shoulder, a log reader holding the link) is worth nothing. ``rotate=False`` shows
+    the current one again: the page answering a refused first code, so the user can try again."""
     with work.sessions.begin() as session:
         try:
             user = _invited(session, token, utcnow())
@@ -275,7 +278,7 @@ def begin_enrolment(work: Workspace, token: str) -> TotpEnrolment:
             record(work.sessions, Actor("anonymous", "-"), "begin_enrolment", outcome="rejected", reason=error.reason)
             error.audited = True
             raise
-        if user.totp_secret is None:
+        if rotate or user.totp_secret is None:
             user.totp_secret = pyotp.random_base32()
         username, role, secret = user.username, user.role, user.totp_secret
     uri = _totp(secret).provisioning_uri(name=username, issuer_name=work.settings.web.totp_issuer)

@@ -87,8 +87,12 @@ def test_an_invitation_sets_a_password_and_totp_once(work, clock):
         user = session.scalars(select(User)).one()
         assert user.invite_sha256 == hashlib.sha256(invitation.token.encode()).hexdigest()
         assert user.password_hash is None and not user.totp_confirmed
+    earlier = users.begin_enrolment(work, invitation.token)
     enrolment = users.begin_enrolment(work, invitation.token)
-    assert users.begin_enrolment(work, invitation.token).secret == enrolment.secret  # a reload shows the same QR
+    assert enrolment.secret != earlier.secret  # each opening shows a new secret: the last one shown works
+    assert users.begin_enrolment(work, invitation.token, rotate=False).secret == enrolment.secret
+    with pytest.raises(InvalidInput):
+        users.complete_enrolment(work, invitation.token, PASSWORD, code(earlier.secret, clock))
     assert enrolment.otpauth_uri.startswith("otpauth://totp/mimamori:rei?")
     assert "issuer=mimamori" in enrolment.otpauth_uri
     assert enrolment.qr_svg.startswith("<svg") and "<script" not in enrolment.qr_svg

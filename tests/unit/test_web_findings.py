@@ -4,14 +4,19 @@ sessions rotated at sign-in, claims released, access ended with a user, every re
 
 from __future__ import annotations
 
+import logging
+import re
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 
+import pyotp
 import pytest
 from argon2 import PasswordHasher
 from sqlalchemy import event, select
+from uvicorn.logging import AccessFormatter
 
+from mimamori.api.logs import RedactSecrets
 from mimamori.core.config import load_settings
 from mimamori.core.errors import Unauthenticated
 from mimamori.services import access, keys, queue, users
@@ -227,3 +232,58 @@ def test_at_most_two_argon2_hashes_run_at_once(work, monkeypatch):
     with ThreadPoolExecutor(8) as pool:
         list(pool.map(attempt, range(8)))
     assert users.ARGON2_AT_ONCE == 2 and most[0] == 2
+
+
+def access_line(path: str) -> str:
+    """uvicorn's access log line for a GET of ``path`` (with its query), through the filter."""
+    record = logging.LogRecord("uvicorn.access", logging.INFO, __file__, 1, '%s - "%s %s HTTP/%s" %d',
+                               ("127.0.0.1:5000", "GET", path, "1.1", 200), None)
+    assert RedactSecrets().filter(record)
+    return AccessFormatter('%(client_addr)s - "%(request_line)s" %(status_code)s', use_colors=False).format(record)
+
+
+def test_the_access_log_shows_no_invitation_token_and_no_sign_in_query():
+    token = "Zx9" * 14
+    assert token not in access_line(f"/invite/{token}") and "/invite/[redacted]" in access_line(f"/invite/{token}")
+    assert token not in access_line(f"/invite/{token}?x=1")
+    assert access_line("/login?next=/cases/c1") .startswith('127.0.0.1:5000 - "GET /login?[redacted] HTTP/1.1" 200')
+    assert "next=" not in access_line("/login/code?next=/matches/3")
+    assert "/queue?lane=unsure" in access_line("/queue?lane=unsure")  # other pages as they are
+    assert "/cases/c1" in access_line("/cases/c1")
+
+
+def test_mimamori_api_runs_uvicorn_with_the_filter(monkeypatch):
+    import signal
+
+    import uvicorn
+
+    from mimamori.cli import main as cli
+    from mimamori.core import scrape_targets
+
+    ran = {}
+    monkeypatch.setattr(uvicorn, "run", lambda app, **options: ran.update(options))
+    monkeypatch.setattr(scrape_targets, "register_scrape_target", lambda *args, **kwargs: None)
+    monkeypatch.setattr(signal, "signal", lambda *args: None)
+    monkeypatch.setattr(logging.getLogger("uvicorn.access"), "filters", [])
+    assert cli.main(["api"]) == 0
+    config = ran["log_config"]
+    assert "redact_secrets" in config["handlers"]["access"]["filters"]
+    assert config["filters"]["redact_secrets"]["()"] == "mimamori.api.logs.RedactSecrets"
+    assert any(isinstance(f, RedactSecrets) for f in logging.getLogger("uvicorn.access").filters)
+
+
+def test_an_invitation_shows_a_new_secret_each_time_it_is_opened(work):
+    invitation = users.create_user(work, OPERATOR, "carla", "reviewer")
+    newcomer = signed_in_client(work)
+    first = newcomer.get(f"/invite/{invitation.token}")
+    second = newcomer.get(f"/invite/{invitation.token}")
+    secret_of = lambda page: re.search(r'id="totp-secret">([A-Z2-7]+)<', page.text).group(1)  # noqa: E731
+    assert secret_of(first) != secret_of(second)
+    refused = newcomer.post(f"/invite/{invitation.token}", data={
+        "csrf_token": csrf_of(second.text), "password": PASSWORD, "password_again": PASSWORD,
+        "code": pyotp.TOTP(secret_of(first)).now()})  # the code of the QR shown first: no more
+    assert refused.status_code == 400 and secret_of(refused) == secret_of(second)  # the same QR to try again
+    done = newcomer.post(f"/invite/{invitation.token}", data={
+        "csrf_token": csrf_of(second.text), "password": PASSWORD, "password_again": PASSWORD,
+        "code": pyotp.TOTP(secret_of(second)).now()})
+    assert done.status_code == 303

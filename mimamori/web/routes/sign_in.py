@@ -114,8 +114,8 @@ async def logout(request: Request, staff: Pending) -> Response:
 
 
 def _enrolment_page(request: Request, token: str, error: str | None = None, status: int = 200) -> Response:
-    try:
-        enrolment = users.begin_enrolment(workspace(request), token)
+    try:  # a new secret each time the link is opened; the same one again after a refused form
+        enrolment = users.begin_enrolment(workspace(request), token, rotate=error is None)
     except Unauthenticated as refusal:
         return _anonymous_form(request, "invite_invalid.html", {"message": error_text(language_of(request), refusal)},
                                status=404)
