@@ -17,11 +17,13 @@ from fastapi.responses import Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from mimamori.api.errors import install_error_handlers
+from mimamori.api.limits import BodyLimit, request_limit
 from mimamori.api.routes import audit, cases, keys, matches, search, users
 from mimamori.core import metrics
 from mimamori.core.config import Settings
 from mimamori.services.workspace import Workspace
-from mimamori.web import mount_web
+from mimamori.web import mount_web, too_large_page
+from mimamori.web.routing import wants_page
 
 
 def create_app(settings: Settings, workspace: Workspace | None = None) -> FastAPI:
@@ -48,4 +50,7 @@ def create_app(settings: Settings, workspace: Workspace | None = None) -> FastAP
     for router in (keys.router, users.router, cases.router, search.router, matches.router, audit.router):
         app.include_router(router)
     mount_web(app)  # the review workbench's pages and static files (mimamori/web), outside the OpenAPI schema
+    # Outermost: bodies bounded, and anonymous ones refused, before FastAPI parses a byte (limits.py).
+    limit = BodyLimit.add_to(app, request_limit(settings.api.max_upload_bytes), wants_page, too_large_page)
+    app.state.request_limit = limit
     return app

@@ -16,6 +16,7 @@ from fastapi.staticfiles import StaticFiles
 
 from mimamori.api.errors import audit_refusal, http_status
 from mimamori.core import errors
+from mimamori.web.i18n import from_accept_language
 from mimamori.web.render import NO_STORE, SECURITY_HEADERS, STATIC, error_text, render
 from mimamori.web.routes import router, shared
 from mimamori.web.security import SignInRequired, language_of
@@ -67,6 +68,15 @@ async def _unexpected(request: Request, error: Exception) -> Response:
     request.state.language = getattr(request.state, "language", None) or "en"  # no database read now
     response = _refusal_page(request, "unavailable", 500)
     response.headers.update({**SECURITY_HEADERS, **NO_STORE})  # outside the headers middleware
+    return response
+
+
+async def too_large_page(request: Request) -> Response:
+    """A browser's upload over the request limit (mimamori/api/limits.py): the error page, read from no database."""
+    language = from_accept_language(request.headers.get("accept-language")) or "en"
+    request.state.language = language
+    response = _refusal_page(request, "too_large", 413)
+    response.headers.update({**SECURITY_HEADERS, **NO_STORE})  # answered before the headers middleware
     return response
 
 

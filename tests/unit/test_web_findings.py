@@ -4,6 +4,8 @@ sessions rotated at sign-in, claims released, access ended with a user, every re
 
 from __future__ import annotations
 
+import asyncio
+import itertools
 import logging
 import re
 import threading
@@ -16,6 +18,7 @@ from argon2 import PasswordHasher
 from sqlalchemy import event, select
 from uvicorn.logging import AccessFormatter
 
+from mimamori.api import limits
 from mimamori.api.logs import RedactSecrets
 from mimamori.core.config import load_settings
 from mimamori.core.errors import Unauthenticated
@@ -287,3 +290,79 @@ def test_an_invitation_shows_a_new_secret_each_time_it_is_opened(work):
         "csrf_token": csrf_of(second.text), "password": PASSWORD, "password_again": PASSWORD,
         "code": pyotp.TOTP(secret_of(second)).now()})
     assert done.status_code == 303
+
+
+class Counted:
+    """An upload body that counts how much of it was read."""
+
+    def __init__(self, size: int, chunk: int = 64 * 1024):
+        self.size, self.chunk, self.read = size, chunk, 0
+
+    def __iter__(self):
+        while self.read < self.size:
+            part = b"x" * min(self.chunk, self.size - self.read)
+            self.read += len(part)
+            yield part
+
+
+def test_an_anonymous_upload_is_refused_before_its_body_is_read(work):
+    client = signed_in_client(work)
+    boundary = "----b"
+    headers = {"Content-Type": f"multipart/form-data; boundary={boundary}", "Content-Length": str(10 * 1024 * 1024)}
+    for path in ("/search", "/cases/c1/photos"):
+        body = Counted(10 * 1024 * 1024)
+        answer = client.post(path, content=body, headers=headers)
+        assert answer.status_code == 303 and answer.headers["location"].startswith("/login"), path
+        assert body.read < 10 * 1024 * 1024, path  # not read to the end
+    body = Counted(1024)
+    api = client.post("/search", content=body, headers={**headers, "Content-Length": "1024",
+                                                         "Accept": "application/json"})
+    assert api.status_code == 401 and api.json()["error"] == "unauthenticated"
+    assert audit_rows(work, actor="anonymous", outcome="denied")[-1].action == "POST /search"
+
+
+def test_a_body_over_the_limit_is_refused_by_its_length_or_as_it_streams(work):
+    limit = signed_in_client(work).app.state.request_limit
+    assert limit == work.settings.api.max_upload_bytes * limits.PHOTOS_PER_REQUEST + limits.FORM_OVERHEAD_BYTES
+    ada = signed_in_client(work, "ada")
+    csrf = csrf_of(ada.get("/search").text)
+    page = ada.post("/search", files={"photo": ("a.jpg", b"x", "image/jpeg")}, data={"csrf_token": csrf},
+                    headers={"Content-Length": str(limit + 1)})
+    assert page.status_code == 413 and 'id="refusal"' in page.text and "too large" in page.text
+    assert page.headers["content-security-policy"] and page.headers["cache-control"] == "no-store"
+    key = keys.create_key(work, OPERATOR, "ada", "admin")
+    api = signed_in_client(work)
+    answer = api.post("/search", content=b"x" * 10, headers={"Authorization": f"Bearer {key}", "Accept": "*/*",
+                                                               "Content-Type": "multipart/form-data; boundary=b",
+                                                               "Content-Length": str(limit + 1)})
+    assert answer.status_code == 413 and answer.json()["error"] == "too_large"
+    refused = signed_in_client(work)  # a body without Content-Length, counted as it streams in
+    refused.app.user_middleware[0].kwargs["limit"] = 10_000  # the app's stack is built on its first request
+    head = b'--b\r\nContent-Disposition: form-data; name="photo"; filename="a.jpg"\r\nContent-Type: image/jpeg\r\n\r\n'
+    answer = refused.post("/search", content=itertools.chain([head], Counted(50_000, chunk=1000)), headers={
+        "Authorization": f"Bearer {key}", "Accept": "application/json",
+        "Content-Type": "multipart/form-data; boundary=b"})
+    assert answer.status_code == 413 and answer.json()["error"] == "too_large"
+
+
+def test_the_limit_stops_reading_a_streamed_body_at_the_limit():
+    reads, sent = [0], []
+
+    async def receive():
+        reads[0] += 1
+        return {"type": "http.request", "body": b"x" * 100, "more_body": reads[0] < 50}
+
+    async def send(message):
+        sent.append(message)
+
+    async def app(scope, receive, send):  # reads the whole body, then answers 200
+        while (await receive()).get("more_body"):
+            pass
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b"ok"})
+
+    limited = limits.BodyLimit(app, 1000, lambda scope: False, None)
+    scope = {"type": "http", "method": "POST", "path": "/x", "headers": [(b"authorization", b"Bearer k"),
+                                                                          (b"transfer-encoding", b"chunked")]}
+    asyncio.run(limited(scope, receive, send))
+    assert reads[0] == 11 and [m.get("status") for m in sent if m["type"] == "http.response.start"] == [413]
