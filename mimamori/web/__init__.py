@@ -80,8 +80,19 @@ async def too_large_page(request: Request) -> Response:
     return response
 
 
+HSTS = "max-age=31536000; includeSubDomains"  # a year: browsers then never ask over plain HTTP
+
+
+def _https(request: Request) -> bool:
+    """The workbench is served over HTTPS: web.public_url says so (a proxy in front ends TLS)."""
+    public_url = request.app.state.workspace.settings.web.public_url or ""
+    return public_url.lower().startswith("https://")
+
+
 async def _web_headers(request: Request, call_next) -> Response:
     response = await call_next(request)
+    if _https(request):  # every answer of the host, the API's too
+        response.headers.setdefault("Strict-Transport-Security", HSTS)
     if is_web(request):
         for name, value in SECURITY_HEADERS.items():
             response.headers.setdefault(name, value)

@@ -5,6 +5,7 @@ sessions rotated at sign-in, claims released, access ended with a user, every re
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import itertools
 import logging
 import re
@@ -366,3 +367,25 @@ def test_the_limit_stops_reading_a_streamed_body_at_the_limit():
                                                                           (b"transfer-encoding", b"chunked")]}
     asyncio.run(limited(scope, receive, send))
     assert reads[0] == 11 and [m.get("status") for m in sent if m["type"] == "http.response.start"] == [413]
+
+
+def test_strict_transport_security_when_the_workbench_is_served_over_https(work):
+    assert "strict-transport-security" not in signed_in_client(work).get("/login").headers  # public_url unset
+    work.settings.web.public_url = "https://workbench.example.org"
+    for path in ("/login", "/static/workbench.css", "/metrics"):
+        answer = signed_in_client(work).get(path)
+        assert answer.headers["strict-transport-security"].startswith("max-age=31536000"), path
+
+
+def test_the_operation_charts_labels_are_in_the_readers_language(work):
+    from mimamori.web import charts
+    from mimamori.web.i18n import translations
+
+    now = dt.datetime.now(dt.UTC)
+    svg = charts.line_chart([(now.timestamp() - 600, 3.0)], now, gettext=translations("ja").gettext)
+    assert "最大 3" in svg and "24 時間前" in svg and "現在" in svg and ">now<" not in svg
+    assert ">now<" in charts.line_chart([], now) and "max 0" in charts.line_chart([], now)
+    users.set_preferences(work, users.signed_in(work, (client := signed_in_client(work, "anna")).cookies.get(COOKIE)),
+                          language="ja")
+    client.app.state.prometheus_fetch = lambda _url: {"status": "success", "data": {"result": []}}
+    assert "24 時間前" in client.get("/operations").text
