@@ -26,6 +26,8 @@ from mimamori.web.i18n import N_
 WINDOW = dt.timedelta(hours=24)
 STEP_S = 600  # 144 points a day
 TIMEOUT_S = 3.0
+# The charts' own words, through the catalogs like every string of a page.
+LABEL_MAX, LABEL_START, LABEL_END = N_("max %(value)s"), N_("-24 h"), N_("now")
 
 
 @dataclass(frozen=True)
@@ -109,8 +111,11 @@ def _segments(points: list[tuple[float, float]]) -> list[list[tuple[float, float
     return runs
 
 
-def line_chart(points: list[tuple[float, float]], end: dt.datetime, width: int = 360, height: int = 96) -> Markup:
-    """An SVG line over the day (time left to right), its maximum labelled; classes only (no style)."""
+def line_chart(points: list[tuple[float, float]], end: dt.datetime, width: int = 360, height: int = 96,
+               gettext: Callable[[str], str] = str) -> Markup:
+    """An SVG line over the day (time left to right), its maximum labelled; classes only (no style).
+
+    ``gettext`` translates the labels (the reader's catalog; English as written without one)."""
     pad_left, pad_top, pad_bottom = 4, 14, 16
     inner_w, inner_h = width - 2 * pad_left, height - pad_top - pad_bottom
     start = (end - WINDOW).timestamp()
@@ -120,9 +125,11 @@ def line_chart(points: list[tuple[float, float]], end: dt.datetime, width: int =
     parts = [f'<svg class="chart" viewBox="0 0 {width} {height}" width="{width}" height="{height}" role="img" '
              f'xmlns="http://www.w3.org/2000/svg">',
              f'<line class="chart-axis" x1="{pad_left}" y1="{base_y}" x2="{width - pad_left}" y2="{base_y}"/>',
-             f'<text class="chart-label" x="{pad_left}" y="10">max {escape(_number(highest))}</text>',
-             f'<text class="chart-label" x="{pad_left}" y="{height - 3}">-24 h</text>',
-             f'<text class="chart-label chart-label-end" x="{width - pad_left}" y="{height - 3}">now</text>']
+             f'<text class="chart-label" x="{pad_left}" y="10">'
+             f'{escape(gettext(LABEL_MAX) % {"value": _number(highest)})}</text>',
+             f'<text class="chart-label" x="{pad_left}" y="{height - 3}">{escape(gettext(LABEL_START))}</text>',
+             f'<text class="chart-label chart-label-end" x="{width - pad_left}" y="{height - 3}">'
+             f'{escape(gettext(LABEL_END))}</text>']
     for run in _segments(points):
         coords = " ".join(f"{pad_left + (t - start) / WINDOW.total_seconds() * inner_w:.1f},"
                           f"{pad_top + inner_h - (v / top) * inner_h:.1f}" for t, v in run)
@@ -135,8 +142,8 @@ def line_chart(points: list[tuple[float, float]], end: dt.datetime, width: int =
     return Markup("".join(parts))
 
 
-def operations_charts(settings: Settings, fetch: Fetch = fetch_json,
-                      now: dt.datetime | None = None) -> list[Chart] | None:
+def operations_charts(settings: Settings, fetch: Fetch = fetch_json, now: dt.datetime | None = None,
+                      gettext: Callable[[str], str] = str) -> list[Chart] | None:
     """One chart per panel; None when Prometheus cannot be reached (the first failure stops)."""
     end = now or dt.datetime.now(dt.UTC)
     base = prometheus_url(settings)
@@ -144,7 +151,8 @@ def operations_charts(settings: Settings, fetch: Fetch = fetch_json,
     try:
         for panel in PANELS:
             points = query_range(base, panel.query, end, fetch)
-            charts.append(Chart(panel, points, line_chart(points, end), points[-1][1] if points else None))
+            svg = line_chart(points, end, gettext=gettext)
+            charts.append(Chart(panel, points, svg, points[-1][1] if points else None))
     except PrometheusUnreachable:
         return None
     return charts

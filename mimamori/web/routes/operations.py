@@ -8,6 +8,7 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.responses import Response
 
 from mimamori.web import charts
+from mimamori.web.i18n import translations
 from mimamori.web.render import render
 from mimamori.web.security import Staff, page, workspace
 
@@ -19,5 +20,5 @@ Signed = Annotated[Staff, Depends(page())]
 def operations(request: Request, staff: Signed) -> Response:
     settings = workspace(request).settings
     fetch = getattr(request.app.state, "prometheus_fetch", charts.fetch_json)  # tests give their own
-    found = charts.operations_charts(settings, fetch)
+    found = charts.operations_charts(settings, fetch, gettext=translations(staff.view.language).gettext)
     return render(request, "operations.html", {"charts": found, "prometheus": charts.prometheus_url(settings)})
