@@ -79,6 +79,39 @@ REASONS = {
     "own_account": N_("You cannot disable your own account."),
     "invalid_request": N_("Some fields of the form are missing or wrong."),
     "unavailable": N_("A service the workbench needs is not reachable now. Try again later."),
+    "bad_time": N_("A date and time is not valid; use the date picker."),
+    "naive_time": N_("A time needs its time zone."),
+    "bad_threshold": N_("The threshold is a number between 0 and 1."),
+    "bad_blur_radius": N_("The blur strength is a whole number from 4 to 64."),
+    "bad_greyscale": N_("Greyscale is on or off."),
+    "bad_minutes": N_("Minutes are a whole number from 1 to 480."),
+    "bad_limit": N_("The number of items asked for is out of range."),
+    "bad_view": N_("These image settings are not valid."),
+    "invalid_consent": N_("The consent record is incomplete or not valid; check these fields:"),
+    "unknown_user": N_("There is no such user."),
+    "unknown_assignment": N_("This case is not assigned to this user."),
+    "unknown_role": N_("There is no such role: choose admin, reviewer or auditor."),
+    "unknown_setting": N_("There is no such setting."),
+    "unknown_language": N_("This language is not offered: choose English or Japanese."),
+    "unknown_lane": N_("There is no such queue lane."),
+    "unknown_order": N_("There is no such order for the queue."),
+    "unknown_status": N_("There is no such decision."),
+    "unknown_photo": N_("There is no such enrolled photo."),
+    "no_matches": N_("Choose at least one match to decide."),
+    "password_too_long": N_("The password is too long (1024 characters at most)."),
+    "enrolment_not_begun": N_("Open the invitation link again to get the QR code first."),
+    "image_missing": N_("The image is no longer stored."),
+    "face_missing": N_("This face is no longer in the index."),
+    "photo_or_case": N_("Upload a photo to search with."),
+}
+# Names of the fields a refusal may list (``fields`` on the error: the form's own labels).
+FIELD_LABELS = {
+    "given_by": N_("Given by (the client, or their representative)"),
+    "relationship_to_client": N_("Relationship to the client"),
+    "given_at": N_("Given at (your local time)"),
+    "expires_at": N_("Expires at (empty: no expiry)"),
+    "scope": N_("Scope"),
+    "document_sha256": N_("SHA-256 of the signed consent document (optional)"),
 }
 
 
@@ -110,7 +143,9 @@ def error_text(language: str, error: MimamoriError | str) -> str:
     """A refusal in the reader's language when it is a known one, else the service's sentence."""
     reason = error if isinstance(error, str) else error.reason
     if reason in REASONS:
-        return translations(language).gettext(REASONS[reason])
+        gettext = translations(language).gettext
+        fields = [gettext(FIELD_LABELS[f]) if f in FIELD_LABELS else f for f in getattr(error, "fields", ())]
+        return gettext(REASONS[reason]) + (" " + "; ".join(fields) if fields else "")
     return reason if isinstance(error, str) else str(error)
 
 

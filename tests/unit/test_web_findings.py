@@ -4,14 +4,18 @@ sessions rotated at sign-in, claims released, access ended with a user, every re
 
 from __future__ import annotations
 
+import ast
 import asyncio
 import datetime as dt
+import importlib.util
+import inspect
 import itertools
 import logging
 import re
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import pyotp
 import pytest
@@ -21,11 +25,14 @@ from uvicorn.logging import AccessFormatter
 
 from mimamori.api import limits
 from mimamori.api.logs import RedactSecrets
+from mimamori.core import errors
 from mimamori.core.config import load_settings
 from mimamori.core.errors import Unauthenticated
 from mimamori.services import access, keys, queue, users
 from mimamori.services.audit import Actor
 from mimamori.stores.cases import AuditEvent, LoginAttempt, Match
+from mimamori.web.i18n import translations
+from mimamori.web.render import REASONS, TEMPLATES
 from mimamori.web.security import COOKIE
 from tests.support.web import (
     OPERATOR,
@@ -63,7 +70,8 @@ def test_the_enrolment_notice_is_parsed_in_the_route(work):
     client = signed_in_client(work, "ada")
     page = client.get("/cases/c1?done=enrolled-2-3")
     assert page.status_code == 200 and 'id="notice"' in page.text
-    assert "2 photo(s) enrolled; 3 earlier match(es) found." in page.text
+    assert "2 photos enrolled. 3 earlier matches found." in page.text
+    assert "1 photo enrolled. 1 earlier match found." in client.get("/cases/c1?done=enrolled-1-1").text
     for done in ("enrolled-1", "enrolled-x-y", "enrolled-1-2-3", "enrolled--", "whatever"):
         page = client.get(f"/cases/c1?done={done}")
         assert page.status_code == 200 and 'id="notice"' not in page.text, done
@@ -389,3 +397,79 @@ def test_the_operation_charts_labels_are_in_the_readers_language(work):
                           language="ja")
     client.app.state.prometheus_fetch = lambda _url: {"status": "success", "data": {"result": []}}
     assert "24 時間前" in client.get("/operations").text
+
+
+SERVER_SIDE = {"Misconfigured", "Unavailable"}  # a page says "unavailable" for these, never their reason
+# Read when the process starts (settings, models), never while a page is answered; the web package is walked anyway.
+STARTUP_ONLY = ("mimamori.web", "mimamori.cli", "mimamori.core.config", "mimamori.models")
+
+
+def _modules_the_pages_reach() -> set[Path]:
+    """The web package's files and every mimamori module they import, transitively (services, stores...)."""
+    todo = list(WEB.rglob("*.py"))
+    files = set(todo)
+    while todo:
+        for node in ast.walk(ast.parse(todo.pop().read_text())):
+            names = [node.module] if isinstance(node, ast.ImportFrom) and node.module else \
+                [a.name for a in node.names] if isinstance(node, ast.Import) else []
+            if isinstance(node, ast.ImportFrom) and node.module:
+                names += [f"{node.module}.{a.name}" for a in node.names]
+            for name in names:
+                if not name.startswith("mimamori.") or name.startswith(STARTUP_ONLY):
+                    continue
+                try:
+                    spec = importlib.util.find_spec(name)
+                except (ImportError, AttributeError, ValueError):
+                    continue
+                found = Path(spec.origin) if spec and spec.origin and spec.origin.endswith(".py") else None
+                if found is not None and found not in files:
+                    files.add(found)
+                    todo.append(found)
+    return files
+
+
+def raised_reasons() -> dict[str, set[str]]:
+    """Every reason a refusal raised in what the pages reach is made with: reason -> where."""
+    kinds = {name for name, value in vars(errors).items()
+             if inspect.isclass(value) and issubclass(value, errors.MimamoriError) and name not in SERVER_SIDE}
+    found: dict[str, set[str]] = {}
+    for path in _modules_the_pages_reach():
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id in kinds \
+                    and len(node.args) == 2 and isinstance(node.args[0], ast.Constant):
+                found.setdefault(node.args[0].value, set()).add(path.name)
+    return found
+
+
+def test_every_refusal_the_pages_can_meet_is_said_in_english_and_japanese():
+    reasons = raised_reasons()
+    assert {"unknown_user", "second_opinion_needed", "bad_time", "unknown_photo", "consent_missing"} <= set(reasons)
+    missing = sorted(f"{reason} ({', '.join(sorted(where))})" for reason, where in reasons.items()
+                     if reason not in REASONS)
+    assert not missing, f"add these to mimamori/web/render.py's REASONS: {missing}"
+    for reason, message in REASONS.items():
+        assert translations("ja").gettext(message) != message, reason
+
+
+def test_an_invalid_consent_names_its_fields_not_pydantics_words(work):
+    ada = signed_in_client(work, "ada")
+    page = ada.get("/cases/c1")
+    answer = ada.post("/cases/c1/consent", data={"csrf_token": csrf_of(page.text), "given_by": "Mia",
+                                                 "given_at": "2026-01-01T10:00", "scope": ["nonsense"],
+                                                 "document_sha256": "not a digest"})
+    assert answer.status_code == 422
+    said = re.search(r'id="consent-error"[^>]*>([^<]+)<', answer.text).group(1)
+    assert said.startswith("The consent record is incomplete or not valid") and "Scope" in said
+    assert "SHA-256 of the signed consent document" in said and "String should" not in said
+
+
+WEB = TEMPLATES.parent
+
+
+def test_counts_are_said_with_the_plural_of_their_language(work):
+    from mimamori.web.render import environment
+
+    one = environment("en").from_string('{{ ngettext("Seen %(num)s time", "Seen %(num)s times", n) }}')
+    assert (one.render(n=1), one.render(n=3)) == ("Seen 1 time", "Seen 3 times")
+    ja = environment("ja").from_string('{{ ngettext("Seen %(num)s time", "Seen %(num)s times", n) }}')
+    assert (ja.render(n=1), ja.render(n=3)) == ("1 回確認", "3 回確認")

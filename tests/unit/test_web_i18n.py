@@ -15,7 +15,7 @@ from tests.support.workspace import MemoryWorkspace
 WEB = CATALOGS.parent
 METHODS = [("templates/**.html", "jinja2"), ("**.py", "python")]
 OPTIONS = {"templates/**.html": {"extensions": "jinja2.ext.i18n", "trim_blocks": "True", "lstrip_blocks": "True"}}
-KEYWORDS = {"_": None, "N_": None, "gettext": None}
+KEYWORDS = {"_": None, "N_": None, "gettext": None, "ngettext": (1, 2)}
 
 
 def used_messages() -> set[str]:
@@ -40,7 +40,11 @@ def test_every_message_of_the_pages_has_a_japanese_translation():
     unused = sorted(m.id for m in ja if m.id and m.id not in used)
     assert not unused, f"catalog entries no page uses: {unused}"
     for message in ja:
-        if message.id and "%(" in message.id:  # the same placeholders, or the page fails to render
+        if isinstance(message.id, tuple):  # ngettext: every form has the count's placeholder, translated
+            assert message.string and all(message.string), message.id
+            assert {tuple(sorted(_placeholders(t))) for t in (*message.id, *message.string)} == \
+                {tuple(sorted(_placeholders(message.id[0])))}, message.id
+        elif message.id and "%(" in message.id:  # the same placeholders, or the page fails to render
             assert sorted(_placeholders(message.id)) == sorted(_placeholders(message.string)), message.id
 
 

@@ -116,7 +116,9 @@ async def record_consent(request: Request, staff: Admin, case_id: str, given_by:
                     recorded_by=staff.username, document_sha256=document_sha256.strip().lower() or None)
             except ValidationError as error:
                 problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in error.errors())
-                raise InvalidInput("invalid_consent", problems) from None
+                refusal = InvalidInput("invalid_consent", problems)  # the audit row keeps pydantic's words
+                refusal.fields = list(dict.fromkeys(str(e["loc"][0]) for e in error.errors() if e["loc"]))
+                raise refusal from None
         await run_in_threadpool(consent.record_consent, work, staff.actor, case_id, body)
     except MimamoriError as error:
         return _case_page(request, staff, case_id, http_status(error),
