@@ -187,12 +187,17 @@ def review_queue(work: Workspace, actor: Actor, *, case_id: str | None = None, o
 
 def _face_store_facts(work: Workspace, matches: list[Match]
                       ) -> tuple[dict[int, StoredFace], dict[str, list[Sighting]]]:
-    """The found faces and every sighting of their media: two batched reads, whatever the page's size."""
+    """The found faces and every sighting of their media: batched reads, whatever the page's size (the faces
+    once per model the page's matches were made with, through that model's collection; the sightings once)."""
     if not matches:
         return {}, {}
-    searcher = work.searcher
-    faces = searcher.faces_by_id({m.face_id for m in matches})
-    return faces, searcher.sightings_of({m.media_sha256 for m in matches})
+    by_model: dict[str | None, set[int]] = {}
+    for match in matches:  # each match's face is in the collection of the model that found it
+        by_model.setdefault(match.model_version, set()).add(match.face_id)
+    faces: dict[int, StoredFace] = {}
+    for version, face_ids in by_model.items():
+        faces.update(work.searcher_of_version(version).faces_by_id(face_ids))
+    return faces, work.searcher.sightings_of({m.media_sha256 for m in matches})  # sightings: one shared collection
 
 
 def _page_url(face: StoredFace | None, sightings: list[Sighting]) -> str | None:

@@ -103,8 +103,8 @@ def found_face_image(work: Workspace, actor: Actor, match_id: int, view: View, r
             if match is None:
                 raise NotFound("unknown_match", f"no match {match_id}")
             require_case_access(session, actor, match.case_id)
-            case_id, face_id = match.case_id, match.face_id
-        face = work.searcher.faces_by_id({face_id}).get(face_id)
+            case_id, face_id, version = match.case_id, match.face_id, match.model_version
+        face = work.searcher_of_version(version).faces_by_id({face_id}).get(face_id)
         if face is None:
             raise NotFound("face_missing", f"the face of match {match_id} is no longer in the index")
         data = _read(work, work.settings.minio.buckets.crops.name, face.crop_key)

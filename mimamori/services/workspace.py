@@ -31,6 +31,7 @@ class Workspace:
         self._enrolled: dict[str, EnrolledFaces] = {}
         self._objects = None
         self._searcher: FaceSearch | None = None
+        self._model_searchers: dict[str, FaceSearch] = {}
 
     @property
     def model(self) -> str:
@@ -78,9 +79,31 @@ class Workspace:
             ensure_bucket(self._objects, self.settings.minio.buckets.references)
         return self._objects
 
+    def searcher_of_version(self, model_version: str | None) -> FaceSearch:
+        """The searcher of the model that made a match (``Match.model_version``), built once per model.
+
+        The search alias may have moved to another model since the match was made; the match's face
+        is in its own model's collection. A version no registered model has: the search alias's.
+        """
+        name = model_of_version(model_version)
+        alias = self.searcher
+        if name is None or name == alias.model:
+            return alias
+        if name not in self._model_searchers:
+            self._model_searchers[name] = self.searcher_for(name)
+        return self._model_searchers[name]
+
     @property
     def searcher(self) -> FaceSearch:
         """The searcher of the search alias, shared by every request (it follows promote/rollback)."""
         if self._searcher is None:
             self._searcher = FaceSearch(self.settings)
         return self._searcher
+
+
+def model_of_version(model_version: str | None) -> str | None:
+    """The registered model whose faces carry ``model_version`` (``spec.version``, then ``@weights``), if any."""
+    from mimamori.models.registry import EMBEDDERS
+
+    base = (model_version or "").split("@", 1)[0]
+    return next((spec.name for spec in EMBEDDERS.values() if spec.version == base), None)

@@ -473,3 +473,24 @@ def test_counts_are_said_with_the_plural_of_their_language(work):
     assert (one.render(n=1), one.render(n=3)) == ("Seen 1 time", "Seen 3 times")
     ja = environment("ja").from_string('{{ ngettext("Seen %(num)s time", "Seen %(num)s times", n) }}')
     assert (ja.render(n=1), ja.render(n=3)) == ("1 回確認", "3 回確認")
+
+
+def test_a_matchs_face_is_read_from_the_collection_of_the_model_that_made_it(work, monkeypatch):
+    from mimamori.models.registry import DLIB_RESNET, FACENET_VGGFACE2
+    from mimamori.services import review_images, workspace
+    from tests.support.workspace import MemoryFaceIndex
+
+    assert workspace.model_of_version(f"{DLIB_RESNET.version}@weights.dat#ab12") == DLIB_RESNET.name
+    assert workspace.model_of_version("memory/v1") is None and workspace.model_of_version(None) is None
+    with work.sessions.begin() as session:  # match 1 was made by dlib-resnet ...
+        session.get(Match, 1).model_version = f"{DLIB_RESNET.version}@weights.dat#ab12"
+    own = MemoryFaceIndex(DLIB_RESNET.name, work.index.faces)
+    promoted = MemoryFaceIndex(FACENET_VGGFACE2.name, [])  # ... and the search alias now points to facenet's
+    monkeypatch.setattr(type(work), "searcher", property(lambda self: promoted))
+    monkeypatch.setattr(type(work), "searcher_for", lambda self, model: {DLIB_RESNET.name: own}[model])
+    evidence = queue.evidence(work, Actor("anna", "reviewer"), 1)
+    assert evidence.face is not None and evidence.face.face_id == 7
+    view = users.ViewSettings(24, True, "en")
+    assert review_images.found_face_image(work, Actor("anna", "reviewer"), 1, view)[:2] == b"\xff\xd8"
+    items = [i for q in queue.review_queue(work, Actor("anna", "reviewer")) for c in q.clusters for i in c.items]
+    assert [i.face is not None for i in items] == [True]
