@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import logging
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import numpy as np
 from pymilvus import Collection
+from pymilvus.exceptions import MilvusException
 
 from mimamori.core.config import Settings
 from mimamori.core.errors import Misconfigured
@@ -22,6 +24,8 @@ from mimamori.core.timefmt import iso_z_from_epoch
 from mimamori.stores.faces import alias_target, ensure_face_collection, search_collection
 from mimamori.stores.media import ensure_media_collections, page_url_from_store
 from mimamori.stores.objects import object_client
+
+log = logging.getLogger(__name__)
 
 # Milvus's largest result window (topk per query vector, and rows per query).
 MAX_RESULTS = 16384
@@ -102,7 +106,8 @@ class FaceSearch:
         # (collection, model), swapped whole so that a request never pairs one with the other's.
         self._target: tuple[Collection, str] = (
             search_collection(settings) if model is None else (ensure_face_collection(settings, model), model))
-        _media, self.sightings = ensure_media_collections(settings)
+        # The media rows (one per distinct content, with its pHash) of this model; the sightings are shared.
+        self.media, self.sightings = ensure_media_collections(settings, model)
         self._objects = None
 
     @property
@@ -201,6 +206,26 @@ class FaceSearch:
             box=dict(row.get("box") or {}), quality=float(row.get("quality") or 0.0),
             model_version=row["model_version"], frame_ms=int(row.get("frame_ms") or 0), crop_key=row["crop_key"])
             for row in rows}
+
+    def media_phashes(self, media_sha256: set[str]) -> dict[str, str]:
+        """Each media's perceptual hash (16 hex digits, as the pipeline gives matches), from one query of
+        the media collection by its sha256 index; {} if Milvus cannot say (the hash only helps clustering)."""
+        shas = sorted(media_sha256)
+        if not shas:
+            return {}
+        try:
+            rows = self.media.query(f"sha256 in {json.dumps(shas)}", limit=MAX_RESULTS,
+                                    output_fields=["sha256", "phash"], consistency_level="Strong")
+        except MilvusException as error:
+            log.warning("no media pHash for %d media: %s", len(shas), error)
+            return {}
+        found = {}
+        for row in rows:
+            value = row.get("phash")
+            value = value[0] if isinstance(value, list) and value else value  # a binary vector: bytes
+            if isinstance(value, bytes | bytearray) and len(value) == 8:
+                found[row["sha256"]] = bytes(value).hex()
+        return found
 
     def sightings_of(self, media_sha256: set[str]) -> dict[str, list[Sighting]]:
         """Every sighting (original upload and re-uploads) of each media, oldest first."""

@@ -134,4 +134,7 @@ def retro_search(work: Workspace, case_id: str, vectors: np.ndarray) -> int:
             if hit.similarity > found.get(hit.face_id, (-1.0, ""))[0]:
                 found[hit.face_id] = (hit.similarity, hit.media_sha256)
     candidates = [(case_id, face_id, sha, similarity) for face_id, (similarity, sha) in found.items()]
-    return len(record_matches(work.sessions, candidates, work.encoder_for().version, "retro"))
+    # The media's pHash (for the queue's near-duplicate clusters), as a stream match has it: the
+    # hits do not carry it, one query of the model's media collection by sha256 does.
+    phashes = searcher.media_phashes({sha for _similarity, sha in found.values()}) if found else {}
+    return len(record_matches(work.sessions, candidates, work.encoder_for().version, "retro", media_phash=phashes))

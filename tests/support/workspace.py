@@ -80,6 +80,7 @@ class IndexedFace:
     platform: str = "web"
     posted_at: dt.datetime | None = None
     sightings: list[Sighting] = field(default_factory=list)
+    phash: str | None = None  # the media's pHash (16 hex digits), as the media collection keeps it
 
 
 class MemoryFaceIndex:
@@ -123,6 +124,10 @@ class MemoryFaceIndex:
                                       {"x1": 0.0, "y1": 0.0, "x2": 10.0, "y2": 10.0}, 1.0, "memory/v1", 0,
                                       f"crops/{f.face_id}.jpg")
                 for f in self.faces if f.face_id in wanted}
+
+    def media_phashes(self, media_sha256: set[str]) -> dict[str, str]:
+        self.calls.append(("media_phashes", len(media_sha256)))
+        return {f.media_sha256: f.phash for f in self.faces if f.media_sha256 in media_sha256 and f.phash}
 
     def sightings_of(self, media_sha256: set[str]) -> dict[str, list[Sighting]]:
         self.calls.append(("sightings_of", len(media_sha256)))

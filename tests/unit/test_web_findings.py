@@ -494,3 +494,48 @@ def test_a_matchs_face_is_read_from_the_collection_of_the_model_that_made_it(wor
     assert review_images.found_face_image(work, Actor("anna", "reviewer"), 1, view)[:2] == b"\xff\xd8"
     items = [i for q in queue.review_queue(work, Actor("anna", "reviewer")) for c in q.clusters for i in c.items]
     assert [i.face is not None for i in items] == [True]
+
+
+def test_retro_matches_carry_their_medias_phash(tmp_path):
+    from mimamori.services import cases, enrolment
+    from mimamori.services.consent import ConsentRecord, record_consent
+    from tests.support.workspace import consent_record, photo_of
+
+    client = (200, 40, 40)
+    indexed = [IndexedFace(11, "a" * 64, unit(1, 0.05), phash="8f3c00ff12ab34cd"),
+               IndexedFace(12, "b" * 64, unit(1, 0.1))]  # no pHash known: the match has none
+    work = MemoryWorkspace(load_settings("local"), tmp_path / "cases.sqlite3", {client: [unit(1, 0)]}, indexed)
+    cases.create_case(work, OPERATOR, "c1", "Client C.")
+    record_consent(work, OPERATOR, "c1", ConsentRecord(**consent_record()))
+    result = enrolment.enroll(work, OPERATOR, "c1", [("p.jpg", photo_of(client), "image/jpeg")])
+    assert result.retro_matches == 2
+    with work.sessions() as session:
+        found = {m.face_id: (m.source, m.media_phash) for m in session.scalars(select(Match))}
+    assert found == {11: ("retro", "8f3c00ff12ab34cd"), 12: ("retro", None)}
+    assert [c for c in work.index.calls if c[0] == "media_phashes"] == [("media_phashes", 2)]  # one read
+
+
+def test_the_face_store_reads_a_medias_phash_from_its_binary_vector():
+    from pymilvus.exceptions import MilvusException
+
+    from mimamori.stores.face_search import FaceSearch
+
+    class Media:
+        def __init__(self, rows=None):
+            self.rows, self.asked = rows, []
+
+        def query(self, expr, **options):
+            self.asked.append((expr, options["output_fields"]))
+            if self.rows is None:
+                raise MilvusException(message="vector output not supported")
+            return self.rows
+
+    store = object.__new__(FaceSearch)
+    store.media = Media([{"sha256": "a" * 64, "phash": [bytes.fromhex("8f3c00ff12ab34cd")]},
+                         {"sha256": "b" * 64, "phash": bytes.fromhex("0000000000000001")},
+                         {"sha256": "c" * 64, "phash": b"short"}])
+    assert store.media_phashes({"a" * 64, "b" * 64, "c" * 64}) == {"a" * 64: "8f3c00ff12ab34cd",
+                                                                    "b" * 64: "0000000000000001"}
+    assert store.media.asked[0][1] == ["sha256", "phash"] and store.media_phashes(set()) == {}
+    store.media = Media()
+    assert store.media_phashes({"a" * 64}) == {}  # the hash only helps clustering: no hash, no failure
