@@ -81,10 +81,12 @@ class BodyLimit:
         sends_body = (length.isdigit() and int(length) > 0) or b"transfer-encoding" in headers
         if scope["method"] not in BODY_METHODS or not sends_body or PUBLIC_POSTS.match(scope.get("path", "")):
             return None
+        signed_in = _has_session_cookie(headers.get(b"cookie", b""))
+        if signed_in:  # a browser's session (a page's own fetch, as a reveal, asks for no HTML); checked by the route
+            return None
         if self.wants_page(scope):
-            if not _has_session_cookie(headers.get(b"cookie", b"")):
-                return RedirectResponse("/login", status_code=303)
-        elif b"authorization" not in headers:  # audited as the key check audits it (api/security.py)
+            return RedirectResponse("/login", status_code=303)
+        if b"authorization" not in headers:  # audited as the key check audits it (api/security.py)
             await run_in_threadpool(audit.record, scope["app"].state.workspace.sessions, Actor("anonymous", "-"),
                                     f"{scope['method']} {scope.get('path', '')}"[:50], outcome="denied",
                                     reason="no valid key")

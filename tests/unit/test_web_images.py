@@ -59,6 +59,18 @@ def test_the_found_face_is_served_blurred_until_it_is_revealed(work):
     assert (row.actor, row.case_id, row.target, row.details["image"]) == ("anna", "c1", "match:1", "found_face")
 
 
+def test_a_reveal_as_the_pages_script_sends_it_is_answered(work):
+    """workbench.js posts with fetch(): Accept */*, the session cookie, no Authorization header.
+    The body limit's early check must take that for the browser it is, not an anonymous API call."""
+    client = signed_in_client(work, "anna")
+    csrf = csrf_of(client.get("/queue").text)
+    revealed = client.post("/images/matches/1/found/reveal", data={"csrf_token": csrf}, headers={"Accept": "*/*"})
+    assert revealed.status_code == 200 and revealed.content == ORIGINAL
+    client.cookies.clear()
+    anonymous = client.post("/images/matches/1/found/reveal", data={"csrf_token": csrf}, headers={"Accept": "*/*"})
+    assert anonymous.status_code == 401 and anonymous.content != ORIGINAL
+
+
 def test_the_enrolled_face_is_blurred_too_and_its_reveal_audited(work):
     client = signed_in_client(work, "anna")
     csrf = csrf_of(client.get("/account").text)
