@@ -11,7 +11,7 @@ from PIL import Image, ImageFilter
 from sqlalchemy import select
 
 from mimamori.core.config import load_settings
-from mimamori.stores.cases import AuditEvent
+from mimamori.stores.cases import AuditEvent, Case, Match
 from tests.support.web import add_case_with_match, cheap_passwords, crop_jpeg, csrf_of, make_user, signed_in_client
 from tests.support.workspace import IndexedFace, MemoryWorkspace, unit
 
@@ -101,3 +101,28 @@ def test_a_search_hits_face_is_blurred_and_only_an_admin_sees_a_face_that_is_no_
     csrf = csrf_of(admin.get("/account").text)
     assert admin.post("/images/faces/8/found/reveal", data={"csrf_token": csrf}).content == crop_jpeg(seed=9)
     assert [r.target for r in reveals(work)] == ["face:8"]
+
+
+def test_nothing_of_a_client_reaches_the_logs(work, caplog):
+    """A reviewer's working session (queue, evidence, reveal, a decision with a note, the case's
+    page) at DEBUG on every logger: no client's name, note, image bytes or page URL in the log."""
+    caplog.set_level("DEBUG")
+    with work.sessions.begin() as session:
+        session.get(Case, "c1").display_name = "Hanako Yamada"
+    client = signed_in_client(work, "anna")
+    page = client.get("/queue")
+    csrf = csrf_of(page.text)
+    assert "Hanako Yamada" in page.text  # the page shows it to the assigned reviewer ...
+    assert "https://example.org/7" in client.get("/matches/1").text  # the evidence: the found face's URL
+    client.get("/images/matches/1/found")
+    assert client.post("/images/matches/1/found/reveal", data={"csrf_token": csrf}).content == ORIGINAL
+    decided = client.post("/matches/1/decision", data={"csrf_token": csrf, "decision": "confirmed",
+                                                       "note": "seen on her former partner's page"})
+    assert decided.status_code == 303
+    with work.sessions() as session:
+        assert session.get(Match, 1).status == "confirmed"
+    client.get("/cases/c1")
+    logged = caplog.text + "".join(str(record.args) for record in caplog.records)
+    for secret in ("Hanako Yamada", "former partner", "https://example.org/7", ORIGINAL.hex()[:64],
+                   REFERENCE.hex()[:64]):
+        assert secret not in logged  # ... and the log never does
