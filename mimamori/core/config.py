@@ -299,6 +299,9 @@ class WebConfig(Section):
     public_url: str | None = None
     session_idle_minutes: int = Field(default=30, ge=1)
     session_absolute_hours: int = Field(default=12, ge=1)
+    # No request of a session for this long counts as a break: the break reminder's clock of
+    # continuous review starts again at the next page.
+    review_pause_minutes: int = Field(default=15, ge=1)
     # Between the password and the TOTP code: a pending session lives this long.
     second_factor_minutes: int = Field(default=5, ge=1)
     invitation_hours: int = Field(default=72, ge=1)

@@ -547,6 +547,9 @@ def signed_in(work: Workspace, token: str | None, *, pending_ok: bool = False) -
         idle = dt.timedelta(minutes=work.settings.web.session_idle_minutes)
         if found is None or found.last_seen_at + idle <= now or not (found.second_factor or pending_ok):
             return None
+        pause = dt.timedelta(minutes=work.settings.web.review_pause_minutes)
+        if found.review_started_at is not None and now - found.last_seen_at >= pause:
+            found.review_started_at = None  # away that long: a break; continuous review starts again
         if now - found.last_seen_at >= TOUCH_EVERY:
             found.last_seen_at = now
         user = found.user

@@ -355,6 +355,19 @@ def test_review_time_is_kept_per_session(work, clock):
     assert users.review_activity(work, token) == clock.now
 
 
+def test_a_long_enough_pause_is_a_break(work, clock):
+    """Continuous review (the break reminder's clock) starts again after review_pause_minutes
+    without a request; shorter gaps keep it running."""
+    token = signed_in(work, clock, enrolled(work, clock))
+    began = users.review_activity(work, token)
+    for _ in range(4):  # a request every 14 minutes: still the same stretch of review
+        clock.advance(minutes=14)
+        assert users.signed_in(work, token).review_started_at == began
+    clock.advance(minutes=work.settings.web.review_pause_minutes)
+    assert users.signed_in(work, token).review_started_at is None  # the session lives on (idle 30 min)
+    assert users.review_activity(work, token) == clock.now
+
+
 def test_the_audit_names_users_and_holds_no_secret(work, clock):
     invitation = users.create_user(work, ADMIN, "rei", "reviewer")
     secret = users.begin_enrolment(work, invitation.token).secret
