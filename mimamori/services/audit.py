@@ -10,10 +10,7 @@ Rows hold ids and counts, never face images or vectors.
 from __future__ import annotations
 
 import contextlib
-import csv
 import datetime as dt
-import io
-import json
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -22,6 +19,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import sessionmaker
 
 from mimamori.core.errors import InvalidInput, MimamoriError, Misconfigured, Unavailable
+from mimamori.core.spreadsheet import rows_csv
 from mimamori.stores.cases import AuditEvent
 
 CASE_ID_LENGTH = 64  # the audit table's case_id column
@@ -101,20 +99,5 @@ def read_audit(sessions: sessionmaker, actor: Actor, *, case_id: str | None = No
 AUDIT_COLUMNS = ("id", "at", "actor", "role", "action", "case_id", "target", "result_count", "outcome", "details")
 
 
-def _cell(value: Any) -> str:
-    """A CSV cell a spreadsheet shows as text: a leading = + - @ (a formula) is quoted away."""
-    if isinstance(value, dt.datetime):
-        return value.isoformat()
-    if isinstance(value, dict):
-        value = json.dumps(value, sort_keys=True, ensure_ascii=False)
-    text = "" if value is None else str(value)
-    return "'" + text if text[:1] in ("=", "+", "-", "@", "\t", "\r") else text
-
-
 def audit_csv(rows: list[AuditEvent]) -> str:
-    out = io.StringIO()
-    writer = csv.writer(out, lineterminator="\r\n")
-    writer.writerow(AUDIT_COLUMNS)
-    for row in rows:
-        writer.writerow([_cell(getattr(row, column)) for column in AUDIT_COLUMNS])
-    return out.getvalue()
+    return rows_csv(AUDIT_COLUMNS, rows)

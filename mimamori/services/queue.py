@@ -16,9 +16,7 @@ twice whatever its size (the found faces and every sighting of their media, batc
 
 from __future__ import annotations
 
-import csv
 import datetime as dt
-import io
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
@@ -26,6 +24,7 @@ from sqlalchemy import and_, exists, func, not_, or_, select, update
 from sqlalchemy.orm import Session
 
 from mimamori.core.errors import Forbidden, InvalidInput, NotFound
+from mimamori.core.spreadsheet import rows_csv
 from mimamori.services import cases as case_service
 from mimamori.services.access import require_case_access, visible_case_ids
 from mimamori.services.audit import Actor, record, refusals_audited
@@ -370,17 +369,5 @@ CSV_COLUMNS = ("id", "at", "case_id", "match_id", "decision", "note", "actor", "
                "media_sha256")
 
 
-def _cell(value: object) -> str:
-    """A CSV cell that a spreadsheet shows as text: a leading = + - @ (a formula) is quoted away."""
-    if isinstance(value, str):
-        return "'" + value if value[:1] in ("=", "+", "-", "@", "\t", "\r") else value
-    return value.isoformat() if isinstance(value, dt.datetime) else "" if value is None else str(value)
-
-
 def decision_log_csv(rows: list[DecisionRow]) -> str:
-    out = io.StringIO()
-    writer = csv.writer(out, lineterminator="\r\n")
-    writer.writerow(CSV_COLUMNS)
-    for row in rows:
-        writer.writerow([_cell(getattr(row, column)) for column in CSV_COLUMNS])
-    return out.getvalue()
+    return rows_csv(CSV_COLUMNS, rows)
