@@ -252,8 +252,22 @@ def claim_minutes(work: Workspace) -> int:
     return int(organisation_settings(work).claim_minutes)
 
 
+@dataclass(frozen=True)
+class Held:
+    """What a claim got: the ids the actor now holds, and until when (one time for all of them)."""
+
+    match_ids: list[int]
+    until: dt.datetime | None
+
+
 def claim(work: Workspace, actor: Actor, match_ids: Iterable[int]) -> list[int]:
-    """Claim matches for ``actor`` (renewing their own claims); return the ids the actor now holds.
+    """Claim matches for ``actor`` (renewing their own claims); return the ids the actor now holds."""
+    return hold(work, actor, match_ids).match_ids
+
+
+def hold(work: Workspace, actor: Actor, match_ids: Iterable[int]) -> Held:
+    """``claim``, with the time the claims run until (a page that lists its items before claiming
+    them shows that without reading them again).
 
     One conditional UPDATE: an item another reviewer holds (unexpired), of a case the actor is
     not assigned to, already decided, or an unsure one the actor marked, is left out.
@@ -263,24 +277,24 @@ def claim(work: Workspace, actor: Actor, match_ids: Iterable[int]) -> list[int]:
         if actor.role not in DECIDING_ROLES:
             raise Forbidden("role_cannot_review", f"a {actor.role} cannot claim matches")
         if not ids:
-            return []
+            return Held([], None)
         minutes = claim_minutes(work)
         with work.sessions.begin() as session:
             now = utcnow()
+            until = now + dt.timedelta(minutes=minutes)
             statement = update(Match).where(
                 Match.id.in_(ids), claim_is_free_or_mine(actor, now),
                 or_(_lane_condition(actor, "pending_review"), _lane_condition(actor, "unsure")))
             visible = visible_case_ids(session, actor)
             if visible is not None:
                 statement = statement.where(Match.case_id.in_(sorted(visible)))
-            held = session.execute(statement.values(claimed_by=actor.name,
-                                                    claimed_until=now + dt.timedelta(minutes=minutes))
+            held = session.execute(statement.values(claimed_by=actor.name, claimed_until=until)
                                    .returning(Match.id, Match.case_id)
                                    .execution_options(synchronize_session=False)).all()
     case_ids = {case for _id, case in held}
     record(work.sessions, actor, "claim", case_id=case_ids.pop() if len(case_ids) == 1 else None,
            result_count=len(held), requested=len(ids))
-    return sorted(match_id for match_id, _case in held)
+    return Held(sorted(match_id for match_id, _case in held), until if held else None)
 
 
 def release(work: Workspace, actor: Actor, match_ids: Iterable[int]) -> int:

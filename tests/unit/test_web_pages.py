@@ -216,6 +216,15 @@ def test_opening_the_queue_claims_its_items_and_a_decision_is_recorded(work):
         assert [(d.decision, d.actor) for d in session.scalars(select(MatchDecision))] == [("confirmed", "anna")]
 
 
+def test_the_first_opening_of_the_queue_says_until_when_its_items_are_held(work):
+    """The items are listed, then claimed: the page shows the claim just taken, not the none before it."""
+    page = signed_in_client(work, "anna").get("/queue").text
+    with work.sessions() as session:
+        until = session.get(Match, 1).claimed_until
+    held = re.search(r'Held for you until</dt><dd>([^<]*)</dd>', page).group(1)
+    assert until is not None and held == until.strftime("%Y-%m-%d %H:%M UTC")
+
+
 def test_a_cluster_is_decided_at_once(work):
     add_case_with_match(work, "c1", 9, "a" * 64, crop=crop_jpeg(seed=5), reference=crop_jpeg(seed=2))
     anna = signed_in_client(work, "anna")

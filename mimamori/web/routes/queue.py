@@ -34,11 +34,13 @@ BATCH = 20  # items claimed and shown at once
 KEPT_ON_PAGE = ("claimed_by_other", "already_decided", "note_too_long", "second_opinion_needed")
 
 
-def _held(queues: list[queue.CaseQueue], held: set[int]) -> list[queue.CaseQueue]:
-    """The queue with only the items this reviewer now holds."""
-    kept = []
+def _held(queues: list[queue.CaseQueue], held: queue.Held, holder: str) -> list[queue.CaseQueue]:
+    """The queue with only the items this reviewer now holds, each with its claim as it now is
+    (the items were listed before they were claimed)."""
+    ids, kept = set(held.match_ids), []
     for case in queues:
-        clusters = [replace(c, items=[i for i in c.items if i.match_id in held]) for c in case.clusters]
+        clusters = [replace(c, items=[replace(i, claimed_by=holder, claimed_until=held.until)
+                                      for i in c.items if i.match_id in ids]) for c in case.clusters]
         kept.append(replace(case, clusters=[c for c in clusters if c.items]))
     return kept
 
@@ -51,12 +53,13 @@ def queue_page(request: Request, staff: Reviewing, case: str | None = None,
     work = workspace(request)
     queues = queue.review_queue(work, staff.actor, case_id=case, order=order, lane=lane, limit=BATCH)
     shown = [item.match_id for q in queues for c in q.clusters for item in c.items]
-    held = set(queue.claim(work, staff.actor, shown)) if shown and not paused else set()
-    started = users.review_activity(work, staff.token) if held else staff.signed.review_started_at
+    held = queue.hold(work, staff.actor, shown) if shown and not paused else queue.Held([], None)
+    started = users.review_activity(work, staff.token) if held.match_ids else staff.signed.review_started_at
     kept = urlencode([(k, v) for k, v in request.query_params.multi_items() if k != "error"])
     here = request.url.path + (f"?{kept}" if kept else "")
     return render(request, "queue.html", {
-        "queues": _held(queues, held), "all_cases": queues, "case": case, "lane": lane, "order": order,
+        "queues": _held(queues, held, staff.actor.name), "all_cases": queues, "case": case, "lane": lane,
+        "order": order,
         "claim_minutes": staff.org.claim_minutes, "break_minutes": staff.org.break_minutes,
         "review_started": started, "back": safe_next(here),
         "error": error_text(staff.view.language, error) if error in KEPT_ON_PAGE else None, "paused": paused})
