@@ -82,6 +82,14 @@ setup(
         "pyotp>=2.9,<3",
         "segno>=1.6,<2",
         "babel>=2.14,<3",
+        # Takedowns (issue 19): registrable domains from the public-suffix list bundled in the
+        # wheel (never fetched at run time), the local SMTP server the notices are tested
+        # against, and an optional GeoIP database file the organisation provides (MaxMind format).
+        "tldextract>=5.1,<6",
+        "maxminddb>=2.5,<4",
+        # Image matching (issue 20): PDQ through the bindings of Meta's reference C++ code
+        # (built from source: no wheel for this Python on PyPI; needs a C++ compiler).
+        "pdqhash==0.2.8",
         *FACENET_RUNTIME_DEPS,
     ],
     extras_require={
@@ -99,7 +107,9 @@ setup(
                 "pgserver>=0.1.4,<0.2", "psycopg[binary]>=3.2,<4",
                 # The workbench's browser tests drive Debian's chromium (apt) through Playwright's
                 # bundled driver; no browser is downloaded (executable_path=/usr/bin/chromium).
-                "playwright>=1.50,<2"],
+                "playwright>=1.50,<2",
+                # A real SMTP server on loopback for the takedown notices' tests.
+                "aiosmtpd>=1.4,<2"],
         "bench": ["matplotlib>=3.9,<4"],
         # The case database on PostgreSQL (database.url: postgresql+psycopg://...).
         "postgres": ["psycopg[binary]>=3.2,<4"],
