@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import select
-from sqlalchemy.orm import sessionmaker
+from sqlalchemy.orm import Session, sessionmaker
 
 from mimamori.core.errors import InvalidInput, MimamoriError, Misconfigured, Unavailable
 from mimamori.core.spreadsheet import rows_csv
@@ -33,12 +33,18 @@ class Actor:
 
 def record(sessions: sessionmaker, actor: Actor, action: str, *, case_id: str | None = None,
            target: str | None = None, result_count: int | None = None, outcome: str = "ok",
-           **details: Any) -> None:
+           session: Session | None = None, **details: Any) -> None:
+    """Write one audit row: in ``session`` when given (committed with the action it records, or
+    not at all), else in a transaction of its own."""
     if case_id is not None and len(case_id) > CASE_ID_LENGTH:  # not a case id: kept as given, cut, in details
         details["case_id_given"], case_id = case_id[:CASE_ID_LENGTH], None
-    with sessions.begin() as session:
-        session.add(AuditEvent(actor=actor.name, role=actor.role, action=action, case_id=case_id, target=target,
-                               result_count=result_count, outcome=outcome, details=details))
+    row = AuditEvent(actor=actor.name, role=actor.role, action=action, case_id=case_id, target=target,
+                     result_count=result_count, outcome=outcome, details=details)
+    if session is not None:
+        session.add(row)
+        return
+    with sessions.begin() as own:
+        own.add(row)
 
 
 @contextlib.contextmanager

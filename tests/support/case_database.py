@@ -37,7 +37,7 @@ from mimamori.stores.cases import (
     utcnow,
 )
 
-HEAD = "0005"  # the newest migration
+HEAD = "0008"  # the newest migration
 
 
 def same_integer_on_sqlite(context, _inspected, _column, inspected_type, metadata_type) -> bool | None:
