@@ -325,6 +325,62 @@ class WatchlistConfig(Section):
     top_k: int = 64
 
 
+# Issue 19 (T2): the re-check service (`mimamori rechecks serve`), its fetcher's limits (docs/takedowns.md).
+class RechecksConfig(Section):
+    # How often the service looks for due re-checks (each takedown's own interval, daily by
+    # default, is takedowns.default_recheck_hours or its host's recheck_hours).
+    poll_interval_s: float = Field(default=300.0, gt=0)
+    workers: int = Field(default=16, ge=1)  # fetches at once
+    per_host: int = Field(default=2, ge=1)  # fetches at once on one host
+    batch: int = Field(default=200, ge=1)  # due takedowns read at a time
+    max_images: int = Field(default=12, ge=0)  # images of one page compared
+    max_bytes: int = Field(default=20 * 1024 * 1024, ge=1024)  # one answer's body, cut beyond
+    timeout_s: float = Field(default=30.0, gt=0)  # one fetch, redirects included
+    connect_timeout_s: float = Field(default=10.0, gt=0)
+    max_redirects: int = Field(default=5, ge=0)
+    user_agent: str = "mimamori-recheck/1.0 (takedown verification)"
+    # An HTTP proxy for every fetch (http://host:port). The proxy then resolves names and
+    # connects: it must enforce the egress policy itself (public addresses only).
+    proxy: str | None = None
+    # Networks fetched although not public. Only tests set it, for their local server; never
+    # the metadata addresses.
+    allow_networks: list[str] = Field(default_factory=list)
+    phash_distance: int = Field(default=8, ge=0, le=64)  # still up: pHash within this many bits
+    pdq_distance: int = Field(default=31, ge=0, le=256)  # still up: PDQ within this many bits
+    # Where the service serves its metrics; None: the exporter's host, its port + 1 (9310).
+    metrics_address: str | None = None
+
+    def metrics_bind(self, exporter_address: str) -> tuple[str, int]:
+        host, _, port = (self.metrics_address or exporter_address).rpartition(":")
+        return host, int(port) + (0 if self.metrics_address else 1)
+
+
+# Issue 22 (R2): `mimamori backup`: what cannot be recomputed, sealed, to a directory or a bucket (docs/operations.md).
+class BackupConfig(Section):
+    # A local directory, or s3://BUCKET/PREFIX on the object store of ``s3`` (default: ``minio``'s).
+    # Empty: <stack home>/backups, which a lost disk takes with it: set it for any real use.
+    destination: str = ""
+    # The AES-256 key (base64, 32 bytes; mode 0600): `mimamori backup key FILE` makes one. Keep a
+    # copy off the machine: without it no backup opens.
+    key_file: Path | None = None
+    # Backups older than this are deleted by `backup create` and `backup prune`: also how long a
+    # withdrawn case can survive in a backup (docs/operations.md, "Backup and restore").
+    retention_days: int = Field(default=30, ge=1)
+    # Milvus collections backed up, as fnmatch patterns; {milvus.FIELD} is that field of ``milvus``.
+    # The enrolled faces cannot be recomputed without the clients' consent flow; the face index,
+    # media and sightings could be by a replay, but only while Kafka and the media bucket still
+    # hold the media (7 and 90 days): they are in by default, remove them where a replay will do.
+    collections: list[str] = Field(default_factory=lambda: [
+        "{milvus.enrolled_collection_prefix}_*", "{milvus.collection_prefix}_*",
+        "{milvus.media_collection_prefix}_*", "{milvus.sightings_collection}"])
+    # Buckets backed up, by their name under ``minio.buckets`` (the media bucket expires anyway).
+    buckets: list[str] = Field(default_factory=lambda: ["crops", "references"])
+    # Bytes sealed per authenticated chunk.
+    chunk_bytes: int = Field(default=16 * 1024 * 1024, ge=4096)
+    # The object store of an s3:// destination, when it is not the data's own.
+    s3: MinioConfig | None = None
+
+
 class MetricsConfig(Section):
     # Each pipeline worker serves Prometheus metrics on this port (0 picks a free one).
     port: int = 0
@@ -347,6 +403,7 @@ class Settings(BaseSettings):
     api: ApiConfig = ApiConfig()
     watchlist: WatchlistConfig = WatchlistConfig()
     web: WebConfig = WebConfig()
+    rechecks: RechecksConfig = RechecksConfig()  # issue 19 (T2)
 
     @classmethod
     def settings_customise_sources(

@@ -47,6 +47,21 @@ GPU_UTILIZATION = Gauge("mimamori_gpu_utilization_ratio", "GPU utilisation of a 
 CONSUMER_LAG = Gauge("mimamori_consumer_lag_messages", "Messages not yet read, per partition",
                      ["topic", "partition"])
 
+# Issue 19 (T2): the re-check service (services/rechecks.py). Takedowns by state and overdue work
+# come from the case database through the exporter (mimamori_takedowns, mimamori_takedowns_overdue).
+RECHECK_OUTCOMES = Counter("mimamori_recheck_outcomes_total", "Re-checks of takedown URLs recorded, by outcome",
+                           ["outcome"])
+RECHECK_FETCH_FAILURES = Counter("mimamori_recheck_fetch_failures_total",
+                                 "Re-check fetches that failed, by what was fetched and why", ["kind", "reason"])
+RECHECK_FETCH_SECONDS = Histogram("mimamori_recheck_fetch_duration_seconds", "Time of one re-check fetch",
+                                  ["kind"], buckets=(0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 20, 30, 60))
+TAKEDOWN_REAPPEARANCES = Counter("mimamori_takedown_reappearances_total",
+                                 "Removed takedown URLs found serving the content again")
+RECHECK_RECORD_ERRORS = Counter("mimamori_recheck_record_errors_total",
+                                "Re-checks whose result could not be written to the case database")
+RECHECK_LAST_PASS = Gauge("mimamori_recheck_last_pass_timestamp_seconds",
+                          "When the re-check service last finished a pass over the due takedowns (Unix time)")
+
 _server_lock = threading.Lock()
 _server_port: int | None = None
 
