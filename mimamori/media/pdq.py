@@ -1,0 +1,103 @@
+"""PDQ, Meta's 256-bit perceptual image hash, through ``pdqhash`` (Meta's reference C++ code).
+
+PDQ is what StopNCII and Meta's Hasher-Matcher-Actioner (HMA) exchange: two pictures are the
+same one when their hashes are within 31 bits (Hamming) of each other, HMA's default. Hashing
+here follows the ``threatexchange`` library's PDQ signal (the one HMA runs): the decoded RGB
+pixels at full resolution, no pre-scaling, into ``pdqhash.compute``; so a hash computed by
+mimamori equals the one a partner's HMA computes for the same image, and the hex text is
+ThreatExchange's (64 lowercase hex digits, the hash's most significant bit first).
+
+Quality (0-100) says how much structure the image has: a flat or nearly blank image gets a
+low score and a hash that matches many others, so matches are taken only above a floor.
+
+The eight dihedral variants (rotations by 90°, 180°, 270° and four mirrors) of a reference
+image are hashed in one pass: a mirrored or rotated re-upload matches one of them exactly.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+import numpy as np
+import pdqhash
+from PIL import Image
+
+PDQ_BITS = 256
+PDQ_BYTES = PDQ_BITS // 8
+# HMA's default match distance and ThreatExchange's advice on quality (below 50: too flat to trust).
+DEFAULT_MAX_DISTANCE = 31
+DEFAULT_MIN_QUALITY = 50
+# The order of pdqhash.compute_dihedral (and of the C++ pdq-photo-hasher's --pdqdih output).
+DIHEDRAL = ("original", "rotate90", "rotate180", "rotate270", "flip_x", "flip_y", "flip_plus1", "flip_minus1")
+_HEX = re.compile(r"^[0-9a-f]{64}$")
+
+
+@dataclass(frozen=True)
+class PdqHash:
+    """A PDQ hash: 32 bytes in ThreatExchange's bit order (also a Milvus BINARY_VECTOR of dim 256)."""
+
+    bits: bytes
+    quality: int
+
+    def __post_init__(self) -> None:
+        if len(self.bits) != PDQ_BYTES:
+            raise ValueError(f"a PDQ hash is {PDQ_BYTES} bytes, not {len(self.bits)}")
+        if not 0 <= self.quality <= 100:
+            raise ValueError(f"PDQ quality is 0 to 100, not {self.quality}")
+
+    @property
+    def hex(self) -> str:
+        return to_hex(self.bits)
+
+    @classmethod
+    def from_hex(cls, text: str, quality: int) -> PdqHash:
+        return cls(from_hex(text), quality)
+
+
+def to_hex(bits: bytes) -> str:
+    """ThreatExchange's PDQ text: 64 lowercase hex digits."""
+    if len(bits) != PDQ_BYTES:
+        raise ValueError(f"a PDQ hash is {PDQ_BYTES} bytes, not {len(bits)}")
+    return bits.hex()
+
+
+def from_hex(text: str) -> bytes:
+    """The 32 bytes of a PDQ hex string (upper or lower case); a ValueError names what is wrong."""
+    value = text.strip().lower()
+    if not _HEX.match(value):
+        raise ValueError(f"not a PDQ hash (64 hex digits): {text[:80]!r}")
+    return bytes.fromhex(value)
+
+
+def _pixels(image: Image.Image) -> np.ndarray:
+    """The RGB pixels pdqhash reads (it takes luma 0.299 R + 0.587 G + 0.114 B, as the C++ does)."""
+    if image.mode != "RGB":
+        image = image.convert("RGB")
+    return np.ascontiguousarray(np.asarray(image, dtype=np.uint8))
+
+
+def _packed(vector: np.ndarray) -> bytes:
+    # pdqhash gives 256 bits, most significant first: packed big-endian they are the hex's bytes.
+    return np.packbits(vector.astype(np.uint8)).tobytes()
+
+
+def pdq_hash(image: Image.Image) -> PdqHash:
+    """PDQ hash and quality of one image (or video frame)."""
+    vector, quality = pdqhash.compute(_pixels(image))
+    return PdqHash(_packed(vector), int(quality))
+
+
+def pdq_dihedral(image: Image.Image) -> list[PdqHash]:
+    """The hashes of the image's eight dihedral variants, in ``DIHEDRAL`` order (one pass, one quality)."""
+    vectors, quality = pdqhash.compute_dihedral(_pixels(image))
+    return [PdqHash(_packed(vector), int(quality)) for vector in vectors]
+
+
+def hamming(a: PdqHash | bytes, b: PdqHash | bytes) -> int:
+    """Bits that differ between two PDQ hashes (0 to 256)."""
+    x = a.bits if isinstance(a, PdqHash) else a
+    y = b.bits if isinstance(b, PdqHash) else b
+    if len(x) != PDQ_BYTES or len(y) != PDQ_BYTES:
+        raise ValueError("PDQ hashes are 32 bytes each")
+    return (int.from_bytes(x, "big") ^ int.from_bytes(y, "big")).bit_count()
