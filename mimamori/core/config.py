@@ -381,6 +381,28 @@ class BackupConfig(Section):
     s3: MinioConfig | None = None
 
 
+# Issue 20 (M1): image hashes and reference media (docs/matching.md).
+class MatchingConfig(Section):
+    # Milvus collections of PDQ hashes (binary vectors, Hamming): scraped media, one row per frame;
+    # and the cases' reference hashes (eight dihedral variants per reference frame, imported lists),
+    # one partition per case. One collection per hash kind, as the face ones are one per model.
+    pdq_collection: str = "pdq_media_v1"
+    reference_collection: str = "pdq_references_v1"
+    # A scraped frame matches a reference hash within this many bits (HMA's default 31) when both
+    # hashes have at least this PDQ quality (below 50 an image is too flat to tell apart).
+    pdq_max_distance: int = Field(default=31, ge=0, le=128)
+    pdq_min_quality: int = Field(default=50, ge=0, le=100)
+    # The scraped collection's index: BIN_IVF_FLAT (Milvus 2.3.5 has BIN_FLAT and BIN_IVF_FLAT for
+    # binary vectors); the reference collection is small and searched exactly (BIN_FLAT).
+    pdq_nlist: int = Field(default=1024, ge=1)
+    pdq_nprobe: int = Field(default=64, ge=1)
+    # Nearest reference hashes taken per scraped frame (over every watched case at once).
+    top_k: int = Field(default=64, ge=1, le=16384)
+    # The reviewer's small thumbnail of a reference image: longest side and blur (pixels at 256 px).
+    reference_thumbnail_px: int = Field(default=128, ge=32, le=512)
+    reference_thumbnail_blur: int = Field(default=12, ge=0)
+
+
 class MetricsConfig(Section):
     # Each pipeline worker serves Prometheus metrics on this port (0 picks a free one).
     port: int = 0
@@ -403,6 +425,7 @@ class Settings(BaseSettings):
     api: ApiConfig = ApiConfig()
     watchlist: WatchlistConfig = WatchlistConfig()
     web: WebConfig = WebConfig()
+    matching: MatchingConfig = MatchingConfig()  # issue 20 (M1)
     rechecks: RechecksConfig = RechecksConfig()  # issue 19 (T2)
 
     @classmethod
@@ -437,6 +460,8 @@ class Settings(BaseSettings):
         copy.milvus.media_collection_prefix = f"{prefix}_{copy.milvus.media_collection_prefix}"
         copy.milvus.sightings_collection = f"{prefix}_{copy.milvus.sightings_collection}"
         copy.milvus.enrolled_collection_prefix = f"{prefix}_{copy.milvus.enrolled_collection_prefix}"
+        copy.matching.pdq_collection = f"{prefix}_{copy.matching.pdq_collection}"
+        copy.matching.reference_collection = f"{prefix}_{copy.matching.reference_collection}"
         for bucket in copy.minio.buckets.all():
             if bucket is not copy.minio.buckets.milvus:  # Milvus's own bucket is fixed at its start
                 bucket.name = f"{tag}-{bucket.name}".lower().replace("_", "-").replace(".", "-")
