@@ -403,6 +403,45 @@ class MatchingConfig(Section):
     reference_thumbnail_blur: int = Field(default=12, ge=0)
 
 
+# Issue 19 (T1): takedowns: notices, their sender, re-check and escalation defaults (docs/takedowns.md).
+class OrganisationConfig(Section):
+    """Who the notices come from: named in every notice, with the mandate the templates state."""
+
+    name: str = "mimamori"
+    email: str = "takedowns@example.org"  # the notices' From (and Reply-To)
+    website: str | None = None
+    postal_address: str | None = None
+    # An extra sentence on the organisation's authority to act for its clients (the templates
+    # state the authorisation in any case).
+    authority: str | None = None
+
+
+class SmtpConfig(Section):
+    """The mail server notices are sent through; ``host`` None turns sending off (.eml and copy still work)."""
+
+    host: str | None = None
+    port: int = Field(default=587, ge=1, le=65535)
+    # starttls (submission, 587), tls (implicit TLS, 465), none: plain, only to a loopback
+    # address and only with allow_plain_loopback (a local relay, the tests' server).
+    security: Literal["starttls", "tls", "none"] = "starttls"
+    allow_plain_loopback: bool = False
+    credentials_file: Path | None = None  # YAML or JSON: {username: ..., password: ...}
+    timeout_s: float = Field(default=30.0, gt=0)
+
+
+class TakedownsConfig(Section):
+    default_recheck_hours: int = Field(default=24, ge=1)  # hosts without their own interval
+    default_expected_response_days: int = Field(default=7, ge=1)  # unknown hosts, steps without after_days
+    # A DNS failure counts as "gone" only after this many consecutive checks found none.
+    dns_failures_for_gone: int = Field(default=3, ge=1)
+    # A MaxMind database (GeoLite2-Country or -City .mmdb) the organisation provides: the server
+    # country of URLs whose host is not in the directory. None: no GeoIP.
+    geoip_database: Path | None = None
+    default_language: Literal["en", "ja"] = "en"
+    organisation: OrganisationConfig = OrganisationConfig()
+    smtp: SmtpConfig = SmtpConfig()
+
+
 class MetricsConfig(Section):
     # Each pipeline worker serves Prometheus metrics on this port (0 picks a free one).
     port: int = 0
@@ -425,6 +464,7 @@ class Settings(BaseSettings):
     api: ApiConfig = ApiConfig()
     watchlist: WatchlistConfig = WatchlistConfig()
     web: WebConfig = WebConfig()
+    takedowns: TakedownsConfig = TakedownsConfig()  # issue 19
     matching: MatchingConfig = MatchingConfig()  # issue 20 (M1)
     rechecks: RechecksConfig = RechecksConfig()  # issue 19 (T2)
 

@@ -11,6 +11,7 @@ from dataclasses import asdict, dataclass
 
 from mimamori.core.errors import CaseExists
 from mimamori.models.registry import embedder_spec
+from mimamori.services import takedowns
 from mimamori.services.access import require_case_access
 from mimamori.services.audit import Actor, record, refusals_audited
 from mimamori.services.consent import active_consent
@@ -38,6 +39,7 @@ class WithdrawalReport:
     objects: int
     photos: int
     matches: int
+    takedowns: int = 0  # closed, their URLs and notices' texts deleted (counts kept for the reports)
 
     def to_dict(self) -> dict[str, int | str]:
         return asdict(self)
@@ -95,7 +97,8 @@ def withdraw(work: Workspace, actor: Actor, case_id: str) -> WithdrawalReport:
     with work.sessions.begin() as session:
         case = get_case(session, case_id)
         photos, matches = len(case.photos), len(case.matches)
+        closed = takedowns.close_for_withdrawal(session, work, actor, case_id)
         session.delete(case)  # consents, photos and matches go with it (cascade)
-    report = WithdrawalReport(case_id, vectors, objects, photos, matches)
+    report = WithdrawalReport(case_id, vectors, objects, photos, matches, closed.takedowns)
     record(work.sessions, actor, "withdraw", **report.to_dict())
     return report

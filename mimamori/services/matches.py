@@ -11,6 +11,7 @@ cases (services/access.py), and never one that another reviewer has claimed in t
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from sqlalchemy import or_, select, update
@@ -18,6 +19,7 @@ from sqlalchemy.orm import Session
 
 from mimamori.core import metrics
 from mimamori.core.errors import Conflict, Forbidden, InvalidInput, NotFound
+from mimamori.services import takedowns
 from mimamori.services.access import require_case_access, visible_case_ids
 from mimamori.services.audit import Actor, record, refusals_audited
 from mimamori.services.workspace import Workspace
@@ -113,8 +115,12 @@ def record_decisions(work: Workspace, actor: Actor, match_ids: list[int], decisi
         if actor.role not in DECIDING_ROLES:
             raise Forbidden("role_cannot_review", f"a {actor.role} cannot decide matches")
         note = clean_note(note)
+        # A confirmation creates the takedowns of the pages the media was seen on (issue 19); the
+        # face store's sightings are read before the transaction that creates them.
+        sightings = takedowns.confirmation_sightings(work, ids) if decision == "confirmed" else {}
         with work.sessions.begin() as session:
-            views = _decide(session, actor, ids, decision, note, bulk, open_only)
+            views = _decide(session, actor, ids, decision, note, bulk, open_only,
+                            takedowns.on_decision(work, actor, decision, sightings))
     return views
 
 
@@ -154,7 +160,8 @@ def _require_second_opinion(session: Session, actor: Actor, unsure: list[Match],
 
 
 def _decide(session: Session, actor: Actor, ids: list[int], decision: str, note: str | None,
-            bulk: bool, open_only: bool) -> list[MatchView]:
+            bulk: bool, open_only: bool, on_change: Callable[[Session, list[Match], dt.datetime], None] | None = None
+            ) -> list[MatchView]:
     found = {m.id: m for m in session.scalars(select(Match).where(Match.id.in_(ids)))}
     missing = [i for i in ids if i not in found]
     if missing:
@@ -198,6 +205,8 @@ def _decide(session: Session, actor: Actor, ids: list[int], decision: str, note:
         # In the decision's own transaction: no decision without its audit row.
         session.add(AuditEvent(actor=actor.name, role=actor.role, action="review", case_id=match.case_id,
                                target=f"match:{match_id}", outcome="ok", details=details, at=now))
+    if on_change is not None and changed:  # the matches as they were before (the updates bypassed them)
+        on_change(session, changed, now)
     session.flush()
     session.expire_all()  # the bulk updates bypassed the loaded objects
     by_id = {m.id: m for m in session.scalars(select(Match).where(Match.id.in_(ids)))}

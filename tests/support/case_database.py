@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import itertools
 import threading
 
 import pytest
@@ -36,6 +37,7 @@ from mimamori.stores.cases import (
     open_database,
     utcnow,
 )
+from mimamori.stores.takedowns import Host  # noqa: F401  (issue 19: its tables in Base.metadata for the compare)
 
 HEAD = "0008"  # the newest migration
 
@@ -154,3 +156,93 @@ class CaseDatabaseChecks:
                 writing.execute(text("update match_decisions set decision = 'confirmed'"))
         owner = {i: name for name, got in held.items() for i in got}
         assert sorted(rows) == sorted(owner.items())
+
+    # -- issue 19 (T1): takedowns' state machine and append-only history, enforced by the database --
+    TAKEDOWN = ("insert into takedowns (page_url, media_sha256, host_key, state, escalation_step, dns_failures, "
+                "created_at, created_by, updated_at) values ('https://x.example/1', '', 'unknown:x.example', 'draft', "
+                "0, 0, '2026-11-02 09:00:00', 'staff', '2026-11-02 09:00:00')")
+    TRANSITION = text("insert into takedown_transitions (takedown_id, from_state, to_state, actor, role, at, note, "
+                      "check_id) values (:id, :a, :b, 'staff', 'admin', '2026-11-02 09:00:00', :note, :check)")
+
+    @staticmethod
+    def _move(connection, takedown_id: int, a: str, b: str, note: str | None = "seen", check: str | None = None):
+        connection.execute(CaseDatabaseChecks.TRANSITION, {"id": takedown_id, "a": a, "b": b, "note": note,
+                                                           "check": check})
+        connection.execute(text("update takedowns set state = :b where id = :id"), {"id": takedown_id, "b": b})
+
+    def _new_takedown(self, connection) -> int:
+        connection.execute(text(self.TAKEDOWN))
+        return connection.execute(text("select max(id) from takedowns")).scalar()
+
+    def test_takedown_states_change_in_the_database_exactly_as_transitions_allows(self, sessions: sessionmaker):
+        """Every (from, to) pair by raw SQL: accepted if and only if stores.takedowns.TRANSITIONS has it."""
+        from mimamori.stores.takedowns import STATES, TRANSITIONS
+
+        engine = sessions.kw["bind"]
+        paths = {"draft": ["draft"]}  # the shortest allowed walk from draft to each state
+        frontier = ["draft"]
+        while frontier:
+            state = frontier.pop(0)
+            for following in TRANSITIONS[state]:
+                if following not in paths:
+                    paths[following] = paths[state] + [following]
+                    frontier.append(following)
+        assert set(paths) == set(STATES)  # every state is reachable
+        for source, target in itertools.product(STATES, STATES):
+            with engine.connect() as connection:
+                transaction = connection.begin()
+                takedown_id = self._new_takedown(connection)
+                walk = paths[source]
+                for a, b in itertools.pairwise(walk):
+                    self._move(connection, takedown_id, a, b)
+                try:
+                    self._move(connection, takedown_id, source, target)
+                    accepted = True
+                except DBAPIError as error:
+                    assert "illegal takedown transition" in str(error)
+                    accepted = False
+                transaction.rollback()
+            assert accepted == (target in TRANSITIONS[source]), (source, target)
+
+    def test_takedown_removal_needs_evidence_and_its_history_is_append_only(self, sessions: sessionmaker):
+        engine = sessions.kw["bind"]
+        refusals = {
+            "recorded transition": "update takedowns set state = 'sent' where id = :id",
+            "current state": "insert into takedown_transitions (takedown_id, from_state, to_state, actor, role, at) "
+                             "values (:id, 'sent', 'acknowledged', 'x', 'admin', '2026-11-02')",
+            "on evidence": "insert into takedown_transitions (takedown_id, from_state, to_state, actor, role, at, "
+                           "note) values (:id, 'draft', 'removed', 'x', 'admin', '2026-11-02', '  ')",
+            "starts as draft": self.TAKEDOWN.replace("'draft'", "'removed'"),
+        }
+        with engine.begin() as connection:
+            takedown_id = self._new_takedown(connection)
+        for message, statement in refusals.items():
+            with pytest.raises(DBAPIError, match=message), engine.begin() as connection:
+                connection.execute(text(statement), {"id": takedown_id})
+        with engine.begin() as connection:  # a check that found it still up is no evidence of removal
+            connection.execute(text("insert into takedown_checks (id, takedown_id, outcome, detail, checked_at, "
+                                    "recorded_at) values ('up', :id, 'still_up', '{\"status\": 200}', "
+                                    "'2026-11-03', '2026-11-03')"), {"id": takedown_id})
+            connection.execute(text("insert into takedown_checks (id, takedown_id, outcome, detail, checked_at, "
+                                    "recorded_at) values ('gone', :id, 'gone', '{\"status\": 404}', "
+                                    "'2026-11-04', '2026-11-04')"), {"id": takedown_id})
+        with pytest.raises(DBAPIError, match="on evidence"), engine.begin() as connection:
+            self._move(connection, takedown_id, "draft", "removed", note=None, check="up")
+        with engine.begin() as connection:
+            self._move(connection, takedown_id, "draft", "removed", note=None, check="gone")
+        for statement in ("update takedown_transitions set to_state = 'closed'", "delete from takedown_transitions",
+                          "update takedown_checks set outcome = 'gone'", "delete from takedown_checks",
+                          "update takedown_transitions set actor = 'mallory'"):
+            with pytest.raises(DBAPIError, match="append-only"), engine.begin() as connection:
+                connection.execute(text(statement))
+        if engine.dialect.name == "postgresql":
+            with pytest.raises(DBAPIError, match="append-only"), engine.begin() as connection:
+                connection.execute(text("truncate takedown_transitions cascade"))
+        with engine.begin() as connection:  # the withdrawal's scrub is the one update allowed
+            connection.execute(text("update takedown_transitions set note = NULL, evidence = NULL"))
+            connection.execute(text("update takedown_checks set detail = NULL"))
+        with engine.connect() as connection:
+            assert connection.execute(text("select state from takedowns where id = :id"),
+                                      {"id": takedown_id}).scalar() == "removed"
+            assert connection.execute(text("select count(*) from takedown_checks where detail is not null")
+                                      ).scalar() == 0
