@@ -182,6 +182,11 @@ class Match(Base):
     claimed_until: Mapped[dt.datetime | None] = mapped_column(UTCDateTime(), nullable=True)
     # The media's perceptual hash (16 hex digits), for near-duplicate clusters in the queue.
     media_phash: Mapped[str | None] = mapped_column(String(16), nullable=True)
+    # Issue 20: the evidence (services/match_signals.Decision.evidence: which signals fired, their
+    # scores; null on older matches, which are face matches) and, for a match found by an image hash
+    # alone (no face: face_id is its PDQ row key), the frame thumbnail it shows (crops bucket).
+    signals: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
+    image_key: Mapped[str | None] = mapped_column(String(300), nullable=True)
 
     case: Mapped[Case] = relationship(back_populates="matches")
     decisions: Mapped[list[MatchDecision]] = relationship(back_populates="match", cascade="all, delete-orphan",

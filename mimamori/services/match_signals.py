@@ -99,3 +99,8 @@ def summary(signals: dict[str, Any] | None, similarity: float) -> str:
         else:
             parts.append(f"{name} {scores.get(name, 0):.2f}")
     return " / ".join(parts) if parts else f"face {similarity:.2f}"
+
+
+def face_evidence(similarity: float) -> dict[str, Any]:
+    """The evidence of a match the face signal made (above the case's threshold when it was recorded)."""
+    return {"fired": ["face"], "scores": {"face": round(float(similarity), 4)}}

@@ -25,6 +25,7 @@ from sqlalchemy.orm import sessionmaker
 from mimamori.core import metrics
 from mimamori.core.config import Settings
 from mimamori.models.registry import embedder_spec
+from mimamori.services.match_signals import face_evidence
 from mimamori.stores.cases import Case, Consent, Match, case_threshold, consent_in_force, open_database, utcnow
 from mimamori.stores.enrolled import EnrolledFaces
 from mimamori.streams.events import match_json
@@ -36,15 +37,20 @@ Candidate = tuple[str, int, str, float]
 
 def record_matches(sessions: sessionmaker, candidates: Iterable[Candidate], model_version: str, source: str,
                    scraped_at: dict[str, dt.datetime] | None = None,
-                   media_phash: dict[str, str] | None = None) -> list[Match]:
+                   media_phash: dict[str, str] | None = None,
+                   signals: dict[tuple[str, int], dict[str, Any]] | None = None,
+                   image_keys: dict[tuple[str, int], str] | None = None) -> list[Match]:
     """Insert matches that do not exist yet (unique per case and face); return the new ones.
 
     ``media_phash`` (media sha256 -> 16 hex digits) lets the review queue cluster near-duplicates.
+    ``signals`` ((case, face) -> Decision.evidence()) is the match's evidence, a face match's by
+    default; ``image_keys`` the frame thumbnail of a match found by an image hash alone.
     """
     candidates = list(candidates)
     if not candidates:
         return []
     scraped_at, media_phash = scraped_at or {}, media_phash or {}
+    signals, image_keys = signals or {}, image_keys or {}
     with sessions.begin() as session:
         dialect = session.get_bind().dialect.name
         insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
@@ -54,6 +60,8 @@ def record_matches(sessions: sessionmaker, candidates: Iterable[Candidate], mode
                 case_id=case_id, face_id=face_id, media_sha256=sha, model_version=model_version,
                 similarity=similarity, source=source, status="pending_review", created_at=utcnow(),
                 scraped_at=scraped_at.get(sha), media_phash=media_phash.get(sha),
+                signals=signals.get((case_id, face_id)) or face_evidence(similarity),
+                image_key=image_keys.get((case_id, face_id)),
             ).on_conflict_do_nothing(index_elements=["case_id", "face_id"]).returning(Match.id)
             inserted = session.execute(statement).scalar()
             if inserted is not None:

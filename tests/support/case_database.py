@@ -37,6 +37,7 @@ from mimamori.stores.cases import (
     open_database,
     utcnow,
 )
+from mimamori.stores.references import ReferenceMedia  # issue 20 (M1): its table in Base.metadata for the compare
 from mimamori.stores.takedowns import Host  # noqa: F401  (issue 19: its tables in Base.metadata for the compare)
 
 HEAD = "0008"  # the newest migration
@@ -117,6 +118,39 @@ class CaseDatabaseChecks:
             assert match.scraped_at == now and match.face_id == face
         with sessions() as session:
             assert len(audit.read(sessions)) == 0 and not list(session.scalars(select(AuditEvent)))
+
+    # Issue 20 (M1): reference media rows and the evidence of matches (migration 0007).
+    def test_reference_media_is_unique_per_case_and_goes_with_the_case(self, sessions: sessionmaker):
+        with sessions.begin() as session:
+            session.add(Case(id="r1", display_name="R.", created_by="staff"))
+            session.add(ReferenceMedia(case_id="r1", sha256="a" * 64, kind="image", frames=1, hashes=8,
+                                       min_quality=93, face_vectors=1, thumbnail_key="cases/r1/references/a.jpg",
+                                       added_by="staff"))
+        with pytest.raises(DBAPIError), sessions.begin() as session:  # the same media twice in one case
+            session.add(ReferenceMedia(case_id="r1", sha256="a" * 64, kind="image", frames=1, hashes=8,
+                                       face_vectors=0, added_by="staff"))
+        with pytest.raises(DBAPIError), sessions.begin() as session:  # no case, no reference
+            session.add(ReferenceMedia(case_id="nobody", sha256="b" * 64, kind="image", frames=1, hashes=8,
+                                       face_vectors=0, added_by="staff"))
+        with sessions() as session:
+            row = session.scalars(select(ReferenceMedia)).one()
+            assert (row.original_key, row.added_at.tzinfo) == (None, dt.UTC)
+        with sessions.begin() as session:  # withdrawal deletes the case row: the database deletes its references
+            session.delete(session.get(Case, "r1"))
+        with sessions() as session:
+            assert session.scalars(select(ReferenceMedia)).first() is None
+
+    def test_a_match_keeps_its_evidence(self, sessions: sessionmaker):
+        evidence = {"fired": ["pdq"], "scores": {"face": 0.41, "pdq": 12},
+                    "details": {"pdq": {"quality": 90, "variant": "rotate90", "frame_ms": 0}}}
+        with sessions.begin() as session:
+            session.add(Case(id="e1", display_name="E.", created_by="staff"))
+        [match] = record_matches(sessions, [("e1", BIGGEST_FACE_ID - 1, "c" * 64, 0.953)], "pdq", "stream",
+                                 signals={("e1", BIGGEST_FACE_ID - 1): evidence},
+                                 image_keys={("e1", BIGGEST_FACE_ID - 1): "pdq/cc/ccc/0.jpg"})
+        with sessions() as session:
+            stored = session.get(Match, match.id)
+            assert (stored.signals, stored.image_key) == (evidence, "pdq/cc/ccc/0.jpg")
 
     def test_reviewers_racing_for_matches_never_hold_or_decide_the_same_one(self, sessions: sessionmaker):
         """Four reviewers claim the same 40 matches at once, in batches, then each tries to decide
