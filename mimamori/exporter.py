@@ -3,7 +3,8 @@
 - consumer lag of each consumer group (labelled live or replay), per partition, from the group's committed offsets
   and the partitions' end offsets (and the end offsets themselves: their rate is media in);
 - entities per Milvus collection of this deployment (faces, media, sightings, enrolled);
-- matches waiting for review, and how long the oldest has waited.
+- matches waiting for review, and how long the oldest has waited;
+- takedowns by state, overdue escalations, and re-checks that have fallen behind (issue 19).
 
 The values are refreshed in the background every ``stack.monitoring.exporter_interval_s`` (a
 count of every Milvus collection takes seconds), and a scrape returns the latest. A source
@@ -15,6 +16,7 @@ Run: ``python -m mimamori.exporter`` (the local stack starts it).
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 import signal
 import sys
@@ -30,6 +32,8 @@ from mimamori.core.scrape_targets import forget_dead_targets
 from mimamori.streams.topics import REPLAY_GROUP_MARK
 
 log = logging.getLogger(__name__)
+# A re-check later than this counts as behind (the re-check service polls every few minutes).
+RECHECK_GRACE = dt.timedelta(hours=6)
 
 
 def group_role(group: str) -> str:
@@ -55,7 +59,8 @@ class StateCollector(Collector):
 
     def refresh(self) -> None:
         families: list[GaugeMetricFamily] = []
-        for source, read in (("kafka", self._kafka), ("milvus", self._milvus), ("database", self._database)):
+        for source, read in (("kafka", self._kafka), ("milvus", self._milvus), ("database", self._database),
+                             ("takedowns", self._takedowns)):
             try:
                 families += list(read())
             except Exception as error:
@@ -128,11 +133,49 @@ class StateCollector(Collector):
         yield age
 
 
+    def _takedowns(self) -> Iterator[GaugeMetricFamily]:
+        """Takedowns by state, overdue escalations, and re-checks the re-check service has fallen behind on
+        (issue 19). A source of its own: a database without the takedown tables leaves the others reporting."""
+        from sqlalchemy import func, select
+
+        from mimamori.stores.cases import open_database, utcnow
+        from mimamori.stores.takedowns import OPEN_STATES, STATES, Takedown
+
+        if self._sessions is None:
+            self._sessions = open_database(self.settings.database_url())
+        now = utcnow()
+        today = now.replace(hour=0, minute=0, second=0, microsecond=0)
+        with self._sessions() as session:
+            counts = dict(session.execute(select(Takedown.state, func.count()).group_by(Takedown.state)).all())
+
+            def count(*where) -> int:
+                return session.scalar(select(func.count(Takedown.id)).where(*where)) or 0
+
+            open_ = Takedown.state.in_(OPEN_STATES)
+            overdue = count(open_, Takedown.next_escalation_at < today)
+            due_today = count(open_, Takedown.next_escalation_at < today + dt.timedelta(days=1))
+            behind = count(Takedown.state != "closed", Takedown.next_check_at < now - RECHECK_GRACE)
+        by_state = GaugeMetricFamily("mimamori_takedowns", "Takedowns by state", labels=["state"])
+        for state in STATES:
+            by_state.add_metric([state], counts.get(state, 0))
+        yield by_state
+        for name, value, text in (
+                ("mimamori_takedowns_overdue", overdue,
+                 "Open takedowns whose next escalation step was due before today"),
+                ("mimamori_takedowns_escalation_due", due_today,
+                 "Open takedowns with an escalation step due by today's end"),
+                ("mimamori_takedown_rechecks_behind", behind,
+                 f"Takedowns whose re-check is over {RECHECK_GRACE.total_seconds() / 3600:.0f} h late")):
+            family = GaugeMetricFamily(name, text)
+            family.add_metric([], value)
+            yield family
+
+
 def serve(settings: Settings) -> None:
     registry = CollectorRegistry()
     errors = Counter("mimamori_exporter_errors_total", "Sources the exporter could not read", ["source"],
                      registry=registry)
-    for source in ("kafka", "milvus", "database"):
+    for source in ("kafka", "milvus", "database", "takedowns"):
         errors.labels(source=source)
     collector = StateCollector(settings, errors)
     collector.refresh()

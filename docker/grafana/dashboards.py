@@ -85,6 +85,23 @@ DASHBOARDS = (
         Panel("API requests", "sum by (route, status) (rate(mimamori_api_requests_total[5m]))", "reqps",
               "{{route}} {{status}}"),
     )),
+    # Issue 19 (T2): takedowns (states and overdue work from the exporter) and their re-checks (the
+    # re-check service, whose outcome and fetch series exist at 0 from its start).
+    Dashboard("mimamori-takedowns", "mimamori: takedowns", (
+        Panel("Takedowns by state", "sum by (state) (mimamori_takedowns)", "short", "{{state}}",
+              "Every URL's takedown by state; reappeared and draft need staff"),
+        Panel("Overdue and due escalations",
+              "max(mimamori_takedowns_overdue) or max(mimamori_takedowns_escalation_due)", "short",
+              description="Open takedowns whose next escalation step was due before today (or is due by today's end)"),
+        Panel("Re-check outcomes per day", "sum by (outcome) (increase(mimamori_recheck_outcomes_total[1d]))",
+              "short", "{{outcome}}", "gone, still_up, changed, dns_failure, error"),
+        Panel("Reappearances per day", "sum(increase(mimamori_takedown_reappearances_total[1d]))", "short",
+              description="Removed URLs found serving the content again"),
+        Panel("Re-check fetch time (p95)", p95("mimamori_recheck_fetch_duration_seconds", "kind"), "s", "{{kind}}",
+              "One fetch (page or image), redirects included; capped at rechecks.timeout_s"),
+        Panel("Re-checks late", "max(mimamori_takedown_rechecks_behind)", "short",
+              description="Takedowns whose re-check is over 6 hours late (the re-check service down or behind)"),
+    )),
 )
 
 

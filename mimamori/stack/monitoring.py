@@ -71,6 +71,7 @@ def scrape_config(settings: Settings, targets_dir: Path) -> dict:
         "scrape_configs": [
             discovered("mimamori-pipeline"),
             discovered("mimamori-api"),
+            discovered("mimamori-rechecks"),  # the re-check service (issue 19) announces itself too
             {"job_name": "mimamori-exporter", "static_configs": [{"targets": [monitoring.exporter_address]}]},
             {"job_name": "milvus", "static_configs": [
                 {"targets": [f"127.0.0.1:{settings.stack.milvus.health_port}"]}]},

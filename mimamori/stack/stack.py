@@ -26,6 +26,7 @@ from mimamori.stack.minio import MinioService
 from mimamori.stack.monitoring import ExporterService, PrometheusService
 from mimamori.stack.prism import PrismRunner
 from mimamori.stack.process import ManagedProcess
+from mimamori.stack.rechecks import RechecksService
 from mimamori.stack.service import Service
 
 
@@ -53,13 +54,14 @@ class Stack:
         self.prism = PrismRunner(settings)
         self.prometheus = PrometheusService(settings)
         self.exporter = ExporterService(settings)
+        self.rechecks = RechecksService(settings)  # re-checks of takedown URLs (issue 19)
         # The workbench's API process that scripts/demo starts (`mimamori api`): not a service
         # of the stack (``up`` never starts it), but it needs the stack, so ``down`` ends it.
         self.workbench = ManagedProcess("workbench", self.home / "run", self.home / "logs")
 
     @property
     def services(self) -> list[Service]:
-        return [self.minio, self.kafka, self.milvus, self.exporter, self.prometheus]
+        return [self.minio, self.kafka, self.milvus, self.exporter, self.rechecks, self.prometheus]
 
     @contextlib.contextmanager
     def _lock(self) -> Iterator[None]:

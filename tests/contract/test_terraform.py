@@ -233,4 +233,4 @@ def test_the_chart_lints_and_renders(tmp_path):
                               capture_output=True, text=True, timeout=120)
     assert rendered.returncode == 0, rendered.stderr
     kinds = sorted(doc["kind"] for doc in yaml.safe_load_all(rendered.stdout) if doc)
-    assert kinds.count("Deployment") == 4 and "FlinkDeployment" in kinds and "NetworkPolicy" in kinds
+    assert kinds.count("Deployment") == 5 and "FlinkDeployment" in kinds and "NetworkPolicy" in kinds

@@ -49,8 +49,8 @@ def test_status_reports_each_component_healthy_with_its_pid(stack):
     result = _cli("stack", "status", "--json")
     assert result.returncode == 0, result.stdout + result.stderr
     report = {entry["name"]: entry for entry in json.loads(result.stdout)}
-    assert set(report) == {"kafka", "minio", "milvus", "exporter", "prometheus", "prism"}
-    for name in ("kafka", "minio", "milvus", "exporter", "prometheus"):
+    assert set(report) == {"kafka", "minio", "milvus", "exporter", "rechecks", "prometheus", "prism"}
+    for name in ("kafka", "minio", "milvus", "exporter", "rechecks", "prometheus"):
         assert report[name]["healthy"], report[name]
         assert all(isinstance(pid, int) for pid in report[name]["pids"].values())
     assert Path(report["prism"]["detail"].split()[-1]).exists()
