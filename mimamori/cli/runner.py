@@ -7,6 +7,9 @@ from apache_beam.options.pipeline_options import PipelineOptions
 from mimamori.core.config import Settings
 from mimamori.stack.prism import PrismRunner
 
+# A year: the job's state and message streams must outlive any run (see pipeline_options).
+JOB_STREAMS_TIMEOUT_S = 365 * 24 * 3600
+
 
 def pipeline_options(settings: Settings, runner: str, beam_args: list[str] | None = None,
                      until_idle_s: float | None = None, bounded: bool = False) -> PipelineOptions:
@@ -48,4 +51,10 @@ def pipeline_options(settings: Settings, runner: str, beam_args: list[str] | Non
         options = {"runner": "DirectRunner"}
     else:
         raise ValueError(f"unknown runner {runner!r}: prism, flink or direct")
+    if runner != "direct" and not any(arg.startswith(("--job_server_timeout", "--job-server-timeout"))
+                                      for arg in beam_args):
+        # Beam puts this deadline (default 300 s) on the job's state and message streams too:
+        # when it passes, wait_until_finish raises and a run that is meant to last (``mimamori
+        # run`` 24/7, a long replay) dies after five minutes (found by bench/soak.py, issue 22).
+        options["job_server_timeout"] = JOB_STREAMS_TIMEOUT_S
     return PipelineOptions(beam_args, save_main_session=False, **options)
