@@ -39,7 +39,8 @@ def reference_key(case_id: str, reference_sha256: str, frame_ms: int, variant: s
     return int64_key("pdq-ref", case_id, reference_sha256, str(frame_ms), variant)
 
 
-def ensure_pdq_collection(settings: Settings) -> Collection:
+def pdq_schema() -> CollectionSchema:
+    """One row per scraped frame."""
     fields = [
         FieldSchema("pdq_key", DataType.INT64, is_primary=True, auto_id=False),
         FieldSchema("pdq", DataType.BINARY_VECTOR, dim=PDQ_BITS),
@@ -48,10 +49,14 @@ def ensure_pdq_collection(settings: Settings) -> Collection:
         FieldSchema("quality", DataType.INT32),
         FieldSchema("indexed_at", DataType.INT64),
     ]
-    description = json.dumps({"kind": "mimamori-pdq-media", "schema_version": SCHEMA_VERSION})
+    return CollectionSchema(fields, description=json.dumps({"kind": "mimamori-pdq-media",
+                                                            "schema_version": SCHEMA_VERSION}))
+
+
+def ensure_pdq_collection(settings: Settings) -> Collection:
     index = {"index_type": "BIN_IVF_FLAT", "metric_type": "HAMMING", "params": {"nlist": settings.matching.pdq_nlist}}
-    return ensure_collection(settings, settings.matching.pdq_collection,
-                             CollectionSchema(fields, description=description), "pdq", index, ["media_sha256"])
+    return ensure_collection(settings, settings.matching.pdq_collection, pdq_schema(), "pdq", index,
+                             ["media_sha256"])
 
 
 def ensure_reference_collection(settings: Settings) -> Collection:

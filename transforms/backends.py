@@ -20,8 +20,9 @@ from pymilvus import Collection
 from mimamori.core.config import KafkaConfig, Settings
 from mimamori.core.metrics import serve_metrics
 from mimamori.core.scrape_targets import register_scrape_target
-from mimamori.services.watchlist import Watchlist
+from mimamori.services.image_matches import MediaWatchlist
 from mimamori.stores.faces import ensure_face_collection
+from mimamori.stores.image_hashes import ensure_pdq_collection
 from mimamori.stores.media import MediaIndex, ensure_media_collections
 from mimamori.stores.objects import object_client
 from mimamori.stores.writer import MilvusWriter
@@ -47,9 +48,10 @@ class Backends:
     media_collections: Callable[[Settings], tuple[Collection, Collection]] = ensure_media_collections
     face_collection: Callable[[Settings], Collection] = ensure_face_collection
     media_index: Callable[[Settings], MediaIndex] = MediaIndex.open
+    pdq_collection: Callable[[Settings], Collection] = ensure_pdq_collection  # issue 20: scraped frames' PDQ
     milvus_writer: Callable[[Collection, int | None], MilvusWriter] = milvus_writer
     producer: Callable[[KafkaConfig], Any] = shared_producer  # a kafka.KafkaProducer, or the same shape
-    watchlist: Callable[[Settings, str], Watchlist] = Watchlist
+    watchlist: Callable[[Settings, str], MediaWatchlist] = MediaWatchlist  # faces and image hashes (issue 20)
     metrics_endpoint: Callable[[int, str, Path | None], None] = serve_worker_metrics
 
 

@@ -15,6 +15,7 @@ import numpy as np
 from PIL import Image
 
 from mimamori.media.decode import DecodedMedia
+from mimamori.media.pdq import PdqHash
 from mimamori.models.detector import Detection
 from mimamori.stores.media import KnownMedia
 from mimamori.streams.events import KafkaRecord, MediaEvent
@@ -38,6 +39,7 @@ class MediaItem:
     known: KnownMedia | None = None
     faces: list[Face] = field(default_factory=list)
     embeddings: np.ndarray | None = None  # one row per face, after the embedder
+    pdq: list[tuple[int, PdqHash]] = field(default_factory=list)  # (frame ms, PDQ) of every frame (issue 20)
 
     @property
     def key(self) -> str:

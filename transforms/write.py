@@ -22,13 +22,16 @@ from typing import Any
 
 import apache_beam as beam
 import numpy as np
+from PIL import Image
 from pymilvus import Collection
 
 from mimamori.core import metrics
 from mimamori.core.config import Settings
 from mimamori.core.retry import with_retries
 from mimamori.models.embedders import embedder_version
+from mimamori.services.image_matches import HashedMedia
 from mimamori.services.watchlist import IndexedFace
+from mimamori.stores.image_hashes import pdq_row
 from mimamori.stores.media import int64_key, stored_page_url
 from mimamori.stores.writer import MilvusWriter
 from mimamori.streams.events import DeadLetter, epoch_seconds, face_indexed_json
@@ -109,6 +112,23 @@ def indexed_face(row: dict[str, Any], item: MediaItem, vector: np.ndarray) -> In
     return IndexedFace(row["face_id"], item.media.sha256, vector, item.event.media_id, item.event.source_url,
                        item.event.platform, datetime.fromisoformat(item.event.scraped_at),
                        item.phash.hex() if item.phash else None)
+
+
+def hashed_media(item: MediaItem) -> HashedMedia:
+    """What the image-hash watchlist compares with the cases' reference hashes."""
+    return HashedMedia(item.media.sha256, list(item.pdq), item.event.media_id, item.event.source_url,
+                       item.event.platform, datetime.fromisoformat(item.event.scraped_at),
+                       item.phash.hex() if item.phash else None)
+
+
+def frame_thumbnail(image: Image.Image, max_side: int = 256) -> bytes:
+    """A frame scaled to ``max_side`` as a JPEG without metadata: the image of a hash-only match
+    (services/review_images.py blurs it for the reviewer, as it does face crops)."""
+    small = image.copy()
+    small.thumbnail((max_side, max_side), Image.Resampling.LANCZOS)
+    out = io.BytesIO()
+    small.convert("RGB").save(out, "JPEG", quality=85)
+    return out.getvalue()
 
 
 def face_indexed_document(row: dict[str, Any], item: MediaItem, collection: str, stamp: str) -> dict[str, Any]:
@@ -193,7 +213,8 @@ class WriteIndexedMedia(_BatchingWriter):
         self.crops_bucket = self.settings.minio.buckets.crops.name
         self.producer = self.backends.producer(self.settings.kafka)
         self.watchlist = self.backends.watchlist(self.settings, self.model_version)
-        self.write_through(self.faces, self.media, self.sightings)
+        self.pdq = self.backends.pdq_collection(self.settings)
+        self.write_through(self.faces, self.media, self.sightings, self.pdq)
 
     def write(self, items: list[MediaItem]) -> None:
         now = datetime.now(UTC)
@@ -207,14 +228,31 @@ class WriteIndexedMedia(_BatchingWriter):
         if self.settings.pipeline.reprocess_indexed:
             self._drop_faces_not_found_again(items, face_rows)
         self.upsert(self.faces, face_rows)
+        # The frames' PDQ (issue 20), before the media row too (it means "fully indexed").
+        self.upsert(self.pdq, [pdq_row(item.media.sha256, ms, hashed, int(now.timestamp()))
+                               for item in items for ms, hashed in item.pdq])
         self.upsert(self.media, [media_row(item, self.model_version, now) for item in items])
         self.upsert(self.sightings, [sighting_row(item, item.media.sha256, "original") for item in items])
         self._announce(events, now)
         # After the faces are written: a reviewer opening a match finds its face.
         with_retries(lambda: self.watchlist.check(indexed), "watchlist check")
+        self._match_hashes(items)
         for item in items:
             count_media("indexed" if item.faces else "no_face")
         count_faces(self.model, len(face_rows))
+
+    def _match_hashes(self, items: list[MediaItem]) -> None:
+        """Image-hash matches (issue 20): the frames the decision matched get their thumbnail first,
+        so a reviewer opening such a match (it has no face crop) finds its image."""
+        hashed = [hashed_media(item) for item in items if item.pdq]
+        candidates = with_retries(lambda: self.watchlist.hash_candidates(hashed), "watchlist hash check")
+        frames = {(item.media.sha256, frame.time_ms): frame.image for item in items for frame in item.media.frames}
+        for key in sorted({(c.media_sha256, c.frame_ms, c.image_key) for c in candidates}):
+            data = frame_thumbnail(frames[key[:2]])
+            with_retries(lambda key=key, data=data: self.objects.put_object(
+                self.crops_bucket, key[2], io.BytesIO(data), len(data), content_type="image/jpeg"),
+                f"put thumbnail {key[2]}")
+        with_retries(lambda: self.watchlist.record_hash_matches(candidates, hashed), "watchlist hash matches")
 
     def _put_crop(self, item: MediaItem, face: Face) -> str:
         """The aligned face as a JPEG under its content-addressed key; return the key."""

@@ -17,6 +17,7 @@ image are hashed in one pass: a mirrored or rotated re-upload matches one of the
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 import numpy as np
@@ -101,3 +102,9 @@ def hamming(a: PdqHash | bytes, b: PdqHash | bytes) -> int:
     if len(x) != PDQ_BYTES or len(y) != PDQ_BYTES:
         raise ValueError("PDQ hashes are 32 bytes each")
     return (int.from_bytes(x, "big") ^ int.from_bytes(y, "big")).bit_count()
+
+
+def frame_hashes(frames: Iterable[tuple[int, Image.Image]]) -> list[tuple[int, PdqHash]]:
+    """The PDQ hash of each (time in ms, frame) of a media item: an image's one, a video's sampled ones
+    (vPDQ's idea, on the frames the decoder already samples: one per interval plus scene cuts)."""
+    return [(int(time_ms), pdq_hash(image)) for time_ms, image in frames]

@@ -89,6 +89,8 @@ def withdraw(work: Workspace, actor: Actor, case_id: str) -> WithdrawalReport:
         enrolled = work.enrolled_for(model)
         vectors += enrolled.count(case_id)
         enrolled.delete_case(case_id)
+    vectors += work.reference_hashes.count(case_id)  # issue 20: its reference PDQ hashes (their partition)
+    work.reference_hashes.delete_case(case_id)
     bucket = work.settings.minio.buckets.references.name
     objects = 0
     for obj in work.objects.list_objects(bucket, prefix=f"cases/{case_id}/", recursive=True):

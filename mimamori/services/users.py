@@ -110,6 +110,7 @@ class OrgSettings:
     claim_minutes: int = 15
     break_minutes: int = 50
     language: str = "en"
+    keep_reference_originals: bool = False  # issue 20: store reference media originals, not only hashes
 
 
 @dataclass(frozen=True)

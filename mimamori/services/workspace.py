@@ -17,6 +17,7 @@ from mimamori.core.config import EmbedderConfig, Settings
 from mimamori.stores.cases import open_database
 from mimamori.stores.enrolled import EnrolledFaces
 from mimamori.stores.face_search import FaceSearch
+from mimamori.stores.image_hashes import MediaHashes, ReferenceHashes
 from mimamori.stores.objects import ensure_bucket, object_client
 
 if TYPE_CHECKING:
@@ -32,6 +33,8 @@ class Workspace:
         self._objects = None
         self._searcher: FaceSearch | None = None
         self._model_searchers: dict[str, FaceSearch] = {}
+        self._reference_hashes: ReferenceHashes | None = None
+        self._media_hashes: MediaHashes | None = None
 
     @property
     def model(self) -> str:
@@ -56,6 +59,20 @@ class Workspace:
         if model not in self._enrolled:
             self._enrolled[model] = EnrolledFaces(self.settings, model)
         return self._enrolled[model]
+
+    @property
+    def reference_hashes(self) -> ReferenceHashes:
+        """The cases' reference PDQ hashes (issue 20), built once."""
+        if self._reference_hashes is None:
+            self._reference_hashes = ReferenceHashes(self.settings)
+        return self._reference_hashes
+
+    @property
+    def media_hashes(self) -> MediaHashes:
+        """The scraped frames' PDQ hashes (the retro search of a new reference), built once."""
+        if self._media_hashes is None:
+            self._media_hashes = MediaHashes(self.settings)
+        return self._media_hashes
 
     def searcher_for(self, model: str) -> FaceSearch:
         """A searcher of one model's face collection, whatever the search alias points to."""

@@ -28,12 +28,15 @@ from pymilvus import CollectionSchema
 from sqlalchemy.orm import sessionmaker
 
 from mimamori.core.config import KafkaConfig, Settings
+from mimamori.media.pdq import PdqHash, hamming
 from mimamori.models.registry import embedder_spec
-from mimamori.services.watchlist import Watchlist
+from mimamori.services.image_matches import MediaWatchlist
 from mimamori.stores import faces as face_store
+from mimamori.stores import image_hashes
 from mimamori.stores import media as media_store
 from mimamori.stores.cases import close_database, open_database
 from mimamori.stores.enrolled import EnrolledHit, enrolled_key
+from mimamori.stores.image_hashes import MediaHashHit, ReferenceHash, ReferenceHit, reference_key
 from mimamori.stores.media import MediaIndex
 from mimamori.stores.writer import MilvusWriter
 from mimamori.transforms.backends import Backends
@@ -238,6 +241,59 @@ class MemoryEnrolledFaces:
         self.faces = {k: face for k, face in self.faces.items() if face[0] != case_id}
 
 
+class MemoryReferenceHashes:
+    """The cases' reference PDQ hashes: ``stores.image_hashes.ReferenceHashes``'s calls, exact Hamming search."""
+
+    def __init__(self):
+        self.rows: dict[int, ReferenceHash] = {}
+
+    def add(self, hashes: list[ReferenceHash]) -> int:
+        for item in hashes:
+            self.rows[reference_key(item.case_id, item.reference_sha256, item.frame_ms, item.variant)] = item
+        return len(hashes)
+
+    def nearest(self, hashes: list[bytes], case_ids: list[str], max_distance: int,
+                top_k: int) -> list[list[ReferenceHit]]:
+        watched = [r for r in self.rows.values() if r.case_id in case_ids]
+        found = []
+        for query in hashes:
+            hits = sorted((ReferenceHit(r, hamming(query, r.hash.bits)) for r in watched), key=lambda h: h.distance)
+            found.append([hit for hit in hits[:top_k] if hit.distance <= max_distance])
+        return found
+
+    def of_case(self, case_id: str) -> list[ReferenceHash]:
+        return sorted((r for r in self.rows.values() if r.case_id == case_id),
+                      key=lambda r: (r.reference_sha256, r.frame_ms, r.variant))
+
+    def count(self, case_id: str) -> int:
+        return len(self.of_case(case_id))
+
+    def delete_reference(self, case_id: str, reference_sha256: str) -> None:
+        self.rows = {k: r for k, r in self.rows.items()
+                     if (r.case_id, r.reference_sha256) != (case_id, reference_sha256)}
+
+    def delete_case(self, case_id: str) -> None:
+        self.rows = {k: r for k, r in self.rows.items() if r.case_id != case_id}
+
+
+class MemoryMediaHashes:
+    """The scraped frames' PDQ hashes: ``stores.image_hashes.MediaHashes.within``, exact Hamming search."""
+
+    def __init__(self):
+        self.frames: dict[tuple[str, int], PdqHash] = {}
+
+    def add(self, media_sha256: str, frame_ms: int, hashed: PdqHash) -> None:
+        self.frames[(media_sha256, frame_ms)] = hashed
+
+    def within(self, hashes: list[bytes], max_distance: int, top_k: int = 16384) -> list[list[MediaHashHit]]:
+        found = []
+        for query in hashes:
+            hits = sorted((MediaHashHit(sha, ms, h.quality, hamming(query, h.bits))
+                           for (sha, ms), h in self.frames.items()), key=lambda hit: hit.distance)
+            found.append([hit for hit in hits[:top_k] if hit.distance <= max_distance])
+        return found
+
+
 _STORES: dict[str, MemoryStores] = {}
 
 
@@ -257,6 +313,7 @@ class MemoryStores:
         self.objects = MemoryObjects()
         self.producer = MemoryProducer()
         self.enrolled = MemoryEnrolledFaces()
+        self.references = MemoryReferenceHashes()
         self.database_url = settings.database_url()
         self.metrics_endpoints: list[tuple[int, str, Any]] = []
         self.collections: dict[str, MemoryCollection] = {}
@@ -266,6 +323,7 @@ class MemoryStores:
                                           media_store.sightings_schema())
         self.faces = self._collection(settings.face_collection(model),
                                       face_store.face_schema(embedder_spec(model).dimension, model))
+        self.pdq = self._collection(settings.matching.pdq_collection, image_hashes.pdq_schema())
         _STORES[self.name] = self
 
     @functools.cached_property
@@ -304,9 +362,12 @@ class MemoryStores:
     def kafka_producer(self, _config: KafkaConfig) -> MemoryProducer:
         return self.producer
 
-    def watchlist(self, settings: Settings, model_version: str) -> Watchlist:
-        return Watchlist(settings, model_version, sessions=self.sessions, enrolled=self.enrolled,
-                         producer=self.producer)
+    def pdq_collection(self, _settings: Settings) -> MemoryCollection:
+        return self.pdq
+
+    def watchlist(self, settings: Settings, model_version: str) -> MediaWatchlist:
+        return MediaWatchlist(settings, model_version, sessions=self.sessions, enrolled=self.enrolled,
+                              producer=self.producer, references=self.references)
 
     def metrics_endpoint(self, port: int, address: str, targets_dir: Any) -> None:
         self.metrics_endpoints.append((port, address, targets_dir))
@@ -315,4 +376,5 @@ class MemoryStores:
         return Backends(objects=self.object_client, media_collections=self.media_collections,
                         face_collection=self.face_collection, media_index=self.media_index,
                         milvus_writer=self.milvus_writer, producer=self.kafka_producer, watchlist=self.watchlist,
+                        pdq_collection=self.pdq_collection,
                         metrics_endpoint=self.metrics_endpoint)

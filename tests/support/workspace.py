@@ -24,7 +24,7 @@ from mimamori.models.face_encoder import EncodedFace
 from mimamori.services.workspace import Workspace
 from mimamori.stores.cases import open_database
 from mimamori.stores.face_search import FaceHit, Sighting, StoredFace
-from tests.support.memory import MemoryEnrolledFaces, MemoryObjects
+from tests.support.memory import MemoryEnrolledFaces, MemoryMediaHashes, MemoryObjects, MemoryReferenceHashes
 
 DIMENSION = 8
 
@@ -144,6 +144,8 @@ class MemoryWorkspace(Workspace):
         self.enrolled = MemoryEnrolledFaces()
         self.index = MemoryFaceIndex(self.model, indexed)
         self.memory_objects = MemoryObjects()
+        self.memory_references = MemoryReferenceHashes()
+        self.memory_media_hashes = MemoryMediaHashes()
 
     def encoder_for(self, model: str | None = None) -> MemoryEncoder:  # type: ignore[override]
         return self.encoder
@@ -153,6 +155,14 @@ class MemoryWorkspace(Workspace):
 
     def enrolled_models(self) -> list[str]:
         return [self.model]
+
+    @property
+    def reference_hashes(self) -> MemoryReferenceHashes:  # type: ignore[override]
+        return self.memory_references
+
+    @property
+    def media_hashes(self) -> MemoryMediaHashes:  # type: ignore[override]
+        return self.memory_media_hashes
 
     def searcher_for(self, model: str) -> MemoryFaceIndex:  # type: ignore[override]
         return self.index

@@ -1,0 +1,179 @@
+"""Matches by image hash: every scraped frame's PDQ against the reference hashes of watched cases.
+
+The face watchlist (services/watchlist.py) finds a client by face; this finds the picture
+itself, which is what survives a mosaic or a bar over the face, a face too small or too
+blurred to detect, and, through the reference's eight dihedral hashes, a mirror or a 90°
+rotation. Both run on the same batch in the pipeline's writer, and the decision is
+``match_signals.combine``: a (case, media) pair is a match when the face gate or the hash
+gate opens, and its evidence says which.
+
+A pair the face path already matched is not matched twice: the PDQ evidence is added to that
+match. Otherwise a match is recorded like a face match (same table, queue, audit and topic),
+with ``face_id`` = the frame's PDQ row key (stores.image_hashes.pdq_key) and the frame's
+thumbnail as its image (``image_key``, written by the pipeline before the match).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import sessionmaker
+
+from mimamori.core import metrics
+from mimamori.core.config import Settings
+from mimamori.media.pdq import PdqHash
+from mimamori.services.match_signals import Decision, PdqScore, Thresholds, combine, pdq_similarity
+from mimamori.services.watchlist import Watchlist, record_matches
+from mimamori.stores.cases import Match
+from mimamori.stores.image_hashes import ReferenceHashes, ReferenceHit, pdq_key
+
+HASH_MODEL_VERSION = "pdq"  # Match.model_version of a match found by image hash alone
+
+
+def thumbnail_key(media_sha256: str, frame_ms: int) -> str:
+    """Where the pipeline puts the frame a hash-only match shows (crops bucket), by content."""
+    return f"pdq/{media_sha256[:2]}/{media_sha256}/{frame_ms}.jpg"
+
+
+@dataclass(frozen=True)
+class HashedMedia:
+    """A newly indexed media item's frame hashes, with where it was seen."""
+
+    media_sha256: str
+    frames: list[tuple[int, PdqHash]]
+    media_id: str
+    source_url: str
+    platform: str
+    scraped_at: dt.datetime | None = None
+    media_phash: str | None = None
+
+
+@dataclass(frozen=True)
+class HashCandidate:
+    """A (case, media) pair whose decision says match, found by the hash of one of its frames."""
+
+    case_id: str
+    media_sha256: str
+    frame_ms: int
+    decision: Decision
+
+    @property
+    def face_id(self) -> int:
+        return pdq_key(self.media_sha256, self.frame_ms)
+
+    @property
+    def image_key(self) -> str:
+        return thumbnail_key(self.media_sha256, self.frame_ms)
+
+    @property
+    def similarity(self) -> float:
+        return pdq_similarity(int(self.decision.scores["pdq"]))
+
+
+def best_hits(frames: list[tuple[str, int, PdqHash]], hits: list[list[ReferenceHit]]
+              ) -> dict[tuple[str, str], tuple[ReferenceHit, int, int]]:
+    """(case, media sha256) -> (nearest reference hit, frame ms, the frame's quality), over all frames."""
+    best: dict[tuple[str, str], tuple[ReferenceHit, int, int]] = {}
+    for (sha, frame_ms, hashed), frame_hits in zip(frames, hits, strict=True):
+        for hit in frame_hits:
+            key = (hit.reference.case_id, sha)
+            if key not in best or hit.distance < best[key][0].distance:
+                best[key] = (hit, frame_ms, hashed.quality)
+    return best
+
+
+class MediaWatchlist(Watchlist):
+    """The face watchlist and the image-hash one, for the pipeline's writer (built in its setup)."""
+
+    def __init__(self, settings: Settings, model_version: str, *, references: ReferenceHashes | None = None,
+                 **stores: Any):
+        """``references`` (and ``Watchlist``'s ``sessions``, ``enrolled``, ``producer``) replace the
+        configured stores (tests: in memory)."""
+        super().__init__(settings, model_version, **stores)
+        self.matching = settings.matching
+        self.references = references if references is not None else ReferenceHashes(settings)
+
+    def hash_candidates(self, media: list[HashedMedia]) -> list[HashCandidate]:
+        """The (case, media) pairs the combined decision matches by their nearest reference hash.
+
+        One search of the reference collection for every frame of the batch, only the partitions
+        of cases whose consent covers the watchlist; frames under the quality floor are not asked.
+        """
+        floor = self.matching.pdq_min_quality
+        frames = [(m.media_sha256, ms, h) for m in media for ms, h in m.frames if h.quality >= floor]
+        if not frames:
+            return []
+        watched = self._watched_cases()
+        if not watched:
+            return []
+        hits = self.references.nearest([h.bits for _sha, _ms, h in frames], sorted(watched),
+                                       self.matching.pdq_max_distance, self.matching.top_k)
+        candidates = []
+        for (case_id, sha), (hit, frame_ms, quality) in sorted(best_hits(frames, hits).items()):
+            score = PdqScore(hit.distance, min(quality, hit.reference.hash.quality), hit.reference.variant, frame_ms)
+            decision = combine(pdq=score, thresholds=self._thresholds(watched[case_id]))
+            if decision.matched:
+                candidates.append(HashCandidate(case_id, sha, frame_ms, decision))
+        return candidates
+
+    def _thresholds(self, face_threshold: float) -> Thresholds:
+        return Thresholds(face=face_threshold, pdq_max_distance=self.matching.pdq_max_distance,
+                          pdq_min_quality=self.matching.pdq_min_quality)
+
+    def record_hash_matches(self, candidates: list[HashCandidate], media: list[HashedMedia]) -> list[Match]:
+        """Record what ``hash_candidates`` found (after the thumbnails are written); return the new matches.
+
+        Idempotent: a pair already matched (by its face, or by this hash before) gets the PDQ
+        evidence added to its match, and no second match.
+        """
+        if not candidates:
+            return []
+        added = add_hash_evidence(self.sessions, candidates)
+        fresh = [c for c in candidates if (c.case_id, c.media_sha256) not in added]
+        by_sha = {m.media_sha256: m for m in media}
+        new = record_matches(
+            self.sessions, [(c.case_id, c.face_id, c.media_sha256, c.similarity) for c in fresh],
+            HASH_MODEL_VERSION, "stream",
+            {sha: m.scraped_at for sha, m in by_sha.items() if m.scraped_at},
+            {sha: m.media_phash for sha, m in by_sha.items() if m.media_phash},
+            signals={(c.case_id, c.face_id): c.decision.evidence() for c in fresh},
+            image_keys={(c.case_id, c.face_id): c.image_key for c in fresh})
+        for match in new:
+            seen = by_sha[match.media_sha256]
+            self._announce("match", match, seen.media_id, seen.source_url, seen.platform)
+            metrics.WATCHLIST_MATCHES.labels(platform=seen.platform).inc()
+        if new:
+            self.producer.flush(timeout=30)
+        return new
+
+
+def add_hash_evidence(sessions: sessionmaker, candidates: list[HashCandidate]) -> set[tuple[str, str]]:
+    """Add each candidate's PDQ evidence to the matches its (case, media) already has; return the pairs
+    that had one. A face match keeps its face evidence and gains "pdq" among the signals that fired."""
+    wanted = {(c.case_id, c.media_sha256): c for c in candidates}
+    found: set[tuple[str, str]] = set()
+    with sessions.begin() as session:
+        cases, shas = sorted({c.case_id for c in candidates}), sorted({c.media_sha256 for c in candidates})
+        rows = session.scalars(select(Match).where(Match.case_id.in_(cases), Match.media_sha256.in_(shas)))
+        for match in rows:
+            candidate = wanted.get((match.case_id, match.media_sha256))
+            if candidate is None:
+                continue
+            found.add((match.case_id, match.media_sha256))
+            match.signals = merged_evidence(match.signals, match.similarity, candidate.decision)
+    return found
+
+
+def merged_evidence(existing: dict[str, Any] | None, similarity: float, decision: Decision) -> dict[str, Any]:
+    """A match's evidence with a hash decision's added (an old match without evidence: a face match)."""
+    base = existing or {"fired": ["face"], "scores": {"face": round(similarity, 4)}}
+    evidence = decision.evidence()
+    fired = list(dict.fromkeys([*base.get("fired", []), *evidence["fired"]]))
+    merged = {"fired": fired, "scores": {**base.get("scores", {}), **evidence["scores"]}}
+    details = {**base.get("details", {}), **evidence.get("details", {})}
+    if details:
+        merged["details"] = details
+    return merged

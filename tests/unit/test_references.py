@@ -1,0 +1,201 @@
+"""Reference media, image-hash matches and HMA hash lists, on the services' in-memory workspace."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import pytest
+from PIL import Image, ImageFilter
+from sqlalchemy import select
+
+from mimamori.core.config import load_settings
+from mimamori.core.errors import ConsentMissing, InvalidInput, PhotoRejected
+from mimamori.media.pdq import pdq_hash
+from mimamori.services import cases, references, users
+from mimamori.services.audit import Actor
+from mimamori.services.consent import record_consent
+from mimamori.services.hash_lists import ListedHash, format_hash_list, parse_hash_list
+from mimamori.services.image_matches import HashedMedia, MediaWatchlist, thumbnail_key
+from mimamori.stores.cases import AuditEvent, Match
+from mimamori.stores.references import ReferenceMedia
+from tests.support.memory import MemoryProducer
+from tests.support.workspace import MemoryWorkspace, consent_record
+
+ADMIN = Actor("ada", "admin")
+
+
+@pytest.fixture(scope="module")
+def picture(testdata: Path) -> Image.Image:
+    return Image.open(testdata / "faces" / "multiface.jpg").convert("RGB")
+
+
+def jpeg(image: Image.Image) -> bytes:
+    out = io.BytesIO()
+    image.save(out, "JPEG", quality=90)
+    return out.getvalue()
+
+
+@pytest.fixture
+def work(tmp_path) -> MemoryWorkspace:
+    return MemoryWorkspace(load_settings("local"), tmp_path / "cases.sqlite3", {})
+
+
+def open_case(work: MemoryWorkspace, case_id: str, scope: list[str] | None = None) -> None:
+    from mimamori.services.consent import ConsentRecord
+
+    cases.create_case(work, ADMIN, case_id, "Client C.")
+    record_consent(work, ADMIN, case_id, ConsentRecord.model_validate(
+        consent_record(**({"scope": scope} if scope else {}))))
+
+
+def watchlist(work: MemoryWorkspace) -> MediaWatchlist:
+    return MediaWatchlist(work.settings, "memory/v1", sessions=work.sessions, enrolled=work.enrolled,
+                          producer=MemoryProducer(), references=work.memory_references)
+
+
+def scraped(image: Image.Image, sha: str) -> HashedMedia:
+    return HashedMedia(sha, [(0, pdq_hash(image))], f"m-{sha[:4]}", f"https://host.example/{sha[:4]}.jpg", "web")
+
+
+def test_a_reference_keeps_its_hashes_and_a_blurred_thumbnail_not_the_original(work, picture):
+    open_case(work, "c1")
+    result = references.add_references(work, ADMIN, "c1", [("leak.jpg", jpeg(picture), "image/jpeg")], "leak 1")
+    [view] = result.references
+    assert (view.kind, view.frames, view.hashes, view.original_kept, view.label) == ("image", 1, 8, False, "leak 1")
+    assert sorted(h.variant for h in work.memory_references.of_case("c1")) == sorted(
+        ["original", "rotate90", "rotate180", "rotate270", "flip_x", "flip_y", "flip_plus1", "flip_minus1"])
+    bucket = work.settings.minio.buckets.references.name
+    [key] = work.memory_objects.keys(bucket)
+    assert key == f"cases/c1/references/{view.sha256}/thumbnail.jpg"
+    thumbnail = Image.open(io.BytesIO(work.memory_objects._get(bucket, key)))
+    assert max(thumbnail.size) == work.settings.matching.reference_thumbnail_px
+    # blurred: far less detail than the same-size sharp picture
+    sharp = picture.copy()
+    sharp.thumbnail(thumbnail.size)
+    edges = [sum(i.convert("L").filter(ImageFilter.FIND_EDGES).getdata()) for i in (thumbnail, sharp)]
+    assert edges[0] < edges[1] / 2
+    again = references.add_references(work, ADMIN, "c1", [("leak.jpg", jpeg(picture), "image/jpeg")])
+    assert again.references[0].id == view.id and work.memory_references.count("c1") == 8  # idempotent
+
+
+def test_originals_are_kept_only_when_the_organisation_says_so(work, picture):
+    open_case(work, "c1")
+    users.set_organisation_settings(work, ADMIN, keep_reference_originals=True)
+    [view] = references.add_references(work, ADMIN, "c1", [("leak.jpg", jpeg(picture), "image/jpeg")]).references
+    assert view.original_kept
+    assert f"cases/c1/references/{view.sha256}/original" in work.memory_objects.keys(
+        work.settings.minio.buckets.references.name)
+
+
+def test_refusals_flat_images_and_missing_consent(work, picture):
+    cases.create_case(work, ADMIN, "c1", "C.")
+    with pytest.raises(ConsentMissing):
+        references.add_references(work, ADMIN, "c1", [("a.jpg", jpeg(picture), "image/jpeg")])
+    open_case(work, "c2")
+    with pytest.raises(PhotoRejected, match="too flat"):
+        references.add_references(work, ADMIN, "c2", [("grey.jpg", jpeg(Image.new("RGB", (300, 300), (90,) * 3)),
+                                                        "image/jpeg")])
+    with pytest.raises(PhotoRejected):
+        references.add_references(work, ADMIN, "c2", [("x.txt", b"not an image", "text/plain")])
+    with work.sessions() as session:
+        assert session.scalars(select(ReferenceMedia)).first() is None
+        outcomes = [e.outcome for e in session.scalars(select(AuditEvent).where(AuditEvent.action == "add_reference"))]
+    assert outcomes == ["rejected"] * 3
+
+
+def test_a_rotated_reupload_matches_by_pdq_and_the_face_match_gains_the_evidence(work, picture):
+    open_case(work, "c1")
+    references.add_references(work, ADMIN, "c1", [("leak.jpg", jpeg(picture), "image/jpeg")])
+    list_ = watchlist(work)
+    rotated = scraped(picture.transpose(Image.Transpose.ROTATE_90), "d" * 64)
+    stranger = scraped(Image.open(Path(__file__).parents[3] / "shared/testdata/faces/paul_rudd.jpg")
+                       .convert("RGB").resize((400, 500)), "e" * 64)
+    candidates = list_.hash_candidates([rotated, stranger])
+    assert [(c.case_id, c.media_sha256) for c in candidates] == [("c1", "d" * 64)]
+    [match] = list_.record_hash_matches(candidates, [rotated, stranger])
+    assert match.signals["fired"] == ["pdq"] and match.signals["scores"]["pdq"] <= 8
+    assert match.signals["details"]["pdq"]["variant"] == "rotate90"
+    assert match.model_version == "pdq" and match.image_key == thumbnail_key("d" * 64, 0)
+    assert list_.record_hash_matches(candidates, [rotated]) == []  # a replay: nothing new
+    # Media the face path matched already: the PDQ evidence joins that match, no second one.
+    from mimamori.services.watchlist import record_matches
+
+    record_matches(work.sessions, [("c1", 7, "f" * 64, 0.97)], "memory/v1", "stream")
+    again = scraped(picture, "f" * 64)
+    assert list_.record_hash_matches(list_.hash_candidates([again]), [again]) == []
+    with work.sessions() as session:
+        face_match = session.scalars(select(Match).where(Match.face_id == 7)).one()
+    assert face_match.signals["fired"] == ["face", "pdq"] and face_match.signals["scores"]["face"] == 0.97
+
+
+def test_a_case_without_watchlist_consent_is_not_watched(work, picture):
+    open_case(work, "c1", scope=["search"])
+    references.add_references(work, ADMIN, "c1", [("leak.jpg", jpeg(picture), "image/jpeg")])
+    assert watchlist(work).hash_candidates([scraped(picture, "d" * 64)]) == []
+
+
+def test_the_retro_search_finds_what_was_indexed_before(work, picture):
+    work.memory_media_hashes.add("a" * 64, 0, pdq_hash(picture.transpose(Image.Transpose.FLIP_LEFT_RIGHT)))
+    work.memory_media_hashes.add("b" * 64, 0, pdq_hash(Image.effect_noise((400, 300), 60).convert("RGB")))
+    open_case(work, "c1")
+    result = references.add_references(work, ADMIN, "c1", [("leak.jpg", jpeg(picture), "image/jpeg")])
+    assert result.retro_matches == 1
+    with work.sessions() as session:
+        match = session.scalars(select(Match)).one()
+    assert (match.media_sha256, match.source, match.signals["fired"]) == ("a" * 64, "retro", ["pdq"])
+
+
+def test_an_exported_list_imported_into_another_case_matches_the_same_media(work, picture):
+    """Acceptance 3 of issue 20 (the list half): export, import elsewhere, the same edited re-upload matches."""
+    open_case(work, "c1")
+    references.add_references(work, ADMIN, "c1", [("leak.jpg", jpeg(picture), "image/jpeg")])
+    listed = references.export_hash_list(work, ADMIN, "c1")
+    assert len(listed.splitlines()) == 8 and all(line.startswith("pdq ") for line in listed.splitlines())
+    assert "c1" not in listed and "Client" not in listed
+    open_case(work, "partner")
+    imported = references.import_hash_list(work, ADMIN, "partner", listed, "from partner")
+    assert imported.references[0].kind == "hash_list" and imported.references[0].hashes == 8
+    reupload = scraped(picture.transpose(Image.Transpose.ROTATE_270).resize((630, 1200)), "d" * 64)
+    found = {c.case_id for c in watchlist(work).hash_candidates([reupload])}
+    assert found == {"c1", "partner"}
+    csv_list = references.export_hash_list(work, ADMIN, "c1", "csv")
+    assert parse_hash_list(csv_list).hashes == [ListedHash(h.bits, h.quality, "imported", h.frame_ms)
+                                                for h in parse_hash_list(csv_list).hashes]
+    assert {h.bits for h in parse_hash_list(csv_list).hashes} == {h.bits for h in parse_hash_list(listed).hashes}
+
+
+def test_exporting_hashes_needs_consent_for_takedown(work, picture):
+    open_case(work, "c1", scope=["search", "watchlist"])
+    with pytest.raises(ConsentMissing, match="takedown"):
+        references.export_hash_list(work, ADMIN, "c1")
+
+
+def test_withdrawal_deletes_the_hashes_thumbnails_and_rows(work, picture):
+    open_case(work, "c1")
+    references.add_references(work, ADMIN, "c1", [("leak.jpg", jpeg(picture), "image/jpeg")])
+    report = cases.withdraw(work, ADMIN, "c1")
+    assert report.vectors >= 8 and report.objects == 1
+    assert work.memory_references.count("c1") == 0
+    assert not work.memory_objects.keys(work.settings.minio.buckets.references.name)
+    with work.sessions() as session:
+        assert session.scalars(select(ReferenceMedia)).first() is None
+
+
+def test_hash_list_formats() -> None:
+    bits = [bytes([i]) * 32 for i in range(3)]
+    te = format_hash_list([ListedHash(b, 90) for b in bits] + [ListedHash(bits[0], 90)])  # duplicates once
+    assert te.splitlines() == [f"pdq {b.hex()}" for b in bits]
+    parsed = parse_hash_list("# a partner's list\n\n" + te + "video_md5 0123\nvideo_md5 4567\n" + bits[2].hex().upper())
+    assert [h.bits for h in parsed.hashes] == [*bits, bits[2]] and parsed.skipped == {"video_md5": 2}
+    csv_text = format_hash_list([ListedHash(bits[1], 77, "flip_x", 1500)], "csv")
+    assert csv_text.splitlines() == ["signal_type,signal_value,quality,variant,frame_ms",
+                                     f"pdq,{bits[1].hex()},77,flip_x,1500"]
+    assert parse_hash_list(csv_text).hashes == [ListedHash(bits[1], 77, "imported", 1500)]
+    bad_quality = f"signal_type,signal_value,quality\npdq,{bits[0].hex()},300\n"
+    for bad, reason in (("pdq 1234\n", "line 1"), (bad_quality, "quality 300"),
+                        ("signal_value\nx\n", "lacks signal_type")):
+        with pytest.raises(InvalidInput, match=reason):
+            parse_hash_list(bad)
+    with pytest.raises(InvalidInput):
+        format_hash_list([], "xml")
