@@ -19,7 +19,7 @@ from sqlalchemy.orm import Session
 
 from mimamori.core import metrics
 from mimamori.core.errors import Conflict, Forbidden, InvalidInput, NotFound
-from mimamori.services import takedowns
+from mimamori.services import match_signals, takedowns
 from mimamori.services.access import require_case_access, visible_case_ids
 from mimamori.services.audit import Actor, record, refusals_audited
 from mimamori.services.workspace import Workspace
@@ -48,12 +48,14 @@ class MatchView:
     reviewed_by: str | None
     reviewed_at: dt.datetime | None
     note: str | None = None
+    signals: dict | None = None  # issue 20: the evidence (which signals fired, their scores)
+    matched_by: str = ""  # the reviewer's line of it, e.g. "face 0.71 / PDQ distance 12"
 
     @classmethod
     def of(cls, match: Match) -> MatchView:
         return cls(match.id, match.case_id, match.face_id, match.media_sha256, match.similarity, match.source,
                    match.status, match.created_at, match.last_seen_at, match.reviewed_by, match.reviewed_at,
-                   match.note)
+                   match.note, match.signals, match_signals.summary(match.signals, match.similarity))
 
 
 def list_matches(work: Workspace, actor: Actor, case_id: str | None = None, status: str | None = None,

@@ -26,6 +26,7 @@ from sqlalchemy.orm import Session
 from mimamori.core.errors import Forbidden, InvalidInput, NotFound
 from mimamori.core.spreadsheet import rows_csv
 from mimamori.services import cases as case_service
+from mimamori.services import match_signals
 from mimamori.services.access import require_case_access, visible_case_ids
 from mimamori.services.audit import Actor, record, refusals_audited
 from mimamori.services.matches import (
@@ -61,6 +62,7 @@ class QueueItem:
     claimed_until: dt.datetime | None
     note: str | None
     media_phash: str | None = None
+    matched_by: str = ""  # issue 20: which signals fired, e.g. "face 0.71 / PDQ distance 12"
     face: StoredFace | None = None  # platform, source URL, posted time, box, crop key (None: not in the index)
     page_url: str | None = None  # of the upload the face was found in
     sightings: list[Sighting] = field(default_factory=list)  # every place the media was seen, oldest first
@@ -213,7 +215,8 @@ def _item(match: Match, threshold: float, faces: dict[int, StoredFace],
     face, seen = faces.get(match.face_id), sightings.get(match.media_sha256, [])
     return QueueItem(match.id, match.case_id, match.face_id, match.media_sha256, match.similarity, threshold,
                      match.status, match.created_at, match.scraped_at, match.last_seen_at, match.claimed_by,
-                     match.claimed_until, match.note, match.media_phash, face, _page_url(face, seen), list(seen))
+                     match.claimed_until, match.note, match.media_phash,
+                     match_signals.summary(match.signals, match.similarity), face, _page_url(face, seen), list(seen))
 
 
 def _near(a: str | None, b: str | None, distance: int) -> bool:

@@ -103,11 +103,14 @@ def found_face_image(work: Workspace, actor: Actor, match_id: int, view: View, r
             if match is None:
                 raise NotFound("unknown_match", f"no match {match_id}")
             require_case_access(session, actor, match.case_id)
-            case_id, face_id, version = match.case_id, match.face_id, match.model_version
-        face = work.searcher_of_version(version).faces_by_id({face_id}).get(face_id)
-        if face is None:
-            raise NotFound("face_missing", f"the face of match {match_id} is no longer in the index")
-        data = _read(work, work.settings.minio.buckets.crops.name, face.crop_key)
+            case_id, face_id, version, image_key = match.case_id, match.face_id, match.model_version, match.image_key
+        if image_key is None:
+            face = work.searcher_of_version(version).faces_by_id({face_id}).get(face_id)
+            if face is None:
+                raise NotFound("face_missing", f"the face of match {match_id} is no longer in the index")
+            image_key = face.crop_key
+        # else a match found by image hash alone (issue 20): its frame's thumbnail, no face crop
+        data = _read(work, work.settings.minio.buckets.crops.name, image_key)
         return _serve(work, actor, data, view, reveal, case_id, target, "found_face")
 
 

@@ -199,3 +199,22 @@ def test_hash_list_formats() -> None:
             parse_hash_list(bad)
     with pytest.raises(InvalidInput):
         format_hash_list([], "xml")
+
+
+def test_a_hash_match_shows_its_frame_and_why_it_matched_in_the_queue(work, picture):
+    from types import SimpleNamespace
+
+    from mimamori.services import queue, review_images
+
+    open_case(work, "c1")
+    references.add_references(work, ADMIN, "c1", [("leak.jpg", jpeg(picture), "image/jpeg")])
+    rotated = scraped(picture.transpose(Image.Transpose.ROTATE_90), "d" * 64)
+    list_ = watchlist(work)
+    candidates = list_.hash_candidates([rotated])
+    work.memory_objects.put(work.settings.minio.buckets.crops.name, candidates[0].image_key, jpeg(picture))
+    [match] = list_.record_hash_matches(candidates, [rotated])
+    [case_queue] = queue.review_queue(work, ADMIN)
+    [item] = [i for cluster in case_queue.clusters for i in cluster.items]
+    assert item.matched_by.startswith("PDQ distance ") and item.matched_by.endswith("(rotate90)")
+    shown = review_images.found_face_image(work, ADMIN, match.id, SimpleNamespace(blur_radius=12, greyscale=True))
+    assert max(Image.open(io.BytesIO(shown)).size) == 256
