@@ -41,6 +41,7 @@ log = logging.getLogger(__name__)
 
 DEFAULT_REQUEST_BYTES = 2 * 1024 * 1024
 DEFAULT_IN_FLIGHT = 2
+UPSERT_TIMEOUT_S = 20  # an int: pymilvus takes only an int as the bound of its own retries
 DEFAULT_MAX_UNINDEXED_ROWS = 300_000
 VECTOR_TYPES = (DataType.FLOAT_VECTOR, DataType.FLOAT16_VECTOR, DataType.BFLOAT16_VECTOR, DataType.BINARY_VECTOR)
 
@@ -139,13 +140,15 @@ class MilvusWriter:
         def attempt() -> None:
             began = time.perf_counter()
             try:
-                self.collection.upsert(rows)
+                # A timeout of its own: without one pymilvus retries a lost server 75 times, for
+                # minutes, before it raises; this way our retry says what it waits for.
+                self.collection.upsert(rows, timeout=UPSERT_TIMEOUT_S)
             except retryable_errors():
                 metrics.MILVUS_WRITE_ERRORS.labels(collection=name).inc()
                 raise
             metrics.MILVUS_WRITE_SECONDS.labels(collection=name).observe(time.perf_counter() - began)
 
-        with_retries(attempt, f"upsert of {len(rows)} rows into {name}")
+        with_retries(attempt, f"upsert of {len(rows)} rows into {name}", store="milvus", operation="upsert")
         return len(rows)
 
 

@@ -32,6 +32,7 @@ from kafka import KafkaConsumer, TopicPartition
 from kafka.structs import OffsetAndMetadata
 
 from mimamori.core.metrics import CONSUMER_LAG
+from mimamori.core.retry import OUTAGES
 from mimamori.streams.events import KafkaRecord
 
 log = logging.getLogger(__name__)
@@ -181,10 +182,23 @@ class _ReadPartition(beam.DoFn):
                     self._committer = KafkaConsumer(**self.client_options, group_id=self.group_id,
                                                     enable_auto_commit=False)
                 self._committer.commit({tp: OffsetAndMetadata(next_offset, "", -1)})
-            except Exception:
-                # Beam only logs a failed finalizer as a warning; this one means a re-read.
-                log.exception("committing %s offset %d failed: those messages will be read again", tp, next_offset)
+            except Exception as error:
+                # Beam only logs a failed finalizer as a warning; this one means a re-read (or, if a
+                # later bundle's commit succeeds, nothing at all: offsets only move forward).
+                log.warning("committing %s offset %d failed: those messages will be read again unless a "
+                            "later commit succeeds: %s", tp, next_offset, error)
+                OUTAGES.failed("kafka", f"commit of {tp.topic}[{tp.partition}]", error)
                 raise
+
+    def _broker_answers(self, tp: TopicPartition) -> bool:
+        """Whether the partition's end offset can be read now (a poll that got nothing cannot tell)."""
+        try:
+            self._reader().end_offsets([tp], timeout_ms=2000)
+        except Exception as error:  # a timeout or a refused connection: the broker is away
+            OUTAGES.failed("kafka", f"read of {tp.topic}[{tp.partition}]", error)
+            return False
+        OUTAGES.recovered("kafka")
+        return True
 
     def process(
         self,
@@ -226,6 +240,7 @@ class _ReadPartition(beam.DoFn):
             if not records and restriction.stop != UNBOUNDED and consumer.position(tp) >= restriction.stop:
                 finished = True
         if claimed:
+            OUTAGES.recovered("kafka")
             # Idle time counts from here, after the fused stages downstream have processed what
             # was read (a slow bundle is not idleness). The time lives on the tracker's live
             # range, so it goes with the residual at the checkpoint.
@@ -251,7 +266,11 @@ class _ReadPartition(beam.DoFn):
         if finished or (stop != UNBOUNDED and last + 1 >= stop):
             tracker.try_claim(stop)  # claiming the end marks the restriction done
             return
-        if self.until_idle_s is not None and idle >= self.until_idle_s:
+        if last_offset is None and not self._broker_answers(tp):
+            # Nothing came because the broker is away, not because nothing was sent: that is no
+            # idleness (an outage must not end a run that ends when idle); it counts from recovery.
+            tracker.current_restriction().last_activity = time.time()
+        elif self.until_idle_s is not None and idle >= self.until_idle_s:
             log.info("partition %s idle for %.1f s: ending the read", tp, idle)
             tracker.try_claim(stop)
             return

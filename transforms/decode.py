@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 from mimamori.core.config import Settings
+from mimamori.core.retry import with_retries
 from mimamori.media.decode import MediaError, decode_media
 from mimamori.media.pdq import frame_hashes
 from mimamori.media.phash import perceptual_hash
@@ -28,7 +29,9 @@ class FetchAndDecode(Stage):
 
     def handle(self, incoming: Incoming) -> Iterator[MediaItem]:
         event = incoming.event
-        data = read_media_object(self.client, self.bucket, event.object_key, self.limits.max_media_bytes)
+        data = with_retries(lambda: read_media_object(self.client, self.bucket, event.object_key,
+                                                      self.limits.max_media_bytes),
+                            f"read of {event.object_key}", store="minio", operation="get_media")
         media = decode_media(data, event.content_type, self.limits)
         if event.sha256 and event.sha256 != media.sha256:
             raise MediaError("sha256_mismatch", f"event says {event.sha256}, the bytes hash to {media.sha256}")

@@ -25,6 +25,7 @@ SIGHTING = "sighting"
 
 class Dedupe(Stage):
     stage = "dedupe"
+    store = "milvus"
 
     def __init__(self, settings: Settings, backends: Backends = PRODUCTION):
         self.settings = settings

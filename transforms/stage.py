@@ -3,8 +3,10 @@
 A stage yields its results; an exception with a ``reason`` (bad input: a broken file, a
 malformed event) becomes a dead letter with that reason, an unexpected exception becomes
 one with reason ``internal_error``, and the pipeline goes on. Outages of the services a
-stage talks to are not the input's fault: those exceptions propagate, the bundle fails
-and is retried, and no offset is committed for it.
+stage talks to are not the input's fault: the element is tried again while the service is
+away (``core.retry.with_retries``: the wait is announced, counted and timed), and only an
+outage longer than the patience fails the bundle, which is then retried with no offset
+committed for it.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from apache_beam import pvalue
 
 from mimamori.core import metrics
 from mimamori.core.errors import InvalidInput, Misconfigured, Unavailable
-from mimamori.core.retry import retryable_errors
+from mimamori.core.retry import is_outage, with_retries
 from mimamori.streams.events import DeadLetter, KafkaRecord
 from mimamori.transforms.totals import count_dead_letter
 
@@ -37,6 +39,7 @@ class Stage(beam.DoFn):
     """A per-element stage; subclasses implement ``handle``."""
 
     stage = "stage"
+    store: str | None = None  # the store ``handle`` reads (None: told by an outage's error type)
 
     def handle(self, element: Any) -> Iterator[Any]:
         raise NotImplementedError
@@ -46,10 +49,13 @@ class Stage(beam.DoFn):
         # downstream transforms inline, and their time must not count as this stage's.
         began = time.perf_counter()
         try:
-            outputs = list(self.handle(element))
-        except (*retryable_errors(), Unavailable, Misconfigured):
-            raise  # outages and a broken installation stop the bundle: retried, never dead-lettered
+            outputs = with_retries(lambda: list(self.handle(element)), f"{self.stage} of {_origin(element)[1]}",
+                                   store=self.store, operation=self.stage)
+        except (Unavailable, Misconfigured):
+            raise  # a broken installation stops the bundle: retried, never dead-lettered
         except Exception as error:
+            if is_outage(error):  # an outage longer than the patience: the bundle fails, nothing is lost
+                raise
             record, media_id = _origin(element)
             reason = error.reason if isinstance(error, InvalidInput) else None
             if reason is None:

@@ -1,9 +1,9 @@
 """Write what the pipeline found: crops, faces, media, sightings, events. Idempotently.
 
-Order per batch: crops (MinIO) -> faces (Milvus) -> media rows -> sightings -> the
-``faces.indexed`` events. A media row means "fully indexed", so it is written only after
-its faces; if the process dies in between, the replay finds no media row and redoes
-the item, and every write lands on the same key again:
+Order per batch: crops (MinIO) -> faces (Milvus) -> watchlist matches (case database) ->
+media rows -> sightings -> the ``faces.indexed`` events. A media row means "fully indexed",
+so it is written only after its faces and matches; if the process dies in between, the
+replay finds no media row and redoes the item, and every write lands on the same key again:
 
 * face id = hash(media sha256, frame time, face index, model version);
 * crop key = ``<model>/<sha256[:2]>/<sha256>/<frame ms>-<face index>.jpg``, addressed by content;
@@ -27,7 +27,7 @@ from pymilvus import Collection
 
 from mimamori.core import metrics
 from mimamori.core.config import Settings
-from mimamori.core.retry import with_retries
+from mimamori.core.retry import watching, with_retries
 from mimamori.models.embedders import embedder_version
 from mimamori.services.image_matches import HashedMedia
 from mimamori.services.watchlist import IndexedFace
@@ -186,8 +186,10 @@ class _BatchingWriter(beam.DoFn):
         """Write rows and wait until Milvus has them: what is written next depends on them."""
         if rows:
             writer = self.writers[collection.name]
-            writer.write(rows)
-            writer.wait()
+            # The writer's index check retries a lost Milvus inside pymilvus, silently: watched.
+            with watching("milvus", f"write of {len(rows)} rows to {collection.name}"):
+                writer.write(rows)
+                writer.wait()
 
     def teardown(self) -> None:
         # Flushed once, at shutdown: segments seal on their own while the pipeline runs.
@@ -228,15 +230,17 @@ class WriteIndexedMedia(_BatchingWriter):
         if self.settings.pipeline.reprocess_indexed:
             self._drop_faces_not_found_again(items, face_rows)
         self.upsert(self.faces, face_rows)
-        # The frames' PDQ (issue 20), before the media row too (it means "fully indexed").
+        # After the faces are written (a reviewer opening a match finds its face) and before the
+        # media row: a crash in between redoes the item, and its matches; one after the media row
+        # would make the item a sighting on replay, never checked again (a lost match).
+        with_retries(lambda: self.watchlist.check(indexed), "watchlist check", operation="watchlist_check")
+        # The frames' PDQ and their matches (issue 20): before the media row too, for the same reason.
         self.upsert(self.pdq, [pdq_row(item.media.sha256, ms, hashed, int(now.timestamp()))
                                for item in items for ms, hashed in item.pdq])
+        self._match_hashes(items)
         self.upsert(self.media, [media_row(item, self.model_version, now) for item in items])
         self.upsert(self.sightings, [sighting_row(item, item.media.sha256, "original") for item in items])
         self._announce(events, now)
-        # After the faces are written: a reviewer opening a match finds its face.
-        with_retries(lambda: self.watchlist.check(indexed), "watchlist check")
-        self._match_hashes(items)
         for item in items:
             count_media("indexed" if item.faces else "no_face")
         count_faces(self.model, len(face_rows))
@@ -262,7 +266,7 @@ class WriteIndexedMedia(_BatchingWriter):
         size = jpeg.tell()
         jpeg.seek(0)
         with_retries(lambda: self.objects.put_object(self.crops_bucket, key, jpeg, size, content_type="image/jpeg"),
-                     f"put crop {key}")
+                     f"put crop {key}", store="minio", operation="put_crop")
         return key
 
     def _announce(self, events: list[tuple[dict[str, Any], MediaItem]], now: datetime) -> None:
@@ -272,7 +276,7 @@ class WriteIndexedMedia(_BatchingWriter):
         for row, item in events:
             document = face_indexed_document(row, item, self.faces.name, stamp)
             self.producer.send(topic, key=str(row["face_id"]).encode(), value=face_indexed_json(document))
-        with_retries(lambda: self.producer.flush(timeout=30), "flush faces.indexed")
+        with_retries(lambda: self.producer.flush(timeout=30), "flush faces.indexed", store="kafka", operation="produce")
 
     def _drop_faces_not_found_again(self, items: list[MediaItem], face_rows: list[dict[str, Any]]) -> None:
         """Faces of reprocessed media that this run no longer finds (a fixed false positive): deleted.
@@ -284,14 +288,15 @@ class WriteIndexedMedia(_BatchingWriter):
         crops_now = {row["crop_key"] for row in face_rows}
         stored = with_retries(lambda: self.faces.query(
             f"media_sha256 in {json.dumps(shas)}", output_fields=["face_id", "crop_key"], limit=16384,
-            consistency_level="Strong"), "query faces of reprocessed media")
+            consistency_level="Strong"), "query faces of reprocessed media", store="milvus", operation="query")
         stale = [row for row in stored if row["face_id"] not in found_now]
         if not stale:
             return
         with_retries(lambda: self.faces.delete(f"face_id in {[int(row['face_id']) for row in stale]}"),
-                     "delete faces not found again")
+                     "delete faces not found again", store="milvus", operation="delete")
         for key in {row["crop_key"] for row in stale} - crops_now:
-            with_retries(lambda key=key: self.objects.remove_object(self.crops_bucket, key), f"remove crop {key}")
+            with_retries(lambda key=key: self.objects.remove_object(self.crops_bucket, key), f"remove crop {key}",
+                         store="minio", operation="remove_crop")
         metrics.FACES_REMOVED.inc(len(stale))
         log.info("reprocessing removed %d face(s) no longer found in %d media", len(stale), len(shas))
 
@@ -310,7 +315,8 @@ class WriteSightings(_BatchingWriter):
         self.upsert(self.sightings, [sighting_row(item, item.known.sha256, item.known.match) for item in known])
         with_retries(lambda: self.watchlist.link_sightings(
             [(item.known.sha256, item.event.media_id, item.event.source_url, item.event.platform,
-              datetime.fromisoformat(item.event.scraped_at)) for item in known]), "watchlist sightings")
+              datetime.fromisoformat(item.event.scraped_at)) for item in known]), "watchlist sightings",
+            operation="watchlist_sightings")
         for item in items:
             count_media(f"sighting_{item.known.match if item.known else 'unknown'}")
 
@@ -332,4 +338,4 @@ class WriteDeadLetters(beam.DoFn):
         return iter(())
 
     def finish_bundle(self) -> None:
-        with_retries(lambda: self.producer.flush(timeout=30), "flush media.dlq")
+        with_retries(lambda: self.producer.flush(timeout=30), "flush media.dlq", store="kafka", operation="produce")

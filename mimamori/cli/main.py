@@ -64,6 +64,9 @@ def cmd_stack_status(args: argparse.Namespace) -> int:
             ports = " ".join(f"{purpose}=127.0.0.1:{port}" for purpose, port in r.ports.items())
             state = "healthy" if r.healthy else "DOWN"
             print(f"{r.name:<8} {state:<8} {pids:<32} {ports}\n         {r.detail}")
+        down = [r for r in report if not r.healthy]
+        print("stack: every service is healthy" if not down else
+              "stack: DOWN: " + "; ".join(f"{r.name} ({r.detail})" for r in down))
     return 0 if all(r.healthy for r in report) else 1
 
 
@@ -112,6 +115,10 @@ def cmd_run(args: argparse.Namespace, beam_args: list[str]) -> int:
     with beam.Pipeline(options=options) as pipeline:
         build_pipeline(pipeline, settings, SourceOptions(until_idle_s=args.until_idle))
     print(f"run: pipeline finished after {time.monotonic() - began:.1f} s")
+    from mimamori.core.retry import OUTAGES  # the LOOPBACK workers' waits, in this process
+
+    for line in OUTAGES.summary():
+        print(f"run: {line}")
     return 0
 
 
@@ -221,6 +228,9 @@ def _quiet_libraries() -> None:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     for name in ("kafka", "root"):
         logging.getLogger(name).setLevel(logging.CRITICAL if name == "kafka" else logging.ERROR)
+    # Ours at WARNING: with the root logger at ERROR (its name is "root"), every warning of the
+    # pipeline's workers (LOOPBACK on Prism: threads of this process) was dropped, outages too.
+    logging.getLogger("mimamori").setLevel(logging.WARNING)
 
 
 # How a refusal or failure ends the command: the one mapping of the error family to exit codes.

@@ -47,6 +47,12 @@ GPU_UTILIZATION = Gauge("mimamori_gpu_utilization_ratio", "GPU utilisation of a 
 CONSUMER_LAG = Gauge("mimamori_consumer_lag_messages", "Messages not yet read, per partition",
                      ["topic", "partition"])
 
+# Issue 22 (R1): outages of the stores a process talks to (core/retry.py counts and times them).
+STORE_RETRIES = Counter("mimamori_store_retries_total", "Calls to a store retried after an outage-like failure",
+                        ["store", "operation"])
+STORE_UNREACHABLE_SECONDS = Gauge("mimamori_store_unreachable_seconds",
+                                  "Seconds this process has been failing to reach a store (0: reachable)", ["store"])
+
 # Issue 19 (T2): the re-check service (services/rechecks.py). Takedowns by state and overdue work
 # come from the case database through the exporter (mimamori_takedowns, mimamori_takedowns_overdue).
 RECHECK_OUTCOMES = Counter("mimamori_recheck_outcomes_total", "Re-checks of takedown URLs recorded, by outcome",

@@ -148,7 +148,9 @@ class Stack:
         for service in self.services:
             pids = service.pids()
             if not all(pids.values()):
-                health_ok, detail = False, "not running"
+                stopped = [name for name, pid in pids.items() if pid is None]
+                health_ok = False
+                detail = "not running" if len(stopped) == len(pids) else f"not running: {', '.join(stopped)} stopped"
             else:
                 health = service.health()
                 health_ok, detail = health.healthy, health.detail

@@ -60,7 +60,7 @@ class RecordingCollection:
         self.schema = SimpleNamespace(fields=[SimpleNamespace(name=n, dtype=t) for n, t in fields.items()])
         self.upserted: list[dict] = []
 
-    def upsert(self, rows):
+    def upsert(self, rows, **_options):
         self.upserted.extend(rows)
 
 
