@@ -15,6 +15,7 @@ from dataclasses import asdict
 from mimamori.cli.cases import add_case_commands
 from mimamori.cli.operations import add_ops_commands
 from mimamori.cli.rechecks import add_recheck_commands
+from mimamori.cli.takedowns import add_takedown_commands
 from mimamori.cli.users import add_user_commands
 from mimamori.core.config import load_settings
 from mimamori.core.errors import MimamoriError, Misconfigured, Unavailable
@@ -219,6 +220,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_ops_commands(commands, lambda command: lambda args: command(_settings(args), args),
                      lambda command: lambda args, extra: command(_settings(args), args, extra))
     add_recheck_commands(commands, lambda command: lambda args: command(_settings(args), args))
+    add_takedown_commands(commands, lambda command: lambda args: command(_settings(args), args))
     return parser
 
 

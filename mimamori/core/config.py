@@ -426,6 +426,9 @@ class SmtpConfig(Section):
     security: Literal["starttls", "tls", "none"] = "starttls"
     allow_plain_loopback: bool = False
     credentials_file: Path | None = None  # YAML or JSON: {username: ..., password: ...}
+    # A CA bundle (PEM) to verify the server's certificate by, for a relay with a private CA;
+    # None: the system's trusted CAs. Certificates and host names are always checked.
+    ca_file: Path | None = None
     timeout_s: float = Field(default=30.0, gt=0)
 
 

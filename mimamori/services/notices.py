@@ -339,7 +339,7 @@ def deliver(config: SmtpConfig, message: EmailMessage) -> None:
         raise Misconfigured("smtp_plain", "plain SMTP is allowed only to a loopback address with "
                                           "takedowns.smtp.allow_plain_loopback; use starttls or tls")
     credentials = smtp_credentials(config.credentials_file)
-    context = ssl.create_default_context()
+    context = ssl.create_default_context(cafile=str(config.ca_file) if config.ca_file else None)
     try:
         if config.security == "tls":
             client: smtplib.SMTP = smtplib.SMTP_SSL(config.host, config.port, timeout=config.timeout_s,

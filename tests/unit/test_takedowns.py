@@ -490,3 +490,94 @@ def test_withdrawal_closes_the_takedowns_and_keeps_only_what_the_reports_count(w
         takedowns.transition(work, ADMIN, ids["a"], "draft", now=now)
     assert takedowns.due_rechecks(work, now=now + dt.timedelta(days=5)) == [
         t for t in takedowns.due_rechecks(work, now=now + dt.timedelta(days=5)) if t.case_id == "c2"]
+
+
+# -- the two front doors: the API and the CLI, through the same services ----------------------------
+def test_the_api_routes_reach_the_services_with_access_by_case(work):
+    from fastapi.testclient import TestClient
+
+    from mimamori.api.app import create_app
+    from mimamori.services.auth import create_api_key
+
+    open_case(work, "c1", "k-reviewer")
+    open_case(work, "c2")
+    keys = {role: create_api_key(work.sessions, f"k-{role}", role) for role in ("admin", "reviewer", "auditor")}
+    admin, reviewer, auditor = ({"Authorization": f"Bearer {keys[r]}"} for r in ("admin", "reviewer", "auditor"))
+    with TestClient(create_app(work.settings, work), raise_server_exceptions=False) as client:
+        imported = client.post("/hosts/import", json={"yaml": yaml.safe_dump({"hosts": [TUBE]})}, headers=admin)
+        assert imported.status_code == 200 and imported.json()["created"] == 1
+        assert client.post("/hosts/import", json={"yaml": "[]"}, headers=reviewer).status_code == 403
+        made = client.post("/takedowns", json={"case_id": "c1", "page_url": "https://tube.example/w/1",
+                                               "media_sha256": SHA}, headers=reviewer)
+        assert made.status_code == 201, made.text
+        takedown_id = made.json()["id"]
+        assert client.post("/takedowns", json={"case_id": "c2", "page_url": "https://tube.example/w/2"},
+                           headers=reviewer).json()["error"] == "not_assigned"
+        other = client.post("/takedowns", json={"case_id": "c2", "page_url": "https://tube.example/w/2"},
+                            headers=admin).json()["id"]
+        assert [t["id"] for t in client.get("/takedowns", headers=reviewer).json()] == [takedown_id]
+        assert client.get(f"/takedowns/{other}", headers=reviewer).status_code == 403
+        assert client.get("/takedowns", headers=auditor).status_code == 403
+        preview = client.post("/notices/preview", json={"takedown_ids": [takedown_id], "language": "ja"},
+                              headers=reviewer)
+        assert preview.status_code == 200 and "御中" in preview.json()["body"]
+        eml = client.post("/notices/eml", json={"takedown_ids": [takedown_id]}, headers=reviewer)
+        assert eml.status_code == 200 and eml.headers["content-type"] == "message/rfc822"
+        assert b"https://tube.example/w/1" in eml.content and b"Secret Name" not in eml.content
+        detail = client.get(f"/takedowns/{takedown_id}", headers=reviewer).json()
+        assert detail["takedown"]["state"] == "sent" and len(detail["notices"]) == 1
+        illegal = client.post(f"/takedowns/{takedown_id}/transition", json={"state": "draft"}, headers=reviewer)
+        assert illegal.status_code == 409 and illegal.json()["error"] == "illegal_transition"
+        removed = client.post(f"/takedowns/{takedown_id}/transition", json={"state": "removed", "note": "gone"},
+                              headers=reviewer)
+        assert removed.json()["state"] == "removed"
+        report = client.get("/takedowns/report.csv?by=host", headers=admin)
+        assert report.status_code == 200 and report.text.splitlines()[1].startswith(f"{utc_month()},tube,1,1,1.0")
+        assert client.get("/takedowns/due", headers=reviewer).json() == []
+        assert "verified" in client.get("/hosts.yaml", headers=reviewer).text
+
+
+def utc_month() -> str:
+    return dt.datetime.now(dt.UTC).strftime("%Y-%m")
+
+
+def test_the_cli_commands_go_through_the_services(tmp_path, capsys):
+    from mimamori.cli.main import main
+    from mimamori.stores.cases import open_database
+
+    site = tmp_path / "site.yaml"
+    database = f"sqlite:///{tmp_path / 'cases.sqlite3'}"
+    site.write_text(yaml.safe_dump({"database": {"url": database}, "stack": {"home": str(tmp_path / "stack")}}))
+    args = ["--config", str(site)]
+    sessions = open_database(database)
+    assert main([*args, "cases", "create", "c1", "--name", "Secret Name"]) == 0
+    assert main([*args, "takedowns", "hosts", "import", str(EXAMPLE)]) == 0
+    assert main([*args, "takedowns", "create", "--case", "c1", "--page-url", "https://forum.example.ca/t/1",
+                 "--sha256", SHA]) == 0
+    assert main([*args, "takedowns", "create", "--case", "c1", "--page-url", "https://elsewhere.example.org/1"]) == 0
+    out = capsys.readouterr().out
+    assert "on example-forum-ca" in out and "unknown host, add a contact" in out
+    assert main([*args, "takedowns", "notice", "preview", "1"]) == 0
+    assert "https://forum.example.ca/t/1" in capsys.readouterr().out
+    eml = tmp_path / "notice.eml"
+    assert main([*args, "takedowns", "notice", "eml", "1", "--output", str(eml)]) == 2  # no consent on record
+    assert "no consent" in capsys.readouterr().err
+    with sessions.begin() as session:
+        session.add(Consent(case_id="c1", given_by="the client", relationship_to_client="self",
+                            given_at=T0, scope=["takedown"], recorded_by="ada"))
+    assert main([*args, "takedowns", "notice", "eml", "1", "--output", str(eml)]) == 0
+    assert eml.stat().st_mode & 0o777 == 0o600 and b"forum.example.ca" in eml.read_bytes()
+    assert main([*args, "takedowns", "transition", "1", "acknowledged", "--note", "ticket 123"]) == 0
+    assert main([*args, "takedowns", "transition", "1", "reappeared"]) == 2
+    assert main([*args, "takedowns", "list", "--state", "acknowledged"]) == 0
+    assert "takedown 1: acknowledged" in capsys.readouterr().out
+    assert main([*args, "takedowns", "show", "1", "--json"]) == 0
+    assert '"to_state": "acknowledged"' in capsys.readouterr().out
+    assert main([*args, "takedowns", "hosts", "unknown"]) == 0
+    assert "add a contact  example.org  (1 takedown(s))" in capsys.readouterr().out
+    assert main([*args, "takedowns", "due"]) == 0
+    assert main([*args, "takedowns", "report", "--csv"]) == 0
+    assert capsys.readouterr().out.startswith("nothing due\nmonth,group,requested")
+    with sessions() as session:
+        actions = {row.action for row in session.scalars(select(AuditEvent)) if row.actor.startswith("cli:")}
+    assert {"create_takedown", "notice_preview", "notice_eml", "takedown_transition", "takedown_report"} <= actions
