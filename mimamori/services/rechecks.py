@@ -363,22 +363,26 @@ def run_once(store: RecheckStore, check: Callable[[Any], Verdict], options: Rech
              clock: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.UTC),
              stop: threading.Event | None = None) -> RunSummary:
     """Check everything due now, batch by batch, until nothing is due (or ``stop`` is set)."""
-    summary, began, attempted = RunSummary(), time.monotonic(), set()
+    summary, began, attempted, unrecorded = RunSummary(), time.monotonic(), set(), set()
     now = clock()
     while not (stop is not None and stop.is_set()):
-        batch = [t for t in store.due(now, options.batch + len(attempted)) if t.takedown_id not in attempted]
+        # A recorded check is due again only an interval later; what could not be recorded stays
+        # due (and is skipped for the rest of this pass), so read that many more.
+        batch = [t for t in store.due(now, options.batch + len(unrecorded)) if t.takedown_id not in attempted]
         if not batch:
             break
         batch = batch[: options.batch]
         attempted.update(t.takedown_id for t in batch)
         for target, verdict in run_checks(batch, check, options.workers, options.per_host, stop):
-            _record(store, target, verdict, clock(), summary)
+            if not _record(store, target, verdict, clock(), summary):
+                unrecorded.add(target.takedown_id)
     summary.elapsed_s = time.monotonic() - began
     metrics.RECHECK_LAST_PASS.set(time.time())
     return summary
 
 
-def _record(store: RecheckStore, target: Any, verdict: Verdict, checked_at: dt.datetime, summary: RunSummary) -> None:
+def _record(store: RecheckStore, target: Any, verdict: Verdict, checked_at: dt.datetime, summary: RunSummary) -> bool:
+    """Record one check; False when the database did not take it."""
     summary.checked += 1
     summary.outcomes[verdict.outcome] += 1
     try:
@@ -387,17 +391,18 @@ def _record(store: RecheckStore, target: Any, verdict: Verdict, checked_at: dt.d
         log.exception("recording the re-check of takedown %s failed", target.takedown_id)
         summary.record_errors += 1
         metrics.RECHECK_RECORD_ERRORS.inc()
-        return
+        return False
     if getattr(result, "repeat", False):
         summary.repeats += 1
-        return
+        return True
     metrics.RECHECK_OUTCOMES.labels(outcome=verdict.outcome).inc()
     if getattr(result, "transition_id", None) is not None:
         summary.transitions += 1
     if getattr(result, "reappeared", False):
         summary.reappeared.append(target.takedown_id)
         metrics.TAKEDOWN_REAPPEARANCES.inc()
-        log.warning("takedown %s: removed content is back at %s", target.takedown_id, target.page_url)
+        log.warning("takedown %s: removed content is back", target.takedown_id)  # no URL in logs: it names content
+    return True
 
 
 # -- wiring ----------------------------------------------------------------------------------------

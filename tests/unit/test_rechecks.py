@@ -256,3 +256,43 @@ def test_check_ids_are_the_same_for_the_same_due_slot_so_a_second_service_repeat
     for _ in range(2):  # two services that read the same due slot
         store.record(target, check_id_for(target), Verdict("gone"), due)
     assert store.applied == [(5, "gone")]
+
+
+def test_a_pdq_hash_alone_finds_a_re_encoded_copy_and_misses_another_image():
+    from mimamori.media.pdq import pdq_hash
+
+    def photo(seed: int, quality: int) -> bytes:
+        rng = np.random.default_rng(seed)
+        texture = Image.fromarray(rng.integers(0, 255, (48, 64, 3), dtype=np.uint8)).resize((256, 192), Image.BICUBIC)
+        buffer = io.BytesIO()
+        texture.save(buffer, "JPEG", quality=quality)
+        return buffer.getvalue()
+
+    original = photo(12, 92)
+    reference = pdq_hash(Image.open(io.BytesIO(original)).convert("RGB"))
+    assert reference.quality >= OPTIONS.pdq_min_quality
+    target = Target(1, "https://host.example/p", media_pdq=reference.hex)  # no SHA-256, no pHash
+    for body, outcome in ((photo(12, 40), "still_up"), (photo(13, 92), "changed")):
+        fetcher = Canned({target.page_url: image(target.page_url, body)})
+        verdict = check_target(target, fetcher, OPTIONS, MAX)
+        assert verdict.outcome == outcome, verdict
+        if outcome == "still_up":
+            assert verdict.detail["matched"] == "pdq" and verdict.detail["distance"] <= OPTIONS.pdq_distance
+
+
+def test_a_check_the_database_does_not_take_is_counted_stays_due_and_ends_the_pass():
+    start = dt.datetime(2026, 12, 1, 12, tzinfo=dt.UTC)
+    targets = [Target(i, f"https://h.example/{i}", due_at=start - dt.timedelta(hours=1)) for i in range(5)]
+
+    class Flaky(MemoryStore):
+        def record(self, target, check_id, verdict, checked_at):
+            if target.takedown_id == 2:
+                raise OSError("database is locked")
+            return super().record(target, check_id, verdict, checked_at)
+
+    store = Flaky(targets)
+    summary = run_once(store, lambda t: Verdict("gone"), RecheckOptions(workers=2, per_host=2, batch=2),
+                       clock=lambda: start)
+    assert summary.checked == 5 and summary.record_errors == 1
+    assert sorted(t for t, _ in store.applied) == [0, 1, 3, 4]
+    assert [t.takedown_id for t in store.due(start, 10)] == [2]  # due again at the next pass
