@@ -12,6 +12,7 @@ import time
 import warnings
 from dataclasses import asdict
 
+from mimamori.cli.backup import add_backup_commands
 from mimamori.cli.cases import add_case_commands
 from mimamori.cli.operations import add_ops_commands
 from mimamori.cli.rechecks import add_recheck_commands
@@ -221,6 +222,7 @@ def build_parser() -> argparse.ArgumentParser:
                      lambda command: lambda args, extra: command(_settings(args), args, extra))
     add_recheck_commands(commands, lambda command: lambda args: command(_settings(args), args))
     add_takedown_commands(commands, lambda command: lambda args: command(_settings(args), args))
+    add_backup_commands(commands, lambda command: lambda args: command(_settings(args), args))
     return parser
 
 

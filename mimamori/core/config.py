@@ -366,13 +366,15 @@ class BackupConfig(Section):
     # Backups older than this are deleted by `backup create` and `backup prune`: also how long a
     # withdrawn case can survive in a backup (docs/operations.md, "Backup and restore").
     retention_days: int = Field(default=30, ge=1)
-    # Milvus collections backed up, as fnmatch patterns; {milvus.FIELD} is that field of ``milvus``.
-    # The enrolled faces cannot be recomputed without the clients' consent flow; the face index,
-    # media and sightings could be by a replay, but only while Kafka and the media bucket still
-    # hold the media (7 and 90 days): they are in by default, remove them where a replay will do.
+    # Milvus collections backed up, as fnmatch patterns; {SECTION.FIELD} is that setting, e.g.
+    # {milvus.collection_prefix}. The enrolled faces and the cases' reference hashes cannot be
+    # recomputed without the clients; the face and PDQ indexes, media and sightings could be by a
+    # replay, but only while Kafka and the media bucket still hold the media (7 and 90 days):
+    # they are in by default; remove them where a replay will do.
     collections: list[str] = Field(default_factory=lambda: [
-        "{milvus.enrolled_collection_prefix}_*", "{milvus.collection_prefix}_*",
-        "{milvus.media_collection_prefix}_*", "{milvus.sightings_collection}"])
+        "{milvus.enrolled_collection_prefix}_*", "{matching.reference_collection}",
+        "{milvus.collection_prefix}_*", "{milvus.media_collection_prefix}_*", "{milvus.sightings_collection}",
+        "{matching.pdq_collection}"])
     # Buckets backed up, by their name under ``minio.buckets`` (the media bucket expires anyway).
     buckets: list[str] = Field(default_factory=lambda: ["crops", "references"])
     # Bytes sealed per authenticated chunk.
@@ -470,6 +472,7 @@ class Settings(BaseSettings):
     takedowns: TakedownsConfig = TakedownsConfig()  # issue 19
     matching: MatchingConfig = MatchingConfig()  # issue 20 (M1)
     rechecks: RechecksConfig = RechecksConfig()  # issue 19 (T2)
+    backup: BackupConfig = BackupConfig()  # issue 22 (R2)
 
     @classmethod
     def settings_customise_sources(
