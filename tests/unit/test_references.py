@@ -218,3 +218,29 @@ def test_a_hash_match_shows_its_frame_and_why_it_matched_in_the_queue(work, pict
     assert item.matched_by.startswith("PDQ distance ") and item.matched_by.endswith("(rotate90)")
     shown = review_images.found_face_image(work, ADMIN, match.id, SimpleNamespace(blur_radius=12, greyscale=True))
     assert max(Image.open(io.BytesIO(shown)).size) == 256
+
+
+def test_the_routes_add_list_export_and_import(work, picture):
+    from fastapi.testclient import TestClient
+
+    from mimamori.api.app import create_app
+    from mimamori.services.auth import create_api_key
+
+    admin = {"Authorization": f"Bearer {create_api_key(work.sessions, 'k-admin', 'admin')}"}
+    open_case(work, "c1")
+    open_case(work, "c2")
+    with TestClient(create_app(work.settings, work), raise_server_exceptions=False) as client:
+        added = client.post("/cases/c1/references", files={"media": ("leak.jpg", jpeg(picture), "image/jpeg")},
+                            data={"label": "leak 1"}, headers=admin)
+        assert added.status_code == 201 and added.json()["references"][0]["hashes"] == 8
+        assert [r["label"] for r in client.get("/cases/c1/references", headers=admin).json()] == ["leak 1"]
+        listed = client.get("/cases/c1/hashes", headers=admin)
+        assert listed.status_code == 200 and len(listed.text.splitlines()) == 8
+        imported = client.post("/cases/c2/hashes", files={"hash_list": ("l.txt", listed.content, "text/plain")},
+                               headers=admin)
+        assert imported.status_code == 201 and imported.json()["references"][0]["kind"] == "hash_list"
+        bad = client.post("/cases/c2/hashes", files={"hash_list": ("l.txt", b"\xff\xfe", "text/plain")},
+                          headers=admin)
+        assert (bad.status_code, bad.json()["error"]) == (422, "bad_hash_list")
+        assert client.post("/cases/c1/references", files={"media": ("x.pdf", b"%PDF", "application/pdf")},
+                           headers=admin).status_code == 415
