@@ -82,7 +82,7 @@ def assign(work: Workspace, actor: Actor, case_id: str, username: str) -> None:
             raise NotFound("unknown_user", f"no staff user or API key named {username}")
         if session.get(CaseAssignment, (case_id, username)) is None:
             session.add(CaseAssignment(case_id=case_id, username=username, assigned_by=actor.name))
-    record(work.sessions, actor, "assign", case_id=case_id, target=f"user:{username}")
+        record(work.sessions, actor, "assign", case_id=case_id, target=f"user:{username}", session=session)
 
 
 def unassign(work: Workspace, actor: Actor, case_id: str, username: str) -> None:
@@ -95,7 +95,8 @@ def unassign(work: Workspace, actor: Actor, case_id: str, username: str) -> None
             raise NotFound("unknown_assignment", f"case {case_id} is not assigned to {username}")
         session.delete(found)
         released = release_claims(session, username, case_id)
-    record(work.sessions, actor, "unassign", case_id=case_id, target=f"user:{username}", released=released)
+        record(work.sessions, actor, "unassign", case_id=case_id, target=f"user:{username}", released=released,
+               session=session)
 
 
 def assignments(work: Workspace, actor: Actor, case_id: str | None = None) -> list[Assignment]:

@@ -1,7 +1,10 @@
 """Who searched, enrolled, viewed, exported or withdrew what, when, for which case.
 
-Every action of the services writes one row through ``record``, in its own transaction: a
-done action as ``ok``, a refusal (a ``MimamoriError`` of bad input, an unknown id, missing
+Every action of the services writes one row through ``record``: in the action's own transaction
+(``session=``) where the action is a write of the case database, so that the two commit together
+or not at all; an action that is not, or not only, such a write (a search, an export, deletions
+in Milvus and MinIO) commits a ``started`` row first (``begin_attempt``) and its ``ok`` row after.
+Rows say a done action as ``ok``, a refusal (a ``MimamoriError`` of bad input, an unknown id, missing
 consent) as ``rejected`` with its reason, an outage or a broken installation met on the way
 as ``failed``. The table is append-only in the database (triggers in the first migration).
 Rows hold ids and counts, never face images or vectors.
@@ -11,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -45,6 +49,21 @@ def record(sessions: sessionmaker, actor: Actor, action: str, *, case_id: str | 
         return
     with sessions.begin() as own:
         own.add(row)
+
+
+def begin_attempt(sessions: sessionmaker, actor: Actor, action: str, *, case_id: str | None = None,
+                  target: str | None = None, **details: Any) -> str:
+    """Commit an ``started`` row before an action that is not (only) a write of the case database:
+    a search of Milvus, an export, deletions in Milvus and MinIO, vectors stored at enrolment.
+
+    Returns the attempt's id; the row that completes it (``ok``, written after the action, in the
+    transaction of the action's database writes where there are any) carries it too. The table is
+    append-only, so a start is never updated: a crash in between leaves the attempt on record,
+    a ``started`` row without a completion.
+    """
+    attempt = uuid.uuid4().hex[:16]
+    record(sessions, actor, action, case_id=case_id, target=target, outcome="started", attempt=attempt, **details)
+    return attempt
 
 
 @contextlib.contextmanager

@@ -12,7 +12,7 @@ import hashlib
 import secrets
 
 from sqlalchemy import select
-from sqlalchemy.orm import sessionmaker
+from sqlalchemy.orm import Session, sessionmaker
 
 from mimamori.core.errors import InvalidInput
 from mimamori.services.audit import Actor
@@ -28,20 +28,30 @@ def _digest(key: str) -> str:
 
 def create_api_key(sessions: sessionmaker, name: str, role: str) -> str:
     """Create a key and return it: it is shown once and cannot be recovered."""
+    with sessions.begin() as session:
+        return add_api_key(session, name, role)
+
+
+def add_api_key(session: Session, name: str, role: str) -> str:
+    """``create_api_key`` in the caller's transaction (its audit row commits with it)."""
     if role not in ROLES:
         raise InvalidInput("unknown_role", f"unknown role {role!r}; roles: {', '.join(ROLES)}")
     key = KEY_PREFIX + secrets.token_urlsafe(32)
-    with sessions.begin() as session:
-        session.add(ApiKey(name=name, role=role, key_sha256=_digest(key)))
+    session.add(ApiKey(name=name, role=role, key_sha256=_digest(key)))
     return key
 
 
 def revoke_api_key(sessions: sessionmaker, name: str) -> int:
     with sessions.begin() as session:
-        keys = list(session.scalars(select(ApiKey).where(ApiKey.name == name, ApiKey.revoked_at.is_(None))))
-        for key in keys:
-            key.revoked_at = utcnow()
-        return len(keys)
+        return revoke_api_keys(session, name)
+
+
+def revoke_api_keys(session: Session, name: str) -> int:
+    """``revoke_api_key`` in the caller's transaction."""
+    keys = list(session.scalars(select(ApiKey).where(ApiKey.name == name, ApiKey.revoked_at.is_(None))))
+    for key in keys:
+        key.revoked_at = utcnow()
+    return len(keys)
 
 
 def authenticate(sessions: sessionmaker, key: str | None) -> Actor | None:

@@ -13,7 +13,7 @@ from mimamori.core.errors import CaseExists
 from mimamori.models.registry import embedder_spec
 from mimamori.services import takedowns
 from mimamori.services.access import require_case_access
-from mimamori.services.audit import Actor, record, refusals_audited
+from mimamori.services.audit import Actor, begin_attempt, record, refusals_audited
 from mimamori.services.consent import active_consent
 from mimamori.services.workspace import Workspace
 from mimamori.stores.cases import Case, case_threshold, get_case
@@ -60,7 +60,7 @@ def create_case(work: Workspace, actor: Actor, case_id: str, display_name: str,
             raise CaseExists("case_exists", f"case {case_id} already exists")
         session.add(Case(id=case_id, display_name=display_name, match_threshold=match_threshold,
                          threshold_model=work.model if match_threshold is not None else None, created_by=actor.name))
-    record(work.sessions, actor, "create_case", case_id=case_id)
+        record(work.sessions, actor, "create_case", case_id=case_id, session=session)
     return summary(work, case_id)
 
 
@@ -84,6 +84,8 @@ def withdraw(work: Workspace, actor: Actor, case_id: str) -> WithdrawalReport:
     """Delete everything the case holds, in every store; keep an audit tombstone."""
     with refusals_audited(work.sessions, actor, "withdraw", case_id=case_id), work.sessions() as session:
         get_case(session, case_id)
+    # Milvus and MinIO deletions are not the database's: the attempt is on record before them.
+    attempt = begin_attempt(work.sessions, actor, "withdraw", case_id=case_id)
     vectors = 0
     for model in work.enrolled_models():  # the case may have been embedded again for a promoted model
         enrolled = work.enrolled_for(model)
@@ -101,6 +103,6 @@ def withdraw(work: Workspace, actor: Actor, case_id: str) -> WithdrawalReport:
         photos, matches = len(case.photos), len(case.matches)
         closed = takedowns.close_for_withdrawal(session, work, actor, case_id)
         session.delete(case)  # consents, photos and matches go with it (cascade)
-    report = WithdrawalReport(case_id, vectors, objects, photos, matches, closed.takedowns)
-    record(work.sessions, actor, "withdraw", **report.to_dict())
+        report = WithdrawalReport(case_id, vectors, objects, photos, matches, closed.takedowns)
+        record(work.sessions, actor, "withdraw", session=session, attempt=attempt, **report.to_dict())
     return report

@@ -79,4 +79,4 @@ def record_consent(work: Workspace, actor: Actor, case_id: str, consent: Consent
     with refusals_audited(work.sessions, actor, "record_consent", case_id=case_id), work.sessions.begin() as session:
         get_case(session, case_id)
         session.add(Consent(case_id=case_id, **consent.model_dump()))
-    record(work.sessions, actor, "record_consent", case_id=case_id, scope=list(consent.scope))
+        record(work.sessions, actor, "record_consent", case_id=case_id, scope=list(consent.scope), session=session)

@@ -19,7 +19,7 @@ from sqlalchemy import select
 from mimamori.core.errors import PhotoRejected
 from mimamori.media.decode import MediaError, decode_media
 from mimamori.services import cases
-from mimamori.services.audit import Actor, record, refusals_audited
+from mimamori.services.audit import Actor, begin_attempt, record, refusals_audited
 from mimamori.services.consent import ENROLMENT_SCOPES, ConsentRecord, active_consent, record_consent, require_consent
 from mimamori.services.watchlist import record_matches
 from mimamori.services.workspace import Workspace
@@ -70,12 +70,14 @@ def enroll(work: Workspace, actor: Actor, case_id: str, photos: list[Photo],
             raise PhotoRejected("no_photo", "no photo given")
         # Check every photo before storing any: a request is enrolled whole or not at all.
         faces = [(photo, *face_of_photo(work, photo)) for photo in photos]
+        # Vectors in Milvus and photos in MinIO are not the database's: on record before they are stored.
+        attempt = begin_attempt(work.sessions, actor, "enroll", case_id=case_id, photos=len(photos))
         result = EnrolmentResult(case_id, [_store(work, actor, case_id, photo, sha, face)
                                            for photo, sha, face in faces])
         if retro:
             result.retro_matches = retro_search(work, case_id, np.stack([face.vector for *_, face in faces]))
     record(work.sessions, actor, "enroll", case_id=case_id, result_count=result.retro_matches,
-           photos=len(result.photos))
+           photos=len(result.photos), attempt=attempt)
     return result
 
 

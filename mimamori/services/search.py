@@ -16,7 +16,7 @@ from sqlalchemy import select
 
 from mimamori.core.errors import InvalidInput
 from mimamori.services.access import require_case_access, visible_case_ids
-from mimamori.services.audit import Actor, record, refusals_audited
+from mimamori.services.audit import Actor, begin_attempt, record, refusals_audited
 from mimamori.services.consent import require_consent
 from mimamori.services.enrolment import Photo, case_vectors, face_of_photo
 from mimamori.services.workspace import Workspace
@@ -73,9 +73,11 @@ def search_faces(work: Workspace, actor: Actor, *, photo: Photo | None = None, c
                 get_case(session, case_id)
                 require_consent(session, case_id, ("search",), "searching with the case's faces")
             vectors = case_vectors(work, case_id, model)
+    # Committed before Milvus is asked: no crash leaves a search without its row.
+    attempt = begin_attempt(work.sessions, actor, "search", case_id=case_id, target=target)
     hits = _ranked(work, vectors, faces, filters, allowed)
     record(work.sessions, actor, "search", case_id=case_id, target=target, result_count=len(hits),
-           platform=filters.platform, offset=filters.offset)
+           platform=filters.platform, offset=filters.offset, attempt=attempt)
     return hits
 
 

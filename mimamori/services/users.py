@@ -171,7 +171,7 @@ def create_user(work: Workspace, actor: Actor, username: str, role: str) -> Invi
         user = User(username=username, role=role, created_by=actor.name)
         session.add(user)
         invitation = _invite(user, work.settings, utcnow())
-    record(work.sessions, actor, "create_user", target=_target(username), role_granted=role)
+        record(work.sessions, actor, "create_user", target=_target(username), role_granted=role, session=session)
     return invitation
 
 
@@ -186,7 +186,7 @@ def reset_user(work: Workspace, actor: Actor, username: str) -> Invitation:
         user.totp_confirmed, user.failed_logins = False, 0
         _end_sessions(session, user.id, now)
         invitation = _invite(user, work.settings, now)
-    record(work.sessions, actor, "reset_user", target=_target(username))
+        record(work.sessions, actor, "reset_user", target=_target(username), session=session)
     return invitation
 
 
@@ -209,10 +209,11 @@ def _set_disabled(work: Workspace, actor: Actor, username: str, disabled: bool) 
             revoked = len(keys)
         else:  # the keys stay revoked: an admin creates a new one if the person needs it
             user.disabled_at = None
-    record(work.sessions, actor, action, target=_target(username), **({"released": released} if disabled else {}))
-    if revoked:
-        record(work.sessions, actor, "revoke_key", target=f"key:{username}", result_count=revoked,
-               because="disable_user")
+        record(work.sessions, actor, action, target=_target(username), session=session,
+               **({"released": released} if disabled else {}))
+        if revoked:
+            record(work.sessions, actor, "revoke_key", target=f"key:{username}", result_count=revoked,
+                   because="disable_user", session=session)
 
 
 def disable_user(work: Workspace, actor: Actor, username: str) -> None:

@@ -121,5 +121,5 @@ def test_a_photo_search_shows_a_reviewer_only_their_cases_matches(work):
     page = search.search_faces(work, REI, photo=photo, filters=search.SearchFilters(top_k=1, offset=1))
     assert [hit.face_id for hit in page] == [12]
     assert search.search_faces(work, AUDITOR, photo=photo, filters=wide) == []
-    counts = [(r.actor, r.result_count) for r in rows(work, action="search")]
+    counts = [(r.actor, r.result_count) for r in rows(work, action="search") if r.outcome != "started"]
     assert counts == [("ada", 4), ("rei", 0), ("rei", 1), ("rei", 3), ("rei", 1), ("aud", 0)]

@@ -163,7 +163,9 @@ def test_search_by_photo_and_by_case_ranked_and_audited(work):
     assert [hit.face_id for hit in by_case] == [12]
     searched = rows(work, action="search")
     assert [(r.target.split(":")[0], r.result_count, r.outcome) for r in searched] == \
-        [("photo", 2, "ok"), ("case", 1, "ok")]
+        [("photo", None, "started"), ("photo", 2, "ok"), ("case", None, "started"), ("case", 1, "ok")]
+    # Each completing row names the attempt its "started" row began, committed before Milvus was asked.
+    assert [r.details["attempt"] for r in searched[::2]] == [r.details["attempt"] for r in searched[1::2]]
 
 
 def test_search_refusals_are_audited_once(work):
@@ -197,7 +199,8 @@ def test_matches_are_listed_reviewed_and_exported_with_their_urls(work):
     assert "vector" not in str(document) and "crop" not in str(document)
     assert len(export.export_case(work, REVIEWER, "c1", None)["matches"]) == 2
     assert [(r.action, r.outcome) for r in rows(work, actor="rei")] == [
-        ("view_matches", "ok"), ("review", "ok"), ("review", "rejected"), ("export", "ok"), ("export", "ok")]
+        ("view_matches", "ok"), ("review", "ok"), ("review", "rejected"), ("export", "started"), ("export", "ok"),
+        ("export", "started"), ("export", "ok")]
 
 
 def test_export_needs_takedown_consent(work):
