@@ -331,7 +331,7 @@ def parse_hosts(text: str) -> list[HostEntry]:
     """The entries of a YAML directory file (a list, or a mapping with ``hosts:``); every error at once."""
     try:
         data = yaml.safe_load(text)
-    except yaml.YAMLError as error:
+    except (yaml.YAMLError, ValueError, RecursionError) as error:  # a bad date or a deep nest is bad YAML too
         raise InvalidInput("invalid_hosts", f"the host directory is not YAML: {error}") from None
     if isinstance(data, dict):
         data = data.get("hosts")

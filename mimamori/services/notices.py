@@ -290,8 +290,9 @@ def send_notice(work: Workspace, actor: Actor, takedown_ids: list[int], *, langu
     with refusals_audited(work.sessions, actor, "notice_smtp", target=f"takedowns:{len(takedown_ids)}"):
         _check_language(language)
         config = work.settings.takedowns.smtp
-        if config.host is None:
-            raise Misconfigured("smtp_off", "takedowns.smtp.host is not set: download the .eml, or configure SMTP")
+        if config.host is None:  # a choice of the installation, not a fault: the other ways stay open
+            raise Conflict("smtp_off", "sending is off here (takedowns.smtp.host is not set): download the .eml "
+                                       "or copy the text into the host's form")
         with work.sessions.begin() as session:
             draft, rows, directory = _prepare(session, work, actor, takedown_ids, language, step, now)
             if draft.channel != "email" or not draft.recipient:

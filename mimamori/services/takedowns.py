@@ -229,7 +229,10 @@ def aware_time(now: dt.datetime | None) -> dt.datetime:
         return utcnow()
     if now.tzinfo is None:
         raise InvalidInput("naive_time", "give the time with a time zone")
-    return now.astimezone(dt.UTC)
+    try:
+        return now.astimezone(dt.UTC)
+    except (OverflowError, ValueError):
+        raise InvalidInput("bad_time", f"{now.isoformat()} is not a time mimamori can keep (in UTC)") from None
 
 
 def require_takedown_access(session: Session, actor: Actor, takedowns: Iterable[Takedown]) -> None:

@@ -26,6 +26,7 @@ from mimamori.services.workspace import Workspace
 from mimamori.stores.cases import AuditEvent, Case, Consent, EnrolledPhoto, Match
 from mimamori.stores.enrolled import EnrolledFaces
 from mimamori.stores.objects import object_client
+from mimamori.stores.takedowns import Takedown
 from tests.integration import samples as sample_sets
 from tests.integration.helpers import isolated_settings, publish, read_topic, run_pipeline
 from tests.support import edits
@@ -297,9 +298,13 @@ def test_withdrawal_deletes_the_case_from_every_store_and_keeps_a_tombstone(env,
     assert EnrolledFaces(s).count(CASE) == 1
     assert len(list(objects.list_objects(bucket, prefix=f"cases/{CASE}/", recursive=True))) == 2
 
+    with work.sessions() as session:
+        takedown_ids = list(session.scalars(select(Takedown.id).where(Takedown.case_id == CASE)))
     response = env["client"].delete(f"/cases/{CASE}", headers=auth(env, "admin"))
     assert response.status_code == 200, response.text
-    assert response.json() == {"case_id": CASE, "vectors": 1, "objects": 2, "photos": 1, "matches": 1}
+    # The confirmed match's two URLs became takedowns (issue 19): closed now, their URLs deleted.
+    assert response.json() == {"case_id": CASE, "vectors": 1, "objects": 2, "photos": 1, "matches": 1,
+                               "takedowns": 2}
 
     enrolled = EnrolledFaces(s).collection  # the whole collection, not only the case's (dropped) partition
     assert enrolled.query(f'case_id == "{CASE}"', output_fields=["enrolled_id"], consistency_level="Strong") == []
@@ -308,6 +313,9 @@ def test_withdrawal_deletes_the_case_from_every_store_and_keeps_a_tombstone(env,
         for table in (Case, Consent, EnrolledPhoto, Match):
             column = table.id if table is Case else table.case_id
             assert list(session.scalars(select(table).where(column == CASE))) == [], table.__name__
+    with work.sessions() as session:
+        closed = list(session.scalars(select(Takedown).where(Takedown.id.in_(takedown_ids))))
+        assert [(t.state, t.page_url, t.case_id) for t in closed] == [("closed", None, None)] * 2
     tombstone = audit_rows(env, action="withdraw", case_id=CASE)[-1]
     assert tombstone.outcome == "ok" and "embedding" not in json.dumps(tombstone.details)
     assert env["client"].get(f"/cases/{CASE}", headers=auth(env, "admin")).status_code == 404
