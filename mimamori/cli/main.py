@@ -12,12 +12,9 @@ import time
 import warnings
 from dataclasses import asdict
 
-from mimamori.cli.backup import add_backup_commands
 from mimamori.cli.cases import add_case_commands
 from mimamori.cli.operations import add_ops_commands
 from mimamori.cli.rechecks import add_recheck_commands
-from mimamori.cli.references import add_reference_commands
-from mimamori.cli.takedowns import add_takedown_commands
 from mimamori.cli.users import add_user_commands
 from mimamori.core.config import load_settings
 from mimamori.core.errors import MimamoriError, Misconfigured, Unavailable
@@ -219,12 +216,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_case_commands(commands, lambda command: lambda args: command(_settings(args), args))
     add_user_commands(commands, lambda command: lambda args: command(_settings(args), args))
-    add_reference_commands(commands, lambda command: lambda args: command(_settings(args), args))  # issue 20
     add_ops_commands(commands, lambda command: lambda args: command(_settings(args), args),
                      lambda command: lambda args, extra: command(_settings(args), args, extra))
     add_recheck_commands(commands, lambda command: lambda args: command(_settings(args), args))
-    add_takedown_commands(commands, lambda command: lambda args: command(_settings(args), args))
-    add_backup_commands(commands, lambda command: lambda args: command(_settings(args), args))
     return parser
 
 
@@ -237,6 +231,8 @@ def _quiet_libraries() -> None:
     # Ours at WARNING: with the root logger at ERROR (its name is "root"), every warning of the
     # pipeline's workers (LOOPBACK on Prism: threads of this process) was dropped, outages too.
     logging.getLogger("mimamori").setLevel(logging.WARNING)
+    # pymilvus logs each failed RPC of an outage at ERROR; mimamori.outages says what it waits for.
+    logging.getLogger("pymilvus").setLevel(logging.CRITICAL)
 
 
 # How a refusal or failure ends the command: the one mapping of the error family to exit codes.

@@ -36,13 +36,15 @@ SLOW_CALL_S = 15.0
 
 def retryable_errors() -> tuple[type[BaseException], ...]:
     """Errors of the infrastructure (connection refused, timeouts), not of the input."""
+    import grpc
     import urllib3
     from kafka.errors import KafkaError
     from pymilvus.exceptions import MilvusException
     from sqlalchemy.exc import OperationalError  # the case database busy or unreachable
 
+    # grpc.RpcError: pymilvus lets some through as they are (a deadline met while Milvus is gone).
     return (ConnectionError, TimeoutError, urllib3.exceptions.HTTPError, MilvusException, KafkaError,
-            OperationalError)
+            OperationalError, grpc.RpcError)
 
 
 def input_errors() -> tuple[type[BaseException], ...]:
@@ -75,8 +77,8 @@ def is_outage(error: BaseException) -> bool:
 def store_of(error: BaseException) -> str:
     """Which store an infrastructure error came from, by its type (for callers that do not say)."""
     module = type(error).__module__
-    for prefix, store in (("pymilvus", "milvus"), ("kafka", "kafka"), ("urllib3", "minio"), ("minio", "minio"),
-                          ("sqlalchemy", "database")):
+    for prefix, store in (("pymilvus", "milvus"), ("grpc", "milvus"), ("kafka", "kafka"), ("urllib3", "minio"),
+                          ("minio", "minio"), ("sqlalchemy", "database")):
         if module.startswith(prefix):
             return store
     return "service"
