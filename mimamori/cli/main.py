@@ -12,9 +12,12 @@ import time
 import warnings
 from dataclasses import asdict
 
+from mimamori.cli.backup import add_backup_commands
 from mimamori.cli.cases import add_case_commands
 from mimamori.cli.operations import add_ops_commands
 from mimamori.cli.rechecks import add_recheck_commands
+from mimamori.cli.references import add_reference_commands
+from mimamori.cli.takedowns import add_takedown_commands
 from mimamori.cli.users import add_user_commands
 from mimamori.core.config import load_settings
 from mimamori.core.errors import MimamoriError, Misconfigured, Unavailable
@@ -216,9 +219,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_case_commands(commands, lambda command: lambda args: command(_settings(args), args))
     add_user_commands(commands, lambda command: lambda args: command(_settings(args), args))
+    add_reference_commands(commands, lambda command: lambda args: command(_settings(args), args))  # issue 20
     add_ops_commands(commands, lambda command: lambda args: command(_settings(args), args),
                      lambda command: lambda args, extra: command(_settings(args), args, extra))
     add_recheck_commands(commands, lambda command: lambda args: command(_settings(args), args))
+    add_takedown_commands(commands, lambda command: lambda args: command(_settings(args), args))
+    add_backup_commands(commands, lambda command: lambda args: command(_settings(args), args))
     return parser
 
 
