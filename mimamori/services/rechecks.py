@@ -334,6 +334,12 @@ def check_id_for(target: Any) -> str:
     return f"rc-{target.takedown_id}-{uuid.uuid4().hex[:16]}"
 
 
+# Checks recorded in one transaction when the store is ``batched`` (``record_many``): one commit per
+# group instead of per URL. A killed service loses at most one group, which stays due.
+RECORD_GROUP = 50
+Recorded = tuple[Any, str, Verdict, dt.datetime]  # target, check id, verdict, checked at
+
+
 class RecheckStore(Protocol):
     """What a run needs of the takedown records (services.takedowns through a Workspace)."""
 
@@ -358,6 +364,20 @@ class TakedownRecords:
 
         return record_recheck(self.work, target.takedown_id, check_id, verdict.outcome, verdict.detail, checked_at)
 
+    @property
+    def batched(self) -> bool:
+        """Whether services.takedowns records several checks in one transaction (``record_many``)."""
+        from mimamori.services import takedowns
+
+        return hasattr(takedowns, "record_rechecks")
+
+    def record_many(self, items: list[Recorded]) -> list[Any]:
+        """Several checks in one transaction: all of them, or (on an error) none."""
+        from mimamori.services import takedowns
+
+        return takedowns.record_rechecks(self.work, [(t.takedown_id, check_id, v.outcome, v.detail, at)
+                                                     for t, check_id, v, at in items])
+
 
 def run_once(store: RecheckStore, check: Callable[[Any], Verdict], options: RecheckOptions,
              clock: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.UTC),
@@ -373,28 +393,48 @@ def run_once(store: RecheckStore, check: Callable[[Any], Verdict], options: Rech
             break
         batch = batch[: options.batch]
         attempted.update(t.takedown_id for t in batch)
+        group: list[Recorded] = []
         for target, verdict in run_checks(batch, check, options.workers, options.per_host, stop):
-            if not _record(store, target, verdict, clock(), summary):
-                unrecorded.add(target.takedown_id)
+            group.append((target, check_id_for(target), verdict, clock()))
+            if len(group) >= RECORD_GROUP:
+                unrecorded |= _record_group(store, group, summary)
+                group = []
+        unrecorded |= _record_group(store, group, summary)
     summary.elapsed_s = time.monotonic() - began
     metrics.RECHECK_LAST_PASS.set(time.time())
     return summary
 
 
-def _record(store: RecheckStore, target: Any, verdict: Verdict, checked_at: dt.datetime, summary: RunSummary) -> bool:
-    """Record one check; False when the database did not take it."""
-    summary.checked += 1
-    summary.outcomes[verdict.outcome] += 1
-    try:
-        result = store.record(target, check_id_for(target), verdict, checked_at)
-    except Exception:  # the database, not the host: counted, the check stays due for the next pass
-        log.exception("recording the re-check of takedown %s failed", target.takedown_id)
-        summary.record_errors += 1
-        metrics.RECHECK_RECORD_ERRORS.inc()
-        return False
+def _record_group(store: RecheckStore, group: list[Recorded], summary: RunSummary) -> set[int]:
+    """Record the group (in one transaction if the store can); the ids the database did not take."""
+    if not group:
+        return set()
+    results: list[Any] | None = None
+    if getattr(store, "batched", False) and len(group) > 1:
+        try:
+            results = store.record_many(group)  # type: ignore[attr-defined]
+        except Exception:  # rolled back whole; one bad check must not hold the others back: one by one
+            log.warning("recording %d re-checks at once failed; recording them one by one", len(group))
+    failed = set()
+    for index, (target, check_id, verdict, checked_at) in enumerate(group):
+        summary.checked += 1
+        summary.outcomes[verdict.outcome] += 1
+        try:
+            result = results[index] if results is not None else store.record(target, check_id, verdict, checked_at)
+        except Exception:  # the database, not the host: counted, the check stays due for the next pass
+            log.exception("recording the re-check of takedown %s failed", target.takedown_id)
+            summary.record_errors += 1
+            metrics.RECHECK_RECORD_ERRORS.inc()
+            failed.add(target.takedown_id)
+            continue
+        _count(result, target, verdict, summary)
+    return failed
+
+
+def _count(result: Any, target: Any, verdict: Verdict, summary: RunSummary) -> None:
     if getattr(result, "repeat", False):
         summary.repeats += 1
-        return True
+        return
     metrics.RECHECK_OUTCOMES.labels(outcome=verdict.outcome).inc()
     if getattr(result, "transition_id", None) is not None:
         summary.transitions += 1
@@ -402,7 +442,6 @@ def _record(store: RecheckStore, target: Any, verdict: Verdict, checked_at: dt.d
         summary.reappeared.append(target.takedown_id)
         metrics.TAKEDOWN_REAPPEARANCES.inc()
         log.warning("takedown %s: removed content is back", target.takedown_id)  # no URL in logs: it names content
-    return True
 
 
 # -- wiring ----------------------------------------------------------------------------------------

@@ -296,3 +296,25 @@ def test_a_check_the_database_does_not_take_is_counted_stays_due_and_ends_the_pa
     assert summary.checked == 5 and summary.record_errors == 1
     assert sorted(t for t, _ in store.applied) == [0, 1, 3, 4]
     assert [t.takedown_id for t in store.due(start, 10)] == [2]  # due again at the next pass
+
+
+def test_a_batched_store_records_groups_and_a_failed_group_is_recorded_one_by_one():
+    start = dt.datetime(2026, 12, 1, 12, tzinfo=dt.UTC)
+    targets = [Target(i, f"https://h{i % 4}.example/{i}", host_key=f"h{i % 4}", due_at=start) for i in range(120)]
+
+    class Batched(MemoryStore):
+        batched = True
+        groups: list[int] = []
+
+        def record_many(self, items):
+            if any(target.takedown_id == 7 for target, *_ in items):
+                raise OSError("one bad row: the transaction rolls back whole")
+            self.groups.append(len(items))
+            return [self.record(*item) for item in items]
+
+    store = Batched(targets)
+    summary = run_once(store, lambda t: Verdict("gone"), RecheckOptions(workers=8, per_host=2, batch=120),
+                       clock=lambda: start)
+    assert summary.checked == 120 and summary.record_errors == 0 and summary.transitions == 120
+    assert sorted(t for t, _ in store.applied) == list(range(120))  # each once
+    assert store.groups == [50, 20]  # the group with takedown 7 went one by one
