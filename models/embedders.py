@@ -108,8 +108,6 @@ def _random_module(spec: EmbedderSpec) -> torch.nn.Module:
 
 def load_embedder(config: EmbedderConfig) -> LoadedEmbedder:
     spec = embedder_spec(config.name)
-    if spec.derives_from is not None:
-        raise NotImplementedError(f"{spec.name} derives from {spec.derives_from}: adapters are not built yet")
     check_weights(config)
     path = weights_file(config)
     if path is None:

@@ -5,14 +5,12 @@ carries the model), so everything that depends on the model is looked up here: t
 size, where the five landmarks go in the aligned crop, the vector dimension, the metric
 and the similarity above which two faces are taken to be the same person.
 
-A model may derive from another (``derives_from``): a per-case adapter fine-tuned on top
-of a base network keeps the base's alignment and input, gets its own name and version,
-and therefore its own collection.
+A case's own model is not an embedder: it re-scores the base model's vectors
+(models/case_head.py), so it needs no collection and nothing is embedded again for it.
 """
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass
 
 from mimamori.core.errors import InvalidInput, Misconfigured
@@ -74,7 +72,6 @@ class EmbedderSpec:
     # in bench/quality.py; docs/quality.md has the numbers behind each one).
     match_threshold: float
     template: tuple[Point, ...]
-    derives_from: str | None = None
     # Where the real weights come from (shown when they are missing).
     weights_hint: str = ""
 
@@ -82,15 +79,6 @@ class EmbedderSpec:
         """Where the five landmarks go in this embedder's input crop, padding included."""
         scale = self.input_size / (1.0 + 2.0 * self.padding)
         return [((self.padding + x) * scale, (self.padding + y) * scale) for x, y in self.template]
-
-    def derive(self, name: str, version: str, match_threshold: float | None = None,
-               weights_hint: str = "") -> EmbedderSpec:
-        """A model built on this one (a per-case adapter): same input, alignment, dimension and
-        metric, its own name, version, threshold and weights, and so its own collection."""
-        return dataclasses.replace(
-            self, name=name, version=version, derives_from=self.name,
-            match_threshold=self.match_threshold if match_threshold is None else match_threshold,
-            weights_hint=weights_hint or f"the adapter's weights, trained on top of {self.name}")
 
 
 FACENET_VGGFACE2 = EmbedderSpec(
@@ -120,20 +108,6 @@ DLIB_RESNET = EmbedderSpec(
 )
 
 EMBEDDERS: dict[str, EmbedderSpec] = {spec.name: spec for spec in (FACENET_VGGFACE2, DLIB_RESNET)}
-
-
-def register_embedder(spec: EmbedderSpec) -> EmbedderSpec:
-    """Add a model to the registry: a per-case adapter derived from a registered base.
-
-    From then on the config can name it, and it gets its own face, media and enrolled
-    collections like any model.
-    """
-    if spec.name in EMBEDDERS:
-        raise ValueError(f"an embedder named {spec.name!r} is registered already")
-    if spec.derives_from is not None and spec.derives_from not in EMBEDDERS:
-        raise ValueError(f"{spec.name} derives from {spec.derives_from!r}, which is not registered")
-    EMBEDDERS[spec.name] = spec
-    return spec
 
 
 def embedder_spec(name: str) -> EmbedderSpec:

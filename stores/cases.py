@@ -182,6 +182,10 @@ class Match(Base):
     claimed_until: Mapped[dt.datetime | None] = mapped_column(UTCDateTime(), nullable=True)
     # The media's perceptual hash (16 hex digits), for near-duplicate clusters in the queue.
     media_phash: Mapped[str | None] = mapped_column(String(16), nullable=True)
+    # The case's per-case head (issue 20, stores/case_models.py): its score of this face (the base
+    # ``similarity`` above stays as evidence) and the version that scored it; null without one.
+    case_score: Mapped[float | None] = mapped_column(Float, nullable=True)
+    case_model_version: Mapped[int | None] = mapped_column(Integer, nullable=True)
     # Issue 20: the evidence (services/match_signals.Decision.evidence: which signals fired, their
     # scores; null on older matches, which are face matches) and, for a match found by an image hash
     # alone (no face: face_id is its PDQ row key), the frame thumbnail it shows (crops bucket).

@@ -154,6 +154,26 @@ class FaceSearch:
                              "radius": threshold - 1e-6, "range_filter": 1.0 + 1e-6}}
         return self._search(self.faces, vectors, params, MAX_RESULTS, min_distance=threshold)
 
+    def nearest_with_vectors(self, vector: np.ndarray, top_k: int) -> tuple[list[FaceHit], np.ndarray]:
+        """The ``top_k`` indexed faces nearest one vector, best first, with their stored vectors.
+
+        For a per-case model's hard negatives (issue 20): one search, then one query of the found ids
+        for their vectors (vector output of a search varies across Milvus versions; a query's does not).
+        """
+        hits = self.nearest_faces(np.asarray(vector, dtype=np.float32)[None, :], min(top_k, MAX_RESULTS))[0]
+        stored = self.vectors_of([hit.face_id for hit in hits])
+        kept = [hit for hit in hits if hit.face_id in stored]  # a face deleted between the two calls
+        return kept, np.array([stored[hit.face_id] for hit in kept], dtype=np.float32).reshape(len(kept), len(vector))
+
+    def vectors_of(self, face_ids: list[int] | set[int]) -> dict[int, np.ndarray]:
+        """The stored vectors of these faces, by id, in one query (ids not in the collection left out)."""
+        ids = sorted({int(i) for i in face_ids})[:MAX_RESULTS]
+        if not ids:
+            return {}
+        rows = self.faces.query(f"face_id in {json.dumps(ids)}", limit=len(ids), output_fields=["face_id", "embedding"],
+                                consistency_level="Strong")
+        return {int(row["face_id"]): np.asarray(row["embedding"], dtype=np.float32) for row in rows}
+
     def _search(self, collection: Collection, vectors: np.ndarray, params: dict[str, Any], limit: int,
                 expr: str | None = None, min_distance: float | None = None) -> list[list[FaceHit]]:
         """One batched Milvus search; hits below ``min_distance`` (the raw score, before rounding) dropped."""

@@ -158,6 +158,27 @@ def cmd_keys_revoke(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_cases_train_model(settings: Settings, args: argparse.Namespace) -> int:
+    from mimamori.services.case_models import train
+
+    result = train(workspace(settings), operator(), args.case_id)
+    print(f"case {result.case_id}: model v{result.version} trained ({result.report['positives']} positives, "
+          f"{result.report['negatives']} hard negatives, {result.report['rejected']} rejected); effective threshold "
+          f"{result.threshold:.4f} (case threshold {result.base_threshold:.4f}); {result.rescored} open matches "
+          f"rescored")
+    return 0
+
+
+def cmd_cases_models(settings: Settings, args: argparse.Namespace) -> int:
+    from mimamori.services.case_models import versions
+
+    for view in versions(workspace(settings), operator(), args.case_id):
+        print(f"v{view.version}  {view.trained_at}  {view.reason:<9}  threshold {view.threshold:.4f} "
+              f"(case {view.base_threshold:.4f})  {view.positives} positives, {view.negatives} negatives, "
+              f"{view.rejected} rejected, after {view.decisions} decisions, by {view.trained_by}")
+    return 0
+
+
 def add_case_commands(commands, bind) -> None:
     """Register the case commands; ``bind(function)`` adapts a (settings, args) command for the CLI."""
     cases = commands.add_parser("cases", help="create, assign and withdraw cases")
@@ -176,6 +197,14 @@ def add_case_commands(commands, bind) -> None:
         action = actions.add_parser(name, help=text)
         action.add_argument("case_id", metavar="CASE")
         action.add_argument("user", metavar="USER", help="a staff user, or the name of an API key")
+        action.set_defaults(func=bind(command))
+
+    # Issue 20: the per-case model (also retrained by itself after reviewer decisions; docs/matching.md).
+    for name, command, text in [("train-model", cmd_cases_train_model,
+                                 "train the case's next model version and rescore its candidates"),
+                                ("models", cmd_cases_models, "list the case's model versions")]:
+        action = actions.add_parser(name, help=text)
+        action.add_argument("case_id", metavar="ID")
         action.set_defaults(func=bind(command))
 
     enroll = commands.add_parser("enroll", help="enrol a client's reference photos (consent required)")

@@ -159,6 +159,16 @@ class EmbedderConfig(Section):
     allow_random_weights: bool = False
 
 
+# Issue 20 (M2): what the detector tries on a frame in which it found no face.
+class DetectionFallbacksConfig(Section):
+    # Frames whose longer side is under this many pixels (thumbnails) are detected again
+    # upscaled to it; 0 turns it off. MTCNN's pyramid starts at 20-pixel faces.
+    upscale_below: int = 0
+    # Quarter turns (clockwise degrees) tried, all in one detector call, on a frame with no
+    # face: a re-upload turned on its side, with no orientation tag. Empty turns it off.
+    rotations: tuple[int, ...] = ()
+
+
 class DetectorConfig(Section):
     # Pixels on the shorter side of the box. Re-uploads are often thumbnails and screenshots:
     # dlib's descriptors still match faces of 17-23 px (docs/quality.md), so keep them; the
@@ -172,6 +182,7 @@ class DetectorConfig(Section):
     # parity within 1e-3 px and 1e-6 in score, tests/unit/test_fast_mtcnn.py). Not a model
     # version change: both give the same faces (docs/models.md).
     implementation: Literal["facenet", "fast"] = "fast"
+    fallbacks: DetectionFallbacksConfig = DetectionFallbacksConfig()  # issue 20, docs/matching.md
 
 
 class ModelsConfig(Section):
@@ -325,6 +336,48 @@ class WatchlistConfig(Section):
     top_k: int = 64
 
 
+# Issue 19 (T1): takedowns: notices, their sender, re-check and escalation defaults (docs/takedowns.md).
+class OrganisationConfig(Section):
+    """Who the notices come from: named in every notice, with the mandate the templates state."""
+
+    name: str = "mimamori"
+    email: str = "takedowns@example.org"  # the notices' From (and Reply-To)
+    website: str | None = None
+    postal_address: str | None = None
+    # An extra sentence on the organisation's authority to act for its clients (the templates
+    # state the authorisation in any case).
+    authority: str | None = None
+
+
+class SmtpConfig(Section):
+    """The mail server notices are sent through; ``host`` None turns sending off (.eml and copy still work)."""
+
+    host: str | None = None
+    port: int = Field(default=587, ge=1, le=65535)
+    # starttls (submission, 587), tls (implicit TLS, 465), none: plain, only to a loopback
+    # address and only with allow_plain_loopback (a local relay, the tests' server).
+    security: Literal["starttls", "tls", "none"] = "starttls"
+    allow_plain_loopback: bool = False
+    credentials_file: Path | None = None  # YAML or JSON: {username: ..., password: ...}
+    # A CA bundle (PEM) to verify the server's certificate by, for a relay with a private CA;
+    # None: the system's trusted CAs. Certificates and host names are always checked.
+    ca_file: Path | None = None
+    timeout_s: float = Field(default=30.0, gt=0)
+
+
+class TakedownsConfig(Section):
+    default_recheck_hours: int = Field(default=24, ge=1)  # hosts without their own interval
+    default_expected_response_days: int = Field(default=7, ge=1)  # unknown hosts, steps without after_days
+    # A DNS failure counts as "gone" only after this many consecutive checks found none.
+    dns_failures_for_gone: int = Field(default=3, ge=1)
+    # A MaxMind database (GeoLite2-Country or -City .mmdb) the organisation provides: the server
+    # country of URLs whose host is not in the directory. None: no GeoIP.
+    geoip_database: Path | None = None
+    default_language: Literal["en", "ja"] = "en"
+    organisation: OrganisationConfig = OrganisationConfig()
+    smtp: SmtpConfig = SmtpConfig()
+
+
 # Issue 19 (T2): the re-check service (`mimamori rechecks serve`), its fetcher's limits (docs/takedowns.md).
 class RechecksConfig(Section):
     # How often the service looks for due re-checks (each takedown's own interval, daily by
@@ -405,46 +458,19 @@ class MatchingConfig(Section):
     reference_thumbnail_blur: int = Field(default=12, ge=0)
 
 
-# Issue 19 (T1): takedowns: notices, their sender, re-check and escalation defaults (docs/takedowns.md).
-class OrganisationConfig(Section):
-    """Who the notices come from: named in every notice, with the mandate the templates state."""
-
-    name: str = "mimamori"
-    email: str = "takedowns@example.org"  # the notices' From (and Reply-To)
-    website: str | None = None
-    postal_address: str | None = None
-    # An extra sentence on the organisation's authority to act for its clients (the templates
-    # state the authorisation in any case).
-    authority: str | None = None
-
-
-class SmtpConfig(Section):
-    """The mail server notices are sent through; ``host`` None turns sending off (.eml and copy still work)."""
-
-    host: str | None = None
-    port: int = Field(default=587, ge=1, le=65535)
-    # starttls (submission, 587), tls (implicit TLS, 465), none: plain, only to a loopback
-    # address and only with allow_plain_loopback (a local relay, the tests' server).
-    security: Literal["starttls", "tls", "none"] = "starttls"
-    allow_plain_loopback: bool = False
-    credentials_file: Path | None = None  # YAML or JSON: {username: ..., password: ...}
-    # A CA bundle (PEM) to verify the server's certificate by, for a relay with a private CA;
-    # None: the system's trusted CAs. Certificates and host names are always checked.
-    ca_file: Path | None = None
-    timeout_s: float = Field(default=30.0, gt=0)
-
-
-class TakedownsConfig(Section):
-    default_recheck_hours: int = Field(default=24, ge=1)  # hosts without their own interval
-    default_expected_response_days: int = Field(default=7, ge=1)  # unknown hosts, steps without after_days
-    # A DNS failure counts as "gone" only after this many consecutive checks found none.
-    dns_failures_for_gone: int = Field(default=3, ge=1)
-    # A MaxMind database (GeoLite2-Country or -City .mmdb) the organisation provides: the server
-    # country of URLs whose host is not in the directory. None: no GeoIP.
-    geoip_database: Path | None = None
-    default_language: Literal["en", "ja"] = "en"
-    organisation: OrganisationConfig = OrganisationConfig()
-    smtp: SmtpConfig = SmtpConfig()
+# Issue 20 (M3): the per-case model that learns from reviewers (docs/matching.md, "Per-case model").
+class CaseModelsConfig(Section):
+    enabled: bool = True  # train, store and apply per-case heads; false: the base similarity alone
+    # Nearest indexed faces (not matches of the case) taken as hard negatives: every other one
+    # trains the head, the rest calibrate its effective threshold.
+    hard_negatives: int = Field(default=400, ge=2, le=16384)
+    # Retrain a case's head after this many new reviewer decisions (confirmed or rejected) since its
+    # last training; 1: after every decision (one Milvus query and milliseconds of numpy).
+    retrain_after: int = Field(default=1, ge=1)
+    # How far under the case threshold the head may accept a face, and how far above every held-out
+    # negative and rejected face its effective threshold stays (cosine units; bench/case_model.py).
+    max_lowering: float = Field(default=0.02, ge=0.0, le=0.2)
+    margin: float = Field(default=0.03, ge=0.0, le=0.2)
 
 
 class MetricsConfig(Section):
@@ -469,8 +495,9 @@ class Settings(BaseSettings):
     api: ApiConfig = ApiConfig()
     watchlist: WatchlistConfig = WatchlistConfig()
     web: WebConfig = WebConfig()
-    takedowns: TakedownsConfig = TakedownsConfig()  # issue 19
     matching: MatchingConfig = MatchingConfig()  # issue 20 (M1)
+    case_models: CaseModelsConfig = CaseModelsConfig()  # issue 20 (M3)
+    takedowns: TakedownsConfig = TakedownsConfig()  # issue 19
     rechecks: RechecksConfig = RechecksConfig()  # issue 19 (T2)
     backup: BackupConfig = BackupConfig()  # issue 22 (R2)
 

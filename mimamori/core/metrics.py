@@ -68,6 +68,13 @@ RECHECK_RECORD_ERRORS = Counter("mimamori_recheck_record_errors_total",
 RECHECK_LAST_PASS = Gauge("mimamori_recheck_last_pass_timestamp_seconds",
                           "When the re-check service last finished a pass over the due takedowns (Unix time)")
 
+# Issue 20 (M3): per-case models (services/case_models.py): trainings by why and how they ended, and the
+# matches a case's head took under the case threshold.
+CASE_MODEL_TRAININGS = Counter("mimamori_case_model_trainings_total", "Per-case model trainings",
+                               ["reason", "outcome"])
+CASE_MODEL_MATCHES = Counter("mimamori_case_model_matches_total",
+                             "Matches a case's head accepted under the case threshold", ["source"])
+
 _server_lock = threading.Lock()
 _server_port: int | None = None
 

@@ -19,7 +19,7 @@ from sqlalchemy.orm import Session
 
 from mimamori.core import metrics
 from mimamori.core.errors import Conflict, Forbidden, InvalidInput, NotFound
-from mimamori.services import match_signals, takedowns
+from mimamori.services import case_models, match_signals, takedowns
 from mimamori.services.access import require_case_access, visible_case_ids
 from mimamori.services.audit import Actor, record, refusals_audited
 from mimamori.services.workspace import Workspace
@@ -123,6 +123,9 @@ def record_decisions(work: Workspace, actor: Actor, match_ids: list[int], decisi
         with work.sessions.begin() as session:
             views = _decide(session, actor, ids, decision, note, bulk, open_only,
                             takedowns.on_decision(work, actor, decision, sightings))
+    # Issue 20: the cases' per-case models learn from the committed decision (a failure there leaves it).
+    if decision in case_models.LEARNED_DECISIONS:
+        case_models.after_decisions(work, actor, {view.case_id for view in views})
     return views
 
 

@@ -24,10 +24,13 @@ from sqlalchemy.orm import sessionmaker
 
 from mimamori.core import metrics
 from mimamori.core.config import Settings
+from mimamori.models.case_head import CaseHead
 from mimamori.models.registry import embedder_spec
+from mimamori.services.case_heads import HeadCache
 from mimamori.services.match_signals import face_evidence
 from mimamori.stores.cases import Case, Consent, Match, case_threshold, consent_in_force, open_database, utcnow
 from mimamori.stores.enrolled import EnrolledFaces
+from mimamori.stores.objects import object_client
 from mimamori.streams.events import match_json
 from mimamori.streams.producer import shared_producer
 
@@ -39,34 +42,73 @@ def record_matches(sessions: sessionmaker, candidates: Iterable[Candidate], mode
                    scraped_at: dict[str, dt.datetime] | None = None,
                    media_phash: dict[str, str] | None = None,
                    signals: dict[tuple[str, int], dict[str, Any]] | None = None,
-                   image_keys: dict[tuple[str, int], str] | None = None) -> list[Match]:
+                   image_keys: dict[tuple[str, int], str] | None = None,
+                   case_scores: dict[tuple[str, int], tuple[float, int]] | None = None) -> list[Match]:
     """Insert matches that do not exist yet (unique per case and face); return the new ones.
 
     ``media_phash`` (media sha256 -> 16 hex digits) lets the review queue cluster near-duplicates.
     ``signals`` ((case, face) -> Decision.evidence()) is the match's evidence, a face match's by
     default; ``image_keys`` the frame thumbnail of a match found by an image hash alone.
+    ``case_scores`` ((case, face) -> (score, version)): the case's head's score, kept beside the base
+    similarity (services/case_models.py).
     """
     candidates = list(candidates)
     if not candidates:
         return []
     scraped_at, media_phash = scraped_at or {}, media_phash or {}
-    signals, image_keys = signals or {}, image_keys or {}
+    signals, image_keys, case_scores = signals or {}, image_keys or {}, case_scores or {}
     with sessions.begin() as session:
         dialect = session.get_bind().dialect.name
         insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
         new_ids = []
         for case_id, face_id, sha, similarity in candidates:
+            case_score, case_model_version = case_scores.get((case_id, face_id), (None, None))
             statement = insert(Match).values(
                 case_id=case_id, face_id=face_id, media_sha256=sha, model_version=model_version,
                 similarity=similarity, source=source, status="pending_review", created_at=utcnow(),
                 scraped_at=scraped_at.get(sha), media_phash=media_phash.get(sha),
                 signals=signals.get((case_id, face_id)) or face_evidence(similarity),
                 image_key=image_keys.get((case_id, face_id)),
+                case_score=case_score, case_model_version=case_model_version,
             ).on_conflict_do_nothing(index_elements=["case_id", "face_id"]).returning(Match.id)
             inserted = session.execute(statement).scalar()
             if inserted is not None:
                 new_ids.append(inserted)
         return list(session.scalars(select(Match).where(Match.id.in_(new_ids)))) if new_ids else []
+
+
+def rescored(best: dict[tuple[str, int], Candidate], heads: dict[str, tuple[int, CaseHead]],
+             thresholds: dict[str, float], vectors: dict[int, np.ndarray]
+             ) -> tuple[dict[tuple[str, int], tuple[float, int]], dict[tuple[str, int], dict[str, Any]]]:
+    """The head's score of each candidate of a case with a head, and the evidence with it; drops (in
+    ``best``) the candidates under the case threshold that the head does not accept."""
+    scores, evidence = {}, {}
+    for key, (case_id, face_id, _sha, similarity) in list(best.items()):
+        if case_id not in heads:
+            if similarity < thresholds[case_id]:
+                del best[key]
+            continue
+        version, head = heads[case_id]
+        score = float(head.score(vectors[face_id][None, :])[0])
+        vouched = similarity < thresholds[case_id] and head.accepts(score, similarity)
+        if similarity < thresholds[case_id] and not vouched:
+            del best[key]
+            continue
+        scores[key] = (score, version)
+        evidence[key] = case_model_evidence(similarity, score, version, head.threshold, vouched)
+    return scores, evidence
+
+
+def case_model_evidence(similarity: float, score: float, version: int, threshold: float,
+                        vouched: bool) -> dict[str, Any]:
+    """A face match's evidence with the case head's score; ``case_model`` fired when the head alone
+    took it (the base similarity was under the case threshold)."""
+    evidence = face_evidence(similarity)
+    if vouched:
+        evidence["fired"] = ["case_model"]
+    evidence["scores"]["case_model"] = round(score, 4)
+    evidence["details"] = {"case_model": {"version": version, "threshold": round(threshold, 4)}}
+    return evidence
 
 
 @dataclass(frozen=True)
@@ -85,8 +127,8 @@ class Watchlist:
     """Lives in a pipeline worker (built in a DoFn's setup)."""
 
     def __init__(self, settings: Settings, model_version: str, *, sessions: sessionmaker | None = None,
-                 enrolled: EnrolledFaces | None = None, producer: Any = None):
-        """``sessions``, ``enrolled`` and ``producer`` replace the configured stores (tests: in memory)."""
+                 enrolled: EnrolledFaces | None = None, producer: Any = None, objects: Any = None):
+        """``sessions``, ``enrolled``, ``producer`` and ``objects`` replace the configured stores (tests: in memory)."""
         self.settings = settings
         self.model_version = model_version
         self.model = settings.models.embedder.name
@@ -95,6 +137,9 @@ class Watchlist:
         self.enrolled = enrolled if enrolled is not None else EnrolledFaces(settings)
         self.producer = producer if producer is not None else shared_producer(settings.kafka)
         self.topic = settings.kafka.topics.matches.name
+        # Per-case heads (issue 20): they re-score a watched case's candidates (services/case_models.py).
+        self.heads = HeadCache(self.sessions, lambda: objects if objects is not None else object_client(settings),
+                               settings.minio.buckets.references.name) if settings.case_models.enabled else None
 
     def _watched_cases(self) -> dict[str, float]:
         """Case id -> threshold, for cases whose consent in force covers the watchlist."""
@@ -117,16 +162,22 @@ class Watchlist:
             return []
         hits = self.enrolled.nearest(np.stack([f.vector for f in faces]), self.settings.watchlist.top_k,
                                      sorted(watched))
+        heads = self.heads.heads_for(sorted(watched)) if self.heads is not None else {}
         best: dict[tuple[str, int], Candidate] = {}
         for face, face_hits in zip(faces, hits, strict=True):
             for hit in face_hits:
                 key = (hit.case_id, face.face_id)
-                if hit.similarity >= watched[hit.case_id] and (key not in best or hit.similarity > best[key][3]):
+                # A case's head may vouch for a face a little under the case threshold (down to its floor).
+                bar = min(watched[hit.case_id], heads[hit.case_id][1].floor) if hit.case_id in heads \
+                    else watched[hit.case_id]
+                if hit.similarity >= bar and (key not in best or hit.similarity > best[key][3]):
                     best[key] = (hit.case_id, face.face_id, face.media_sha256, hit.similarity)
         by_face = {face.face_id: face for face in faces}
+        case_scores, evidence = rescored(best, heads, watched, {f.face_id: f.vector for f in faces})
         new = record_matches(self.sessions, best.values(), self.model_version, "stream",
                              {f.media_sha256: f.scraped_at for f in faces if f.scraped_at},
-                             {f.media_sha256: f.media_phash for f in faces if f.media_phash})
+                             {f.media_sha256: f.media_phash for f in faces if f.media_phash},
+                             signals=evidence, case_scores=case_scores)
         for match in new:
             face = by_face[match.face_id]
             self._announce("match", match, face.media_id, face.source_url, face.platform)

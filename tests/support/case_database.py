@@ -26,6 +26,7 @@ from mimamori.services.audit import Actor
 from mimamori.services.auth import authenticate, create_api_key, revoke_api_key
 from mimamori.services.watchlist import record_matches
 from mimamori.services.workspace import Workspace
+from mimamori.stores.case_models import CaseModel  # issue 20 (M3): its table in Base.metadata for the compare
 from mimamori.stores.cases import (
     ApiKey,
     AuditEvent,
@@ -151,6 +152,35 @@ class CaseDatabaseChecks:
         with sessions() as session:
             stored = session.get(Match, match.id)
             assert (stored.signals, stored.image_key) == (evidence, "pdq/cc/ccc/0.jpg")
+
+    # Issue 20 (M3): per-case model versions (migration 0008): never updated, gone with the case.
+    def test_case_model_versions_are_append_only_and_go_with_the_case(self, sessions: sessionmaker):
+        with sessions.begin() as session:
+            session.add(Case(id="m1", display_name="M.", created_by="staff"))
+            session.flush()  # no ORM relationship orders the two inserts
+            for version in (1, 2):
+                session.add(CaseModel(case_id="m1", version=version, base_model_version="dlib-resnet/v1@x#1",
+                                      object_key=f"cases/m1/models/v{version}.npz", weights_sha256="0" * 64,
+                                      threshold=0.93, base_threshold=0.94, floor=0.92, positives=3, negatives=200,
+                                      rejected=0, decisions=version - 1, reason="manual", trained_by="staff",
+                                      report={"positives": 3}))
+        with pytest.raises(DBAPIError, match="append-only"), sessions.begin() as session:
+            session.execute(text("update case_models set threshold = 0.5"))
+        with pytest.raises(DBAPIError), sessions.begin() as session:  # one row per (case, version)
+            session.add(CaseModel(case_id="m1", version=2, base_model_version="v", object_key="k",
+                                  weights_sha256="1" * 64, threshold=0.9, base_threshold=0.94, floor=0.92,
+                                  positives=1, negatives=0, rejected=0, decisions=0, reason="manual",
+                                  trained_by="staff", report={}))
+        [match] = record_matches(sessions, [("m1", 77, "d" * 64, 0.95)], "m@v", "stream",
+                                 case_scores={("m1", 77): (0.962, 2)})
+        with sessions() as session:
+            stored = session.get(Match, match.id)
+            assert (stored.similarity, stored.case_score, stored.case_model_version) == (0.95, 0.962, 2)
+            assert session.scalars(select(CaseModel).where(CaseModel.case_id == "m1")).all()[0].trained_at.tzinfo
+        with sessions.begin() as session:  # withdrawal deletes the case row: the database deletes its versions
+            session.delete(session.get(Case, "m1"))
+        with sessions() as session:
+            assert session.scalars(select(CaseModel)).first() is None
 
     def test_reviewers_racing_for_matches_never_hold_or_decide_the_same_one(self, sessions: sessionmaker):
         """Four reviewers claim the same 40 matches at once, in batches, then each tries to decide
@@ -280,3 +310,59 @@ class CaseDatabaseChecks:
                                       {"id": takedown_id}).scalar() == "removed"
             assert connection.execute(text("select count(*) from takedown_checks where detail is not null")
                                       ).scalar() == 0
+
+    # -- issue 22 (R2): a backup's dump loads back whole, past the triggers that guard actions --
+    @pytest.fixture
+    def fresh_database_url(self, database_url: str) -> str:
+        """A second, empty database on the same engine (what a restore goes into)."""
+        from sqlalchemy import create_engine
+        from sqlalchemy.engine import make_url
+
+        url = make_url(database_url)
+        if url.drivername.startswith("sqlite"):
+            return str(url.set(database=url.database.replace(".sqlite3", "-restored.sqlite3")))
+        name = f"{url.database}_restored"
+        admin = create_engine(url, isolation_level="AUTOCOMMIT")
+        with admin.connect() as connection:
+            connection.execute(text(f'CREATE DATABASE "{name}"'))
+        admin.dispose()
+        return url.set(database=name).render_as_string(hide_password=False)
+
+    def test_a_dump_loads_back_whole_with_the_guarding_triggers_back_in_place(self, sessions: sessionmaker,
+                                                                              fresh_database_url: str, tmp_path):
+        from mimamori.stores.dumps import dump_tables, load_tables
+        from mimamori.stores.takedowns import TRANSITIONS
+
+        engine = sessions.kw["bind"]
+        audit.record(sessions, Actor("alice", "reviewer"), "search", case_id="c1", result_count=3)
+        with engine.begin() as connection:  # a takedown two transitions past its draft
+            takedown_id, state = self._new_takedown(connection), "draft"
+            for _ in range(2):
+                following = next(s for s in TRANSITIONS[state] if s not in ("removed", state))
+                self._move(connection, takedown_id, state, following)
+                state = following
+        dump = dump_tables(engine, tmp_path / "dump.jsonl.gz")
+        assert dump.rows["takedown_transitions"] == 2 and dump.rows["audit_events"] == 1
+        target = open_database(fresh_database_url).kw["bind"]
+        assert load_tables(target, tmp_path / "dump.jsonl.gz", dump) == dump.rows
+
+        def everything(bound) -> dict:  # typed values (SQLite keeps times as text, formatted by its writer)
+            from sqlalchemy import MetaData
+
+            metadata = MetaData()
+            with bound.connect() as connection:
+                metadata.reflect(connection)
+                return {name: [tuple(row) for row in connection.execute(
+                            select(metadata.tables[name]).order_by(*metadata.tables[name].primary_key.columns))]
+                        for name in ("audit_events", "takedowns", "takedown_transitions")}
+
+        assert everything(target) == everything(engine)
+        with target.connect() as connection:
+            assert connection.execute(text("select state from takedowns")).scalar() == state
+        for statement in ("update audit_events set actor = 'mallory'",  # the guards are back
+                          "update takedowns set state = 'draft'", "delete from takedown_transitions"):
+            with pytest.raises(DBAPIError), target.begin() as connection:
+                connection.execute(text(statement))
+        with target.begin() as connection:  # and the sequences moved past the loaded ids
+            connection.execute(text(self.TAKEDOWN.replace("/1'", "/2'")))
+            assert connection.execute(text("select max(id) from takedowns")).scalar() == takedown_id + 1

@@ -116,6 +116,16 @@ class MemoryFaceIndex:
     def faces_above(self, vectors: np.ndarray, threshold: float) -> list[list[FaceHit]]:
         return [[hit for hit in self._hits(vector) if hit.similarity >= threshold] for vector in vectors]
 
+    def nearest_with_vectors(self, vector: np.ndarray, top_k: int) -> tuple[list[FaceHit], np.ndarray]:
+        self.calls.append(("nearest_with_vectors", top_k))
+        hits = self._hits(vector)[:top_k]
+        by_id = {f.face_id: f.vector for f in self.faces}
+        return hits, np.array([by_id[h.face_id] for h in hits], dtype=np.float32).reshape(len(hits), len(vector))
+
+    def vectors_of(self, face_ids: list[int] | set[int]) -> dict[int, np.ndarray]:
+        self.calls.append(("vectors_of", len(set(face_ids))))
+        return {f.face_id: f.vector for f in self.faces if f.face_id in set(face_ids)}
+
     def faces_by_id(self, face_ids: set[int] | list[int], collection: Any = None) -> dict[int, StoredFace]:
         wanted = set(face_ids)
         self.calls.append(("faces_by_id", len(wanted)))

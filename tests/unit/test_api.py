@@ -74,7 +74,7 @@ def test_a_case_from_opening_to_export_through_the_routes(api):
     log = client.get("/audit", params={"case_id": "c1"}, headers=headers["auditor"]).json()
     assert [row["action"] for row in reversed(log) if row["outcome"] != "started"] == [
         "create_case", "record_consent", "enroll", "view_case", "assign", "view_case", "view_matches", "review",
-        "export", "withdraw"]
+        "train_case_model", "export", "withdraw"]  # the confirm retrained the case's model (issue 20)
 
 
 def test_refusals_map_to_statuses_with_a_reason_and_are_audited_once(api):

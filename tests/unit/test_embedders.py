@@ -1,12 +1,10 @@
-import dataclasses
-
 import numpy as np
 import pytest
 from PIL import Image
 
 from mimamori.core.config import EmbedderConfig, load_settings
 from mimamori.models.embedders import check_weights, embedder_version, load_embedder
-from mimamori.models.registry import DLIB_RESNET, MissingWeightsError, embedder_spec
+from mimamori.models.registry import MissingWeightsError, embedder_spec
 from tests.support import edits
 
 
@@ -29,27 +27,6 @@ def test_the_local_profile_uses_the_model_with_real_weights():
     settings = load_settings("local")
     assert settings.models.embedder.name == "dlib-resnet"
     check_weights(settings.models.embedder)
-
-
-def test_a_derived_model_keeps_the_alignment_and_gets_its_own_collection(monkeypatch):
-    from mimamori.models import registry
-
-    monkeypatch.setattr(registry, "EMBEDDERS", dict(registry.EMBEDDERS))  # this test's registrations only
-    adapter = registry.register_embedder(
-        DLIB_RESNET.derive("dlib-resnet-case-7", "dlib-resnet/v1+case-7-adapter-v1", match_threshold=0.92))
-    assert adapter.derives_from == "dlib-resnet" and adapter.match_threshold == 0.92
-    assert adapter.landmarks_in_crop() == DLIB_RESNET.landmarks_in_crop()
-    assert (adapter.dimension, adapter.metric, adapter.input_size) == (128, "IP", 150)
-    assert registry.embedder_spec("dlib-resnet-case-7") is adapter  # the config can name it now
-    settings = load_settings("local")
-    assert settings.face_collection(adapter.name) != settings.face_collection(DLIB_RESNET.name)
-    with pytest.raises(NotImplementedError, match="adapters are not built yet"):
-        load_embedder(EmbedderConfig(name=adapter.name, allow_random_weights=True))
-    with pytest.raises(ValueError, match="registered already"):
-        registry.register_embedder(adapter)
-    orphan = dataclasses.replace(adapter, name="orphan", derives_from="no-such-base")
-    with pytest.raises(ValueError, match="not registered"):
-        registry.register_embedder(orphan)
 
 
 def test_templates_put_the_landmarks_inside_the_crop_eyes_above_mouth():
