@@ -1,8 +1,12 @@
-"""The operations page's numbers: the Grafana dashboards' queries over the last day, from
-Prometheus's HTTP API (``/api/v1/query_range``), drawn as small SVG line charts on the server.
+"""Charts the pages draw as SVG on the server (no script, classes only, so the CSP holds).
 
-The queries are the dashboards' own (docker/grafana/dashboards), summed to one line each, so
-the page and Grafana never disagree. When Prometheus cannot be reached the page says so.
+The operations page's numbers: the Grafana dashboards' queries over the last day, from
+Prometheus's HTTP API (``/api/v1/query_range``), drawn as small line charts. The queries are the
+dashboards' own (docker/grafana/dashboards), summed to one line each, so the page and Grafana
+never disagree. When Prometheus cannot be reached the page says so.
+
+The takedown report's numbers: horizontal bars (one per host, platform or country) and grouped
+columns (one group per month), from the report's own rows.
 """
 
 from __future__ import annotations
@@ -111,6 +115,13 @@ def _segments(points: list[tuple[float, float]]) -> list[list[tuple[float, float
     return runs
 
 
+def _svg_open(width: int, height: int, label: str = "") -> str:
+    """The opening tag of every chart: its size, and what it shows for a screen reader."""
+    title = f' aria-label="{escape(label)}"' if label else ""
+    return (f'<svg class="chart" viewBox="0 0 {width} {height}" width="{width}" height="{height}" role="img"'
+            f'{title} xmlns="http://www.w3.org/2000/svg">')
+
+
 def line_chart(points: list[tuple[float, float]], end: dt.datetime, width: int = 360, height: int = 96,
                gettext: Callable[[str], str] = str) -> Markup:
     """An SVG line over the day (time left to right), its maximum labelled; classes only (no style).
@@ -122,8 +133,7 @@ def line_chart(points: list[tuple[float, float]], end: dt.datetime, width: int =
     highest = max((v for _t, v in points), default=0.0)
     top = highest or 1.0
     base_y = pad_top + inner_h
-    parts = [f'<svg class="chart" viewBox="0 0 {width} {height}" width="{width}" height="{height}" role="img" '
-             f'xmlns="http://www.w3.org/2000/svg">',
+    parts = [_svg_open(width, height),
              f'<line class="chart-axis" x1="{pad_left}" y1="{base_y}" x2="{width - pad_left}" y2="{base_y}"/>',
              f'<text class="chart-label" x="{pad_left}" y="10">'
              f'{escape(gettext(LABEL_MAX) % {"value": _number(highest)})}</text>',
@@ -156,3 +166,80 @@ def operations_charts(settings: Settings, fetch: Fetch = fetch_json, now: dt.dat
     except PrometheusUnreachable:
         return None
     return charts
+
+
+@dataclass(frozen=True)
+class Bar:
+    """One row of a bar chart: its label (a host, a platform, a country), its value and how it is said."""
+
+    label: str
+    value: float
+    text: str
+
+
+def bar_chart(bars: list[Bar], *, top: float | None = None, width: int = 480, row_height: int = 20,
+              label_width: int = 170, label: str = "") -> Markup:
+    """Horizontal bars, one row each, the label on the left and the value said at the bar's end.
+
+    ``top`` is the value of a full bar (1.0 for a rate); by default the largest value."""
+    highest = top if top else max((b.value for b in bars), default=0.0) or 1.0
+    text_width = 64
+    inner = width - label_width - text_width
+    height = max(1, len(bars)) * row_height + 4
+    parts = [_svg_open(width, height, label)]
+    for row, bar in enumerate(bars):
+        y = 2 + row * row_height
+        length = max(0.0, min(1.0, bar.value / highest)) * inner
+        name = bar.label if len(bar.label) <= 26 else bar.label[:25] + "…"
+        parts += [f'<text class="chart-label chart-label-row" x="{label_width - 6}" y="{y + row_height - 7}">'
+                  f'{escape(name)}</text>',
+                  f'<rect class="chart-bar" x="{label_width}" y="{y + 2}" width="{length:.1f}" '
+                  f'height="{row_height - 6}" data-label="{escape(bar.label)}" data-value="{bar.value:g}"/>',
+                  f'<text class="chart-label" x="{label_width + length + 4:.1f}" y="{y + row_height - 7}">'
+                  f'{escape(bar.text)}</text>']
+    parts.append("</svg>")
+    return Markup("".join(parts))
+
+
+@dataclass(frozen=True)
+class Series:
+    """One kind of column of a grouped column chart (URLs requested, removed...), its name in the legend."""
+
+    name: str
+    values: list[float]
+
+
+def column_chart(groups: list[str], series: list[Series], *, width: int = 480, height: int = 170,
+                 gettext: Callable[[str], str] = str, label: str = "") -> Markup:
+    """Grouped columns (one group per month, one column per series), the maximum said, a legend below.
+
+    Series are told apart by class (``chart-series-0``, ``-1``...), coloured by the style sheet."""
+    pad, pad_top, legend_h, axis_h = 4, 14, 16, 14
+    inner_w, inner_h = width - 2 * pad, height - pad_top - axis_h - legend_h
+    highest = max((v for s in series for v in s.values), default=0.0)
+    top = highest or 1.0
+    base_y = pad_top + inner_h
+    parts = [_svg_open(width, height, label),
+             f'<line class="chart-axis" x1="{pad}" y1="{base_y}" x2="{width - pad}" y2="{base_y}"/>',
+             f'<text class="chart-label" x="{pad}" y="10">'
+             f'{escape(gettext(LABEL_MAX) % {"value": _number(highest)})}</text>']
+    slot = inner_w / max(1, len(groups))
+    column = slot * 0.8 / max(1, len(series))
+    for g, group in enumerate(groups):
+        x0 = pad + g * slot + slot * 0.1
+        for k, one in enumerate(series):
+            value = one.values[g] if g < len(one.values) else 0.0
+            tall = value / top * inner_h
+            parts.append(f'<rect class="chart-bar chart-series-{k}" x="{x0 + k * column:.1f}" '
+                         f'y="{base_y - tall:.1f}" width="{max(1.0, column - 1):.1f}" height="{tall:.1f}" '
+                         f'data-label="{escape(group)}" data-series="{escape(one.name)}" data-value="{value:g}"/>')
+        parts.append(f'<text class="chart-label chart-label-mid" x="{x0 + slot * 0.4:.1f}" y="{base_y + 11}">'
+                     f'{escape(group)}</text>')
+    x = pad
+    for k, one in enumerate(series):
+        parts += [f'<rect class="chart-bar chart-series-{k} chart-key" x="{x}" y="{height - 11}" width="9" '
+                  f'height="9"/>',
+                  f'<text class="chart-label" x="{x + 12}" y="{height - 3}">{escape(one.name)}</text>']
+        x += 18 + 7 * len(one.name)
+    parts.append("</svg>")
+    return Markup("".join(parts))

@@ -16,7 +16,7 @@ from fastapi import Request
 from fastapi.responses import HTMLResponse
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
 
-from mimamori.core.errors import MimamoriError
+from mimamori.core.errors import Forbidden, MimamoriError, Misconfigured, NotFound, Unauthenticated, Unavailable
 from mimamori.web.i18n import LANGUAGES, N_, translations
 
 TEMPLATES = Path(__file__).resolve().parent / "templates"
@@ -103,6 +103,43 @@ REASONS = {
     "image_missing": N_("The image is no longer stored."),
     "face_missing": N_("This face is no longer in the index."),
     "photo_or_case": N_("Upload a photo to search with."),
+    # Takedowns (issue 19): services/takedowns.py, notices.py, hosts.py and their pages.
+    "bad_url": N_("This is not a web address (http or https, with a host)."),
+    "bad_sha256": N_("A SHA-256 is 64 hexadecimal digits."),
+    "bad_phash": N_("A pHash is 16 hexadecimal digits."),
+    "bad_pdq": N_("A PDQ hash is 64 hexadecimal digits."),
+    "bad_evidence": N_("The evidence of this change is not valid."),
+    "bad_check_id": N_("The re-check's id is not valid."),
+    "check_id_reused": N_("This re-check was recorded for another takedown."),
+    "unknown_outcome": N_("There is no such re-check outcome."),
+    "bad_report": N_("A report is by month, host, platform or country."),
+    "bad_month": N_("A month is a year and a month, like 2026-11."),
+    "unknown_state": N_("There is no such takedown state."),
+    "unknown_takedown": N_("There is no such takedown."),
+    "no_takedowns": N_("Choose at least one takedown."),
+    "illegal_transition": N_("A takedown in this state cannot change to that one; "
+                             "the page shows the changes it allows."),
+    "removal_needs_evidence": N_("Removed needs evidence: say in the note what you saw and when "
+                                 "(or wait for a re-check that finds it gone)."),
+    "withdrawn": N_("This takedown's case is withdrawn: it stays closed."),
+    "not_escalable": N_("Only a request without removal (sent, acknowledged, refused, no response, reappeared) "
+                        "goes to the next step."),
+    "ladder_exhausted": N_("Every step of this host's escalation ladder is taken: add a step to the host "
+                           "directory, or close the takedown."),
+    "unknown_host": N_("This host is not in the host directory: add its contact and escalation ladder first."),
+    "invalid_host": N_("The host entry is not complete or not valid; check these fields:"),
+    "invalid_hosts": N_("The host directory file is not valid; nothing was imported."),
+    "role_cannot_takedown": N_("Your role does not work on takedowns."),
+    "several_hosts": N_("One notice goes to one host: choose takedowns of one host."),
+    "unknown_step": N_("This host's escalation ladder has no such step."),
+    "not_draft": N_("A first notice was sent already: take the next escalation step instead."),
+    "wrong_step": N_("These takedowns are at another step of the escalation ladder; reload the page."),
+    "contact_unverified": N_("The host's contact is not verified: the organisation checks it, "
+                             "then marks the entry verified."),
+    "no_email_contact": N_("This host takes notices through a web form: copy the text into its form, "
+                           "or add an e-mail contact."),
+    "unknown_notice": N_("There is no such notice of your cases."),
+    "smtp_off": N_("Sending from mimamori is off here: download the .eml, or copy the text into the host's form."),
 }
 # Names of the fields a refusal may list (``fields`` on the error: the form's own labels).
 FIELD_LABELS = {
@@ -112,6 +149,21 @@ FIELD_LABELS = {
     "expires_at": N_("Expires at (empty: no expiry)"),
     "scope": N_("Scope"),
     "document_sha256": N_("SHA-256 of the signed consent document (optional)"),
+    # The host directory's form (host.html).
+    "key": N_("Key (a short name: letters, digits, . _ -)"),
+    "operator": N_("Operator"),
+    "domains": N_("Domains (one a line; each covers its subdomains)"),
+    "country": N_("Server country (two letters, ISO 3166)"),
+    "channel": N_("Channel"),
+    "abuse_email": N_("Abuse e-mail address"),
+    "abuse_form_url": N_("Abuse web form (https)"),
+    "language": N_("Language of its notices"),
+    "legal_basis": N_("Legal basis to cite"),
+    "expected_response_days": N_("Expected answer within (days)"),
+    "recheck_hours": N_("Re-check every (hours; empty: the default)"),
+    "escalation": N_("Escalation ladder (YAML: a list of steps)"),
+    "removal_rules": N_("How its removed page looks (YAML: a list of rules with status, text, final_url_contains)"),
+    "notes": N_("Notes"),
 }
 
 
@@ -147,6 +199,12 @@ def error_text(language: str, error: MimamoriError | str) -> str:
         fields = [gettext(FIELD_LABELS[f]) if f in FIELD_LABELS else f for f in getattr(error, "fields", ())]
         return gettext(REASONS[reason]) + (" " + "; ".join(fields) if fields else "")
     return reason if isinstance(error, str) else str(error)
+
+
+def said_on_page(error: MimamoriError) -> bool:
+    """A refusal a form's own page says beside the form (bad input, a conflict); refused access and
+    server-side failures go to the error page instead (audited there, the latter logged)."""
+    return not isinstance(error, Unauthenticated | Forbidden | NotFound | Unavailable | Misconfigured)
 
 
 def render(request: Request, template: str, context: dict[str, Any] | None = None, *, status: int = 200,

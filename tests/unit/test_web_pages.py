@@ -209,7 +209,8 @@ def test_opening_the_queue_claims_its_items_and_a_decision_is_recorded(work):
     assert 'data-match-id="1"' not in admin.get("/queue").text  # held by anna
     answer = anna.post("/matches/1/decision", data={"csrf_token": csrf_of(page.text), "decision": "confirmed",
                                                     "note": "her tattoo", "back": "/queue"})
-    assert answer.status_code == 303 and answer.headers["location"] == "/queue"
+    assert answer.status_code == 303 and answer.headers["location"] == \
+        "/queue?confirmed_case=c1&confirmed=1"  # its takedowns are said there
     with work.sessions() as session:
         match = session.get(Match, 1)
         assert (match.status, match.note, match.claimed_by) == ("confirmed", "her tattoo", None)

@@ -77,6 +77,24 @@
   document.addEventListener("visibilitychange", () => { if (document.hidden) reblurAll(document); });
   window.addEventListener("pagehide", () => reblurAll(document));
 
+  // -- copy a notice's text (for a host's web form) -------------------------------------------------
+  document.addEventListener("click", async (event) => {
+    const button = event.target.closest && event.target.closest("button.copy");
+    if (!button) return;
+    event.preventDefault();
+    const source = document.getElementById(button.dataset.copy);
+    if (!source) return;
+    try {
+      await navigator.clipboard.writeText(source.value);
+    } catch (_error) {  // no clipboard permission (or plain http elsewhere than localhost): select it instead
+      source.focus();
+      source.select();
+      return;
+    }
+    button.dataset.done = "true";
+    if (button.dataset.copied) button.textContent = button.dataset.copied;
+  });
+
   // -- keyboard ----------------------------------------------------------------------------------
   const items = () => Array.from(document.querySelectorAll("article.item"));
   function current() {
