@@ -166,6 +166,7 @@ def load_tables(engine: Engine, path: Path, dump: TablesDump) -> dict[str, int]:
             raise Conflict("restore_not_empty", f"the database already holds rows in {sorted(occupied)}: "
                            "a restore goes into an empty database (a new one, after `stack up`)")
         aware = engine.dialect.name != "sqlite"
+        restore_triggers = _suspend_triggers(connection, _data_tables(metadata))
         loaded = dict.fromkeys(dump.rows, 0)
         batch: list[dict[str, Any]] = []
         current: Table | None = None
@@ -182,11 +183,44 @@ def load_tables(engine: Engine, path: Path, dump: TablesDump) -> dict[str, int]:
                 batch = []
         if batch:
             connection.execute(insert(current), batch)
+        restore_triggers()
         if engine.dialect.name == "postgresql":
             _advance_sequences(connection, metadata)
     if loaded != dump.rows:
         raise InvalidInput("backup_corrupt", f"rows loaded {loaded} differ from the manifest's {dump.rows}")
     return loaded
+
+
+def _suspend_triggers(connection: Connection, tables: list[Table]):
+    """Suspend the database's own triggers in this transaction; return what puts them back.
+
+    They guard actions (the audit log and decisions are append-only, a takedown starts as a draft
+    and moves only by a recorded transition), not a restore, which puts rows back as they were:
+    a takedown already sent, with its transitions. Suspended in the restore's transaction only:
+    a failed restore rolls back with its triggers in place (DDL is transactional in both).
+    """
+    if connection.dialect.name == "sqlite":
+        driver = connection.connection.driver_connection
+        if not driver.in_transaction:
+            # pysqlite begins a transaction only before DML; the DROPs below must be inside it.
+            connection.exec_driver_sql("BEGIN")
+        triggers = list(connection.exec_driver_sql("SELECT name, sql FROM sqlite_master WHERE type = 'trigger'"))
+        for name, _sql in triggers:
+            connection.exec_driver_sql(f'DROP TRIGGER "{name}"')
+
+        def restore() -> None:
+            for _name, sql in triggers:
+                connection.exec_driver_sql(sql)
+        return restore
+    if connection.dialect.name == "postgresql":
+        for table in tables:  # USER: the tables' own triggers; foreign keys stay checked
+            connection.exec_driver_sql(f'ALTER TABLE "{table.name}" DISABLE TRIGGER USER')
+
+        def restore() -> None:
+            for table in tables:
+                connection.exec_driver_sql(f'ALTER TABLE "{table.name}" ENABLE TRIGGER USER')
+        return restore
+    return lambda: None
 
 
 def _advance_sequences(connection: Connection, metadata: MetaData) -> None:
