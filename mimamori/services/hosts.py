@@ -216,8 +216,13 @@ def server_country(geoip_database: Path | None, hostname: str) -> str | None:
             address = socket.getaddrinfo(hostname, None, proto=socket.IPPROTO_TCP)[0][4][0]
         except (OSError, UnicodeError):
             return None
+    import maxminddb
+
     reader = _geoip_reader(str(geoip_database))
-    found = reader.get(address)
+    try:
+        found = reader.get(address)
+    except maxminddb.InvalidDatabaseError as error:
+        raise Misconfigured("bad_geoip_database", f"takedowns.geoip_database {geoip_database}: {error}") from None
     if not isinstance(found, dict):
         return None
     country = (found.get("country") or found.get("registered_country") or {}).get("iso_code")
@@ -230,7 +235,7 @@ def _geoip_reader(path: str):
 
     try:
         return maxminddb.open_database(path)
-    except (OSError, ValueError) as error:
+    except (OSError, ValueError, maxminddb.InvalidDatabaseError) as error:
         raise Misconfigured("bad_geoip_database", f"takedowns.geoip_database {path}: {error}") from None
 
 

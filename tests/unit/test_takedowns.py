@@ -581,3 +581,60 @@ def test_the_cli_commands_go_through_the_services(tmp_path, capsys):
     with sessions() as session:
         actions = {row.action for row in session.scalars(select(AuditEvent)) if row.actor.startswith("cli:")}
     assert {"create_takedown", "notice_preview", "notice_eml", "takedown_transition", "takedown_report"} <= actions
+
+
+# -- optional GeoIP (a MaxMind file the organisation provides) --------------------------------------
+def _mmdb_value(value) -> bytes:
+    """One value in the MaxMind DB data format (the types this test needs)."""
+    def control(kind: int, size: int) -> bytes:
+        assert size < 29
+        return bytes([(kind << 5) | size]) if kind < 8 else bytes([size, kind - 7])
+
+    if isinstance(value, str):
+        raw = value.encode()
+        return control(2, len(raw)) + raw
+    if isinstance(value, dict):
+        return control(7, len(value)) + b"".join(_mmdb_value(k) + _mmdb_value(v) for k, v in value.items())
+    if isinstance(value, list):
+        return control(11, len(value)) + b"".join(_mmdb_value(v) for v in value)
+    kind, raw = value  # (type, int): 5 uint16, 6 uint32, 9 uint64
+    data = raw.to_bytes((raw.bit_length() + 7) // 8, "big")
+    return control(kind, len(data)) + data
+
+
+def write_mmdb(path: Path, prefix: str, country: str) -> None:
+    """A GeoIP2-Country-shaped database (IPv4, 24-bit records) where one /24 is in ``country``."""
+    import ipaddress
+
+    network = ipaddress.ip_network(prefix)
+    bits = f"{int(network.network_address):032b}"[: network.prefixlen]
+    nodes = len(bits)
+    data = _mmdb_value({"country": {"iso_code": country}})
+    tree = b""
+    for depth, bit in enumerate(bits):
+        nxt = depth + 1 if depth + 1 < nodes else nodes + 16  # the last points at the data's first byte
+        records = [nodes, nodes]  # nodes: "no data"
+        records[int(bit)] = nxt
+        tree += b"".join(r.to_bytes(3, "big") for r in records)
+    metadata = _mmdb_value({"node_count": (6, nodes), "record_size": (5, 24), "ip_version": (5, 4),
+                            "database_type": "GeoIP2-Country", "languages": ["en"],
+                            "binary_format_major_version": (5, 2), "binary_format_minor_version": (5, 0),
+                            "build_epoch": (9, 1_700_000_000), "description": {"en": "test"}})
+    path.write_bytes(tree + bytes(16) + data + b"\xab\xcd\xefMaxMind.com" + metadata)
+
+
+def test_the_server_country_of_an_unknown_host_comes_from_the_organisations_geoip_file(work, tmp_path):
+    geoip = tmp_path / "country.mmdb"
+    write_mmdb(geoip, "192.0.2.0/24", "NL")
+    assert hosts.server_country(geoip, "192.0.2.7") == "NL"
+    assert hosts.server_country(geoip, "198.51.100.1") is None and hosts.server_country(None, "192.0.2.7") is None
+    open_case(work, "c1")
+    work.settings.takedowns.geoip_database = geoip
+    directory(work)
+    found = manual(work, page="http://192.0.2.7/gallery/1")
+    assert (found.host_key, found.country) == ("unknown:192.0.2.7", "NL")
+    assert manual(work, page="https://tube.example/x").country == "NL"  # the directory's entry says so
+    broken = tmp_path / "broken.mmdb"
+    broken.write_bytes(b"not a database")
+    with pytest.raises(Misconfigured, match="geoip_database"):
+        hosts.server_country(broken, "192.0.2.7")
