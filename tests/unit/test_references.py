@@ -244,3 +244,12 @@ def test_the_routes_add_list_export_and_import(work, picture):
         assert (bad.status_code, bad.json()["error"]) == (422, "bad_hash_list")
         assert client.post("/cases/c1/references", files={"media": ("x.pdf", b"%PDF", "application/pdf")},
                            headers=admin).status_code == 415
+
+
+def test_a_reference_video_is_hashed_frame_by_frame(work, testdata):
+    open_case(work, "c1")
+    video = (testdata / "video" / "video_01.mp4").read_bytes()
+    [view] = references.add_references(work, ADMIN, "c1", [("clip.mp4", video, "video/mp4")]).references
+    assert view.kind == "video" and view.frames >= 2 and view.hashes == 8 * view.frames and view.face_vectors == 0
+    frames = {h.frame_ms for h in work.memory_references.of_case("c1")}
+    assert len(frames) == view.frames  # each sampled frame, by its time (ms)
