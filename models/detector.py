@@ -26,6 +26,43 @@ class Detection:
     box: np.ndarray  # x1, y1, x2, y2 in frame pixels
     landmarks: np.ndarray  # 5 x 2 in frame pixels
     score: float
+    # How it was found when the frame as given showed none (models.detector.fallbacks):
+    # "upscaled", "rotated 90" (clockwise degrees), "upscaled, rotated 90"; "" when as given.
+    fallback: str = ""
+
+
+# Pillow's ROTATE_n turn counter-clockwise; these are clockwise turns.
+_CLOCKWISE = {90: Image.Transpose.ROTATE_270, 180: Image.Transpose.ROTATE_180, 270: Image.Transpose.ROTATE_90}
+
+
+def turned_back(points: np.ndarray, rotation: int, size: tuple[int, int]) -> np.ndarray:
+    """Points of a frame turned ``rotation`` degrees clockwise, in the coordinates of the frame as given.
+
+    ``size`` is the frame's (width, height) before the turn; coordinates are continuous
+    (pixel edges at integers), so a turn maps the frame's corners onto the turned frame's.
+    """
+    width, height = size
+    x, y = points[..., 0], points[..., 1]
+    if rotation == 90:  # (x, y) -> (height - y, x)
+        back = np.stack([y, height - x], axis=-1)
+    elif rotation == 180:
+        back = np.stack([width - x, height - y], axis=-1)
+    elif rotation == 270:  # (x, y) -> (y, width - x)
+        back = np.stack([width - y, x], axis=-1)
+    elif rotation == 0:
+        back = np.stack([x, y], axis=-1)
+    else:
+        raise ValueError(f"rotation must be a quarter turn, not {rotation}")
+    return back
+
+
+def _mapped_back(detection: Detection, scale: float, rotation: int, size: tuple[int, int], how: str) -> Detection:
+    """A detection on an upscaled and turned copy of a frame, in the frame's own pixels."""
+    scaled = (round(size[0] * scale), round(size[1] * scale))
+    corners = turned_back(detection.box.reshape(2, 2), rotation, scaled) / scale
+    box = np.concatenate([corners.min(axis=0), corners.max(axis=0)])
+    landmarks = turned_back(detection.landmarks, rotation, scaled) / scale
+    return Detection(box, landmarks, detection.score, how)
 
 
 class FaceDetector:
@@ -52,7 +89,44 @@ class FaceDetector:
         return frame.resize(size, Image.Resampling.BILINEAR), scale
 
     def detect(self, frames: list[Image.Image]) -> list[list[Detection]]:
-        """Faces of each frame, best first, capped at ``max_faces_per_image``."""
+        """Faces of each frame, best first, capped at ``max_faces_per_image``.
+
+        A frame with no face is tried again as ``models.detector.fallbacks`` says (upscaled
+        when it is a thumbnail, turned by quarter turns), every variant of every such frame in
+        one more detector call; the first variant in that order that shows a face gives the
+        frame's faces, mapped back to its own pixels, so alignment and crops work as usual.
+        """
+        results = self._detect(frames)
+        fallbacks = self.config.fallbacks
+        missing = [i for i, found in enumerate(results) if not found]
+        if not missing or not (fallbacks.upscale_below or fallbacks.rotations):
+            return results
+        variants: list[tuple[int, float, int, str]] = []  # frame, scale, rotation, how
+        for i in missing:
+            size = frames[i].size
+            scale = 1.0
+            if fallbacks.upscale_below and max(size) < fallbacks.upscale_below:
+                scale = fallbacks.upscale_below / max(size)
+            turns = ((0,) if scale > 1.0 else ()) + tuple(r for r in fallbacks.rotations if r % 360)
+            for rotation in turns:
+                how = ", ".join(part for part in ("upscaled" if scale > 1.0 else "",
+                                                  f"rotated {rotation}" if rotation else "") if part)
+                variants.append((i, scale, rotation, how))
+        if not variants:
+            return results
+        images = []
+        for i, scale, rotation, _ in variants:
+            image = frames[i]
+            if scale > 1.0:
+                image = image.resize((round(image.width * scale), round(image.height * scale)),
+                                     Image.Resampling.BICUBIC)
+            images.append(image.transpose(_CLOCKWISE[rotation]) if rotation else image)
+        for (i, scale, rotation, how), found in zip(variants, self._detect(images), strict=True):
+            if found and not results[i]:
+                results[i] = [_mapped_back(d, scale, rotation, frames[i].size, how) for d in found]
+        return results
+
+    def _detect(self, frames: list[Image.Image]) -> list[list[Detection]]:
         if self.fast is not None:
             small = [self._small(frame) for frame in frames]
             found = self.fast.detect([image for image, _ in small])
