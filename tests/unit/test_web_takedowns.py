@@ -323,3 +323,28 @@ def test_every_takedown_action_is_audited_under_the_staff_members_name(work):
     with work.sessions() as session:
         actions = {e.action for e in session.scalars(select(AuditEvent).where(AuditEvent.actor == "anna"))}
     assert {"view_takedowns", "view_takedown", "notice_preview", "view_due"} <= actions
+
+
+def test_a_due_step_is_prepared_as_its_notice_or_taken_by_hand(work):
+    made = takedowns.create_takedown(work, OPERATOR, "c1", PAGE, media_sha256=SHA)
+    notices.record_web_form(work, OPERATOR, [made.id], now=dt.datetime.now(dt.UTC) - dt.timedelta(days=4))
+    anna = signed_in_client(work, "anna")
+    page = anna.get("/takedowns")
+    assert "step 1: re-send to the host" in page.text
+    resend = anna.get("/notices/preview", params={"takedown_id": made.id, "step": 0})
+    assert 'id="notice-step" data-step="0"' in resend.text and "abuse@example-tube.com" in resend.text
+    assert 'name="step" value="0"' in resend.text  # the step goes with each way out
+    taken = anna.post("/takedowns/escalate", data={"csrf_token": csrf_of(page.text), "takedown_ids": str(made.id),
+                                                   "note": "re-sent from the shared mailbox"})
+    assert taken.status_code == 303 and taken.headers["location"] == "/takedowns?done=escalated"
+    [row] = takedown_rows(work)
+    assert (row.state, row.escalation_step) == ("escalated", 1)
+    upstream = anna.get("/notices/preview", params={"takedown_id": made.id, "step": 1})
+    assert "abuse@upstream.example" in upstream.text and "the upstream hosting provider" in upstream.text
+    sent = anna.post("/notices/eml", data={"csrf_token": csrf_of(page.text), "takedown_id": str(made.id),
+                                           "step": "1"})
+    assert sent.status_code == 200 and b"To: abuse@upstream.example" in sent.content
+    assert takedown_rows(work)[0].escalation_step == 2
+    bob = signed_in_client(work, "bob")
+    assert bob.post("/takedowns/escalate", data={"csrf_token": csrf_of(bob.get("/account").text),
+                                                 "takedown_ids": str(made.id)}).status_code == 403
