@@ -196,7 +196,8 @@ class _BatchingWriter(beam.DoFn):
         writers, self.writers = self.writers, {}
         for writer in writers.values():
             try:
-                writer.close(flush=True)
+                with watching("milvus", f"the final flush of {writer.collection.name}"):
+                    writer.close(flush=True)
             except Exception as error:  # every write was acknowledged already; only the early seal is lost
                 log.warning("flushing %s at teardown failed (its segments seal on their own): %s",
                             writer.collection.name, error)
