@@ -18,7 +18,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from mimamori.api.errors import install_error_handlers
 from mimamori.api.limits import BodyLimit, request_limit
-from mimamori.api.routes import audit, cases, keys, matches, references, search, takedowns, users
+from mimamori.api.routes import audit, case_models, cases, keys, matches, references, search, takedowns, users
 from mimamori.core import metrics
 from mimamori.core.config import Settings
 from mimamori.services.workspace import Workspace
@@ -48,7 +48,7 @@ def create_app(settings: Settings, workspace: Workspace | None = None) -> FastAP
 
     install_error_handlers(app)
     for router in (keys.router, users.router, cases.router, search.router, matches.router, audit.router,
-                   takedowns.router, references.router):
+                   takedowns.router, references.router, case_models.router):
         app.include_router(router)
     mount_web(app)  # the review workbench's pages and static files (mimamori/web), outside the OpenAPI schema
     # Outermost: bodies bounded, and anonymous ones refused, before FastAPI parses a byte (limits.py).

@@ -207,3 +207,23 @@ def test_withdrawal_deletes_every_version_and_its_weights(work):
     with work.sessions() as session:
         assert session.scalars(select(CaseModel)).first() is None
     assert not [k for k in work.memory_objects.keys(work.settings.minio.buckets.references.name) if "/models/" in k]
+
+
+def test_the_api_trains_and_lists_versions_for_the_cases_a_reviewer_has(work):
+    from fastapi.testclient import TestClient
+
+    from mimamori.api.app import create_app
+    from mimamori.services.auth import create_api_key
+
+    open_case(work)  # assigned to the key named "rei"
+    headers = {name: {"Authorization": f"Bearer {create_api_key(work.sessions, name, 'reviewer')}"}
+               for name in ("rei-api", "other")}
+    access.assign(work, ADMIN, "c1", "rei-api")
+    with TestClient(create_app(work.settings, work), raise_server_exceptions=False) as client:
+        trained = client.post("/cases/c1/models", headers=headers["rei-api"])
+        assert trained.status_code == 201, trained.text
+        assert trained.json()["version"] == 1 and trained.json()["rescored"] == 5
+        listed = client.get("/cases/c1/models", headers=headers["rei-api"]).json()
+        assert [(v["version"], v["reason"], v["trained_by"]) for v in listed] == [(1, "manual", "rei-api")]
+        refused = client.post("/cases/c1/models", headers=headers["other"])
+        assert refused.status_code == 403 and refused.json()["error"] == "not_assigned"
