@@ -11,7 +11,8 @@ there could aim it at the metadata service or an internal admin page. So:
 - every redirect is checked the same way, up to ``max_redirects``; a URL seen twice is a loop;
 - the body is streamed and cut at ``max_bytes``; the whole fetch (connect, headers, body, all
   redirects) ends at ``timeout_s`` wall time: a watchdog shuts the socket at the deadline, so a
-  server that drips a byte a second cannot hold a worker;
+  server that drips a byte a second cannot hold a worker. Name resolution is the system
+  resolver's and keeps its own timeouts (resolv.conf): the watchdog cannot cut ``getaddrinfo``;
 - with ``proxy`` set, the proxy connects and resolves names: it must then enforce the egress
   policy itself (public addresses only). Literal IP addresses in URLs are still checked here.
 
