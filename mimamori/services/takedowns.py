@@ -724,7 +724,9 @@ def record_recheck(work: Workspace, takedown_id: int, check_id: str, outcome: st
             raise NotFound("unknown_takedown", f"no takedown {takedown_id}") from None
         if not fresh:
             return _repeat(session, check_id, takedown_id)
-        takedown = session.get(Takedown, takedown_id)
+        # Locked (PostgreSQL; SQLite's write lock is held already): a staff transition at the same
+        # moment waits, so the state this check moves from is the current one.
+        takedown = session.scalars(select(Takedown).where(Takedown.id == takedown_id).with_for_update()).one()
         before = takedown.state
         directory = HostDirectory.load(session)
         entry = directory.entry(takedown.host_key)

@@ -311,6 +311,32 @@ class CaseDatabaseChecks:
             assert connection.execute(text("select count(*) from takedown_checks where detail is not null")
                                       ).scalar() == 0
 
+    def test_one_recheck_recorded_at_once_by_four_workers_moves_the_takedown_once(self, sessions: sessionmaker):
+        """A re-check service resumed beside its old self: the same check id, four times at once."""
+        from mimamori.services import takedowns
+        from mimamori.stores.takedowns import TakedownTransition
+
+        work = Workspace(load_settings("local"), sessions)
+        with sessions.begin() as session:
+            session.add(Case(id="c1", display_name="C.", created_by="staff"))
+        made = takedowns.create_takedown(work, Actor("staff", "operator"), "c1", "https://x.example/1")
+        start, results = threading.Barrier(4), []
+
+        def check(n: int) -> None:
+            start.wait()
+            results.append(takedowns.record_recheck(work, made.id, "check-1", "gone", {"worker": n}, utcnow()))
+
+        threads = [threading.Thread(target=check, args=(n,)) for n in range(4)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        assert sorted(r.repeat for r in results) == [False, True, True, True]
+        assert {r.state_after for r in results} == {"removed"}
+        with sessions() as session:
+            moves = [(t.from_state, t.to_state, t.check_id) for t in session.scalars(select(TakedownTransition))]
+        assert moves == [("draft", "removed", "check-1")]
+
     # -- issue 22 (R2): a backup's dump loads back whole, past the triggers that guard actions --
     @pytest.fixture
     def fresh_database_url(self, database_url: str) -> str:
