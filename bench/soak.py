@@ -213,14 +213,16 @@ def soak(args: argparse.Namespace) -> None:
     threading.Thread(target=poller, daemon=True).start()
     try:
         # Warm up: the runner started and the models loaded, before the clock starts.
-        feed(settings, tracker, rate=1.0, stop=stop, prefix="warmup", count=3)
+        run_tag = time.strftime("%Y%m%dT%H%M%S")  # media ids of this run only (a stack may hold an earlier one's)
+        feed(settings, tracker, rate=1.0, stop=stop, prefix=f"warmup-{run_tag}", count=3)
         deadline = time.monotonic() + 900
         while tracker.pending and time.monotonic() < deadline:
             if runner.poll() is not None:
                 raise SystemExit(f"mimamori run exited {runner.returncode} during warm-up (see {log_path})")
             time.sleep(2)
         print(f"soak: pipeline warm; feeding {args.rate}/s for {args.minutes} min", flush=True)
-        feeder = threading.Thread(target=feed, args=(settings, tracker, args.rate, stop, "soak"), daemon=True)
+        feeder = threading.Thread(target=feed, args=(settings, tracker, args.rate, stop, f"soak-{run_tag}"),
+                                  daemon=True)
         start = time.time()
         feeder.start()
         args.csv.parent.mkdir(parents=True, exist_ok=True)

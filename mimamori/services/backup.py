@@ -262,60 +262,22 @@ def restore_backup(work: Workspace, actor: Actor, backup_id: str) -> RestoreRepo
     withdrawals that newer backups record are made again.
     """
     from mimamori.stores.dumps import occupied_tables
-    from mimamori.stores.milvus import connect
 
     settings = work.settings
     seconds: dict[str, float] = {}
     with refusals_audited(work.sessions, actor, "backup_restore", target=backup_id):
         key, target = load_key(settings.backup.key_file), backup_target(settings)
         manifest = read_manifest(settings, backup_id, key, target)
-        engine = work.sessions.kw["bind"]
-        occupied = occupied_tables(engine)
+        occupied = occupied_tables(work.sessions.kw["bind"])
         if occupied:
             raise InvalidInput("restore_not_empty", f"the case database is not empty ({occupied}): a restore "
                                "goes into a new one (after `stack up` on an empty stack)")
         later = [read_manifest(settings, other, key, target) for other in target.backup_ids() if other > backup_id]
         with tempfile.TemporaryDirectory(prefix="mimamori-restore-") as folder:
-            scratch = Path(folder)
             began = time.monotonic()
-            plain: dict[str, Path] = {}
-            for part in manifest.parts:
-                sealed = scratch / f"{part.name}.sealed"
-                target.get(backup_id, part.name, sealed)
-                if sealed.stat().st_size != part.bytes or _sha256(sealed) != part.sha256:
-                    raise BackupCorrupt("backup_corrupt", f"{backup_id}/{part.name} does not match its manifest "
-                                        "(size or SHA-256): the backup was changed or damaged")
-                plain[part.name] = scratch / part.name
-                with open(sealed, "rb") as source, open(plain[part.name], "wb") as sink:
-                    unseal(key, backup_id, part.name, source, sink)
-                sealed.unlink()
+            plain = _fetch_verified(target, key, manifest, Path(folder))
             seconds["fetch and verify"] = time.monotonic() - began
-            began = time.monotonic()
-            tables = next(p for p in manifest.parts if p.kind == "tables")
-            table_rows = load_tables(engine, plain[tables.name],
-                                     TablesDump(manifest.database_revision, manifest.table_rows))
-            seconds["database"] = time.monotonic() - began
-            began = time.monotonic()
-            alias = connect(settings)
-            collections = {}
-            for part in (p for p in manifest.parts if p.kind == "collection"):
-                name, rows = load_collection(alias, plain[part.name])
-                if rows != part.count:
-                    raise BackupCorrupt("backup_corrupt", f"{part.name}: {rows} rows, the manifest says {part.count}")
-                collections[name] = rows
-            seconds["collections"] = time.monotonic() - began
-            began = time.monotonic()
-            objects = {}
-            buckets = backup_buckets(settings)
-            from mimamori.stores.objects import ensure_buckets
-
-            ensure_buckets(settings)
-            for part in (p for p in manifest.parts if p.kind == "bucket"):
-                if part.what not in buckets:
-                    raise InvalidInput("bad_config", f"the backup has bucket {part.what!r}, "
-                                       "which backup.buckets does not name")
-                objects[part.what] = load_bucket(work.objects, buckets[part.what], plain[part.name])
-            seconds["objects"] = time.monotonic() - began
+            table_rows, collections, objects = _load_parts(work, manifest, plain, seconds)
     began = time.monotonic()
     withdrawn_again = withdraw_again(work, actor, later)
     seconds["withdrawals"] = time.monotonic() - began
@@ -324,6 +286,55 @@ def restore_backup(work: Workspace, actor: Actor, backup_id: str) -> RestoreRepo
     record(work.sessions, actor, "backup_restore", target=backup_id, result_count=sum(table_rows.values()),
            collections=collections, objects=objects, withdrawn_again=len(withdrawn_again), seconds=report.seconds)
     return report
+
+
+def _fetch_verified(target: BackupTarget, key: bytes, manifest: Manifest, scratch: Path) -> dict[str, Path]:
+    """Every part fetched, checked against the manifest and opened: {part name: its plain file}."""
+    plain: dict[str, Path] = {}
+    for part in manifest.parts:
+        sealed = scratch / f"{part.name}.sealed"
+        target.get(manifest.id, part.name, sealed)
+        if sealed.stat().st_size != part.bytes or _sha256(sealed) != part.sha256:
+            raise BackupCorrupt("backup_corrupt", f"{manifest.id}/{part.name} does not match its manifest "
+                                "(size or SHA-256): the backup was changed or damaged")
+        plain[part.name] = scratch / part.name
+        with open(sealed, "rb") as source, open(plain[part.name], "wb") as sink:
+            unseal(key, manifest.id, part.name, source, sink)
+        sealed.unlink()
+    return plain
+
+
+def _load_parts(work: Workspace, manifest: Manifest, plain: dict[str, Path], seconds: dict[str, float]
+                ) -> tuple[dict[str, int], dict[str, int], dict[str, int]]:
+    """The database, then the collections, then the buckets: (rows per table, per collection, objects per bucket)."""
+    from mimamori.stores.milvus import connect
+    from mimamori.stores.objects import ensure_buckets
+
+    settings = work.settings
+    began = time.monotonic()
+    tables = next(p for p in manifest.parts if p.kind == "tables")
+    table_rows = load_tables(work.sessions.kw["bind"], plain[tables.name],
+                             TablesDump(manifest.database_revision, manifest.table_rows))
+    seconds["database"] = time.monotonic() - began
+    began = time.monotonic()
+    alias = connect(settings)
+    collections = {}
+    for part in (p for p in manifest.parts if p.kind == "collection"):
+        name, rows = load_collection(alias, plain[part.name])
+        if rows != part.count:
+            raise BackupCorrupt("backup_corrupt", f"{part.name}: {rows} rows, the manifest says {part.count}")
+        collections[name] = rows
+    seconds["collections"] = time.monotonic() - began
+    began = time.monotonic()
+    buckets = backup_buckets(settings)
+    ensure_buckets(settings)
+    objects = {}
+    for part in (p for p in manifest.parts if p.kind == "bucket"):
+        if part.what not in buckets:
+            raise InvalidInput("bad_config", f"the backup has bucket {part.what!r}, which backup.buckets does not name")
+        objects[part.what] = load_bucket(work.objects, buckets[part.what], plain[part.name])
+    seconds["objects"] = time.monotonic() - began
+    return table_rows, collections, objects
 
 
 def withdraw_again(work: Workspace, actor: Actor, later: list[Manifest]) -> list[str]:

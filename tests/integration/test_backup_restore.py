@@ -95,9 +95,9 @@ def stack_settings(tmp_path_factory, testdata):
     mimamori(site_environment(settings), "stack", "down", "--purge", check=False)
 
 
-def test_backup_purge_up_restore_brings_everything_back(stack_settings, testdata):
-    settings = stack_settings
-    photos = {case: (testdata / "faces" / name).read_bytes() for case, name in PEOPLE.items()}
+def index_and_open_cases(settings, testdata, photos: dict[str, bytes]) -> None:
+    """Re-uploads of both clients' photos and a group photo indexed by the pipeline; both cases opened,
+    consented and enrolled (each finds its re-upload: a match); one match confirmed, one rejected."""
     reuploads = [sample_sets.Sample(f"{case}-reupload", jpeg(edits.border(edits.crop(
         Image.open(io.BytesIO(data)).convert("RGB"), 0.15), 0.05)), "image/jpeg", "faces:1")
         for case, data in photos.items()]
@@ -108,7 +108,6 @@ def test_backup_purge_up_restore_brings_everything_back(stack_settings, testdata
         if snapshot(settings)["media"] == 3:
             break
     assert snapshot(settings)["media"] == 3
-
     work = Workspace(settings)
     for case, data in photos.items():
         cases.create_case(work, ADMIN, case, "Client")
@@ -119,6 +118,24 @@ def test_backup_purge_up_restore_brings_everything_back(stack_settings, testdata
         found = {m.case_id: m.id for m in session.scalars(select(Match).order_by(Match.id))}
     matches.review(work, ADMIN, found["case-paul"], "confirmed", note="the client's photo")
     matches.review(work, ADMIN, found["case-kate"], "rejected", note="someone else")
+
+
+def lose_everything(settings, environment: dict[str, str]) -> None:
+    """The disk is gone: every service's data (`stack down --purge`), and the case database with it."""
+    close_database(settings.database_url())
+    disconnect(settings)
+    mimamori(environment, "stack", "down", "--purge")
+    database = settings.database_url().removeprefix("sqlite:///")
+    for suffix in ("", "-wal", "-shm"):
+        Path(database + suffix).unlink(missing_ok=suffix != "")
+    mimamori(environment, "stack", "up")
+    assert not any(objects(settings).values())  # nothing left
+
+
+def test_backup_purge_up_restore_brings_everything_back(stack_settings, testdata):
+    settings = stack_settings
+    photos = {case: (testdata / "faces" / name).read_bytes() for case, name in PEOPLE.items()}
+    index_and_open_cases(settings, testdata, photos)
     before = state(settings, photos)
     assert all(before["search"].values()) and all(before["enrolled"].values())
     assert before["objects"]["crops"] and before["objects"]["references"]
@@ -129,21 +146,10 @@ def test_backup_purge_up_restore_brings_everything_back(stack_settings, testdata
     created = mimamori(environment, "backup", "create").stdout
     timings["backup create"] = time.monotonic() - began
     backup_id = re.search(r"backup (\S+) ->", created).group(1)
-    listed = mimamori(environment, "backup", "list").stdout
-    assert backup_id in listed
-
-    # The disk is lost: every service's data, and the case database with it.
-    close_database(settings.database_url())
-    disconnect(settings)
+    assert backup_id in mimamori(environment, "backup", "list").stdout
     began = time.monotonic()
-    mimamori(environment, "stack", "down", "--purge")
-    Path(settings.database_url().removeprefix("sqlite:///")).unlink()
-    for suffix in ("-wal", "-shm"):
-        Path(settings.database_url().removeprefix("sqlite:///") + suffix).unlink(missing_ok=True)
-    mimamori(environment, "stack", "up")
+    lose_everything(settings, environment)
     timings["stack down --purge, up"] = time.monotonic() - began
-    assert not any(objects(settings).values())  # nothing left
-
     began = time.monotonic()
     restored = mimamori(environment, "backup", "restore", backup_id).stdout
     timings["backup restore"] = time.monotonic() - began
@@ -155,10 +161,9 @@ def test_backup_purge_up_restore_brings_everything_back(stack_settings, testdata
     assert after["enrolled"] == before["enrolled"]
     assert after["search"] == before["search"]
     for table, rows in before["tables"].items():
-        if table == "audit_events":  # the backup's own rows come after; and the searches of state()
+        if table == "audit_events":  # then the restore's own row, and the searches of state()
             assert after["tables"][table][:len(rows)] == rows
-            actions = [row[4] for row in after["tables"][table][len(rows):]]
-            assert actions[0] == "backup_restore", actions
+            assert after["tables"][table][len(rows)][4] == "backup_restore"
         else:
             assert after["tables"][table] == rows, table
     assert {"cases", "consents", "enrolled_photos", "matches", "match_decisions"} <= {
