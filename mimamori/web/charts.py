@@ -206,7 +206,7 @@ class Series:
     """One kind of column of a grouped column chart (URLs requested, removed...), its name in the legend."""
 
     name: str
-    values: list[float]
+    values: list[float | None]  # None: not known (no column drawn, which 0 would misstate)
 
 
 def column_chart(groups: list[str], series: list[Series], *, width: int = 480, height: int = 170,
@@ -216,7 +216,7 @@ def column_chart(groups: list[str], series: list[Series], *, width: int = 480, h
     Series are told apart by class (``chart-series-0``, ``-1``...), coloured by the style sheet."""
     pad, pad_top, legend_h, axis_h = 4, 14, 16, 14
     inner_w, inner_h = width - 2 * pad, height - pad_top - axis_h - legend_h
-    highest = max((v for s in series for v in s.values), default=0.0)
+    highest = max((v for s in series for v in s.values if v is not None), default=0.0)
     top = highest or 1.0
     base_y = pad_top + inner_h
     parts = [_svg_open(width, height, label),
@@ -228,7 +228,9 @@ def column_chart(groups: list[str], series: list[Series], *, width: int = 480, h
     for g, group in enumerate(groups):
         x0 = pad + g * slot + slot * 0.1
         for k, one in enumerate(series):
-            value = one.values[g] if g < len(one.values) else 0.0
+            value = one.values[g] if g < len(one.values) else None
+            if value is None:
+                continue
             tall = value / top * inner_h
             parts.append(f'<rect class="chart-bar chart-series-{k}" x="{x0 + k * column:.1f}" '
                          f'y="{base_y - tall:.1f}" width="{max(1.0, column - 1):.1f}" height="{tall:.1f}" '

@@ -12,6 +12,8 @@ Every check of an outcome reads the case database or the audit log directly.
 from __future__ import annotations
 
 import datetime as dt
+import email
+import email.policy
 import io
 import os
 import re
@@ -28,6 +30,7 @@ from mimamori.services.audit import Actor
 from mimamori.services.consent import ConsentRecord, record_consent
 from mimamori.services.workspace import Workspace
 from mimamori.stores.cases import AuditEvent, Match, MatchDecision, User
+from mimamori.stores.takedowns import Notice, Takedown
 from tests.integration import samples as sample_sets
 from tests.integration.helpers import isolated_settings, publish, run_pipeline, site_config
 from tests.integration.workbench import (
@@ -429,3 +432,98 @@ def test_screenshots_of_a_case_page_and_the_operations_page(env):
     admin.goto(f"{env.url}/operations")
     assert admin.locator("svg").count() >= 1
     admin.screenshot(path=str(env.screenshots / "operations.png"), full_page=True)
+
+
+# -- takedowns (issue 19): after the decisions above, so the module's counts stay as they were --
+def test_confirming_a_match_makes_its_takedown_and_the_queue_links_it(env):
+    bob = env.page("bob")
+    bob.goto(f"{env.url}/queue")
+    [match_id] = queue_ids(bob)[:1]  # Kate's re-upload, the last match still waiting
+    decide_in_page(bob, match_id, "confirmed", "Kate's photo, cropped")
+    link = bob.locator(f"#confirmed-takedowns a[data-match-id='{match_id}']").first
+    link.wait_for()
+    with env.work.sessions() as session:
+        made = list(session.scalars(select(Takedown).where(Takedown.match_id == match_id)))
+    assert made and {t.case_id for t in made} == {KATE} and {t.state for t in made} == {"draft"}
+    assert all(t.page_url.startswith("https://example.test/") for t in made)
+    link.click()
+    bob.wait_for_url(re.compile(r"/takedowns/\d+$"))
+    assert bob.locator("#takedown-facts").get_attribute("data-state") == "draft"
+    assert bob.inner_text("#takedown-url") in {t.page_url for t in made}
+    assert bob.locator("main img").count() == 0  # no image on a takedown's page
+    alice = env.page("alice")
+    assert alice.goto(bob.url).status == 403  # of bob's case only
+
+
+def test_an_unknown_host_gets_its_contact_and_the_notice_is_previewed_copied_and_downloaded(env):
+    kate = takedowns_of(env, KATE)
+    admin = env.pages["root"]
+    admin.goto(f"{env.url}/hosts")
+    admin.click("a.add-contact[href$='domain=example.test']")
+    admin.fill("#operator", "Example Test Hosting")
+    admin.fill("#country", "NL")
+    admin.fill("#abuse_email", "abuse@example.test")
+    admin.fill("#escalation", "- kind: resend\n- kind: hotline\n  name: Meldpunt\n")
+    admin.check("#verified")
+    admin.click("#host-save")
+    admin.wait_for_url(re.compile(r"/hosts\?done=saved"))
+    assert {t.host_key for t in takedowns_of(env, KATE)} == {"example.test"}
+    bob = env.page("bob")
+    bob.context.grant_permissions(["clipboard-read", "clipboard-write"], origin=env.url)
+    bob.goto(f"{env.url}/notices")
+    bob.click("a.preview-notice[data-host='example.test']")
+    bob.wait_for_selector("#notice-text")
+    text = bob.input_value("#notice-text")
+    assert all(t.page_url in text and t.media_sha256 in text for t in kate)
+    assert "Kate" not in text and KATE not in text  # never the client's name or case
+    assert bob.inner_text("#notice-recipient") == "abuse@example.test"
+    bob.click("#copy-notice")
+    bob.wait_for_selector("#copy-notice[data-done='true']")
+    assert bob.evaluate("navigator.clipboard.readText()") == text
+    with bob.expect_download() as download:
+        bob.click("#download-eml")
+    assert download.value.suggested_filename.endswith("-example.test.eml")
+    message = email.message_from_bytes(Path(download.value.path()).read_bytes(), policy=email.policy.default)
+    assert message["To"] == "abuse@example.test" and message["Subject"]
+    assert message.get_content().replace("\r\n", "\n").strip() == text.strip()
+    assert not [part for part in message.walk() if part.get_content_maintype() == "image"]
+    with env.work.sessions() as session:
+        notice = session.scalars(select(Notice).order_by(Notice.id.desc())).first()
+    assert notice.method == "eml" and notice.sent_by == "bob" and notice.host_key == "example.test"
+    assert {t.state for t in takedowns_of(env, KATE)} == {"sent"}
+    assert env.audit(actor="bob", action="notice_eml")
+
+
+def test_the_report_page_shows_the_charts_with_the_takedowns_counted(env):
+    bob = env.page("bob")
+    [first, *_] = takedowns_of(env, KATE)
+    bob.goto(f"{env.url}/takedowns/{first.id}")
+    bob.fill("#note-removed", "the page answers 404 since this morning")
+    bob.click("#to-removed")
+    bob.wait_for_url(re.compile(r"done=transition"))
+    assert bob.locator("#takedown-facts").get_attribute("data-state") == "removed"
+    admin = env.pages["root"]
+    admin.goto(f"{env.url}/takedowns")
+    admin.screenshot(path=str(env.screenshots / "takedowns.png"), full_page=True)
+    bob.goto(f"{env.url}/takedowns/report?by=host")
+    values = {chart: bob.eval_on_selector_all(f"#chart-{chart} svg rect.chart-bar[data-value]",
+                                              "rects => rects.map(r => [r.dataset.label, r.dataset.series || '',"
+                                              " Number(r.dataset.value)])")
+              for chart in ("months", "removal-rate", "median-days", "still-up")}
+    requested = len(takedowns_of(env, KATE))
+    assert [v for _label, series, v in values["months"] if series == "requested"] == [requested]
+    assert [v for _label, series, v in values["months"] if series == "removed"] == [1]
+    assert values["removal-rate"] == [["example.test", "", 1 / requested]]
+    assert [label for label, _s, _v in values["median-days"]] == ["example.test"]
+    row = bob.locator("#report-rows tr[data-group='example.test']")
+    assert row.get_attribute("data-requested") == str(requested) and row.get_attribute("data-removed") == "1"
+    bob.screenshot(path=str(env.screenshots / "takedown-report.png"), full_page=True)
+    with bob.expect_download() as download:
+        bob.click("#report-csv")
+    rows = Path(download.value.path()).read_text().splitlines()
+    assert rows[0].startswith("month,group,requested,removed") and len(rows) == 2
+
+
+def takedowns_of(env, case_id: str) -> list[Takedown]:
+    with env.work.sessions() as session:
+        return list(session.scalars(select(Takedown).where(Takedown.case_id == case_id).order_by(Takedown.id)))

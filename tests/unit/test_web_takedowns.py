@@ -312,6 +312,8 @@ def test_bar_and_column_charts_draw_their_values_with_classes_only():
     assert columns.count("chart-series-0") == 3 and columns.count("chart-series-1") == 3  # two columns and a key
     assert 'data-series="removed" data-value="0"' in columns and "最大 10" in columns
     assert "<rect" not in charts.bar_chart([]) and "<svg" in charts.column_chart([], [])
+    unknown = charts.column_chart(["a"], [charts.Series("7 d", [50.0]), charts.Series("30 d", [None])])
+    assert 'data-series="7 d"' in unknown and 'data-series="30 d"' not in unknown  # not known: no column
 
 
 def test_every_takedown_action_is_audited_under_the_staff_members_name(work):

@@ -73,10 +73,12 @@ def report_charts(months: list[takedowns.ReportRow], groups: list[takedowns.Repo
     drawn["median_days"] = charts.bar_chart(
         [charts.Bar(r.group, r.median_days_to_removal, days(r.median_days_to_removal)) for r in timed],
         label=gettext(N_("Median days to removal")))
+    told = [r for r in top if r.still_up_7d is not None]  # requests old enough to tell (30 d: 7 d too)
     drawn["still_up"] = charts.column_chart(
-        [r.group for r in top],
-        [charts.Series(gettext(STILL_UP[0]), [(r.still_up_7d or 0.0) * 100 for r in top]),
-         charts.Series(gettext(STILL_UP[1]), [(r.still_up_30d or 0.0) * 100 for r in top])],
+        [r.group for r in told],
+        [charts.Series(gettext(STILL_UP[0]), [r.still_up_7d * 100 for r in told]),
+         charts.Series(gettext(STILL_UP[1]), [None if r.still_up_30d is None else r.still_up_30d * 100
+                                              for r in told])],
         gettext=gettext, label=gettext(N_("Share still up after 7 and 30 days, in per cent")))
     return drawn
 
