@@ -40,6 +40,7 @@ setup(
         "mimamori.stores.migrations": ["*.ini", "*.mako", "versions/*.py"],
         "mimamori.stack": ["*.xml"],
         "mimamori.streams.schemas": ["*.json"],
+        "mimamori.services": ["notice_templates/*.j2"],
         "mimamori.web": ["templates/*.html", "static/*.js", "static/*.css", "static/*.svg", "i18n/*/LC_MESSAGES/*.po"],
     },
     install_requires=[

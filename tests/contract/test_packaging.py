@@ -53,6 +53,13 @@ def test_the_wheel_holds_one_top_level_package_with_its_data(tmp_path):
                  "mimamori/streams/schemas/dead_letter.v1.json", "mimamori/stack/kafka-broker.pom.xml"):
         assert data in names, data
     assert not [n for n in names if n.startswith("mimamori/tests/") or "/support/edits.py" in n]
+    # Every data file the package keeps (templates, catalogs, schemas...) is in the wheel: a file
+    # left out of setup.py's package_data works in the checkout and fails only when installed.
+    tracked = subprocess.run(["git", "ls-files", "mimamori", *MAPPED], capture_output=True, text=True, cwd=ROOT,
+                             check=True).stdout.split()
+    data_files = [path if path.startswith("mimamori/") else f"mimamori/{path}"
+                  for path in tracked if not path.endswith(".py")]
+    assert data_files and not [path for path in data_files if path not in names]
 
 
 def test_the_installed_tree_imports_outside_the_checkout(tmp_path):
