@@ -140,6 +140,8 @@ REASONS = {
                            "or add an e-mail contact."),
     "unknown_notice": N_("There is no such notice of your cases."),
     "smtp_off": N_("Sending from mimamori is off here: download the .eml, or copy the text into the host's form."),
+    # Per-case models (issue 20, services/case_models.py).
+    "case_models_disabled": N_("Per-case models are turned off in this installation."),
 }
 # Names of the fields a refusal may list (``fields`` on the error: the form's own labels).
 FIELD_LABELS = {
