@@ -12,7 +12,7 @@ one ``record_recheck`` transaction per URL. Then every outcome is compared with 
 
 Run:
 
-    .venv/bin/python bench/rechecks.py --urls 10000
+    .venv/bin/python bench/rechecks.py --urls 10000 --workers 16 --per-host 4
 
 Target (issue 19): under 10 minutes; peak RSS of the checking process reported (the server runs in
 its own process).
@@ -181,7 +181,7 @@ def check_all(args: argparse.Namespace, port: int, kinds: list[str]) -> dict:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--urls", type=int, default=10_000)
-    parser.add_argument("--workers", type=int, default=32)
+    parser.add_argument("--workers", type=int, default=16)  # rechecks.workers
     parser.add_argument("--per-host", type=int, default=4)
     parser.add_argument("--max-bytes", type=int, default=20 * 1024 * 1024)
     parser.add_argument("--seed", type=int, default=19)
