@@ -226,7 +226,7 @@ def watching(store: str, what: str) -> Iterator[None]:
         yield
     finally:
         hung = WATCHDOG.end(token)
-    if hung:
+    if hung:  # only an answer is a recovery: an error leaves the outage as it is
         OUTAGES.recovered(store)
 
 
