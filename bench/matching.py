@@ -145,7 +145,7 @@ class Cache:
     """Faces and hashes by the picture's pixels and the settings that made them, in one SQLite file."""
 
     def __init__(self, path: Path, faces_key: str, hashes_key: str):
-        self.db = sqlite3.connect(path)
+        self.db = sqlite3.connect(path, timeout=120)  # two runs may fill one cache at once
         self.db.execute("CREATE TABLE IF NOT EXISTS features (key TEXT PRIMARY KEY, value BLOB)")
         self.faces_key, self.hashes_key = faces_key, hashes_key
 
@@ -285,7 +285,7 @@ def run(args: argparse.Namespace) -> str:
     people = sorted({p.person for p in pictures if p.name.startswith("lfw/")})
     count = min(args.lfw_people, len(people))
     chosen = {people[round(i * (len(people) - 1) / max(1, count - 1))] for i in range(count)}
-    sources = [i for i, p in enumerate(pictures) if p.name.startswith("faces/")]
+    sources = [i for i, p in enumerate(pictures) if p.name.startswith("faces/") and not args.lfw_only]
     seen: set[str] = set()
     for i, p in enumerate(pictures):
         if p.person in chosen and p.person not in seen:
@@ -469,7 +469,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--grid", action="store_true", help="also measure the grid of overlapping regions")
     parser.add_argument("--upscale-below", type=int, default=0, help="models.detector.fallbacks.upscale_below")
     parser.add_argument("--rotations", type=int, nargs="*", default=[], help="models.detector.fallbacks.rotations")
-    parser.add_argument("--gallery-limit", type=int, default=0, help=argparse.SUPPRESS)  # smoke runs
+    parser.add_argument("--gallery-limit", type=int, default=0,
+                        help="only the first N pictures (the 5 shared photos, then LFW in name order, 10 a person)")
+    parser.add_argument("--lfw-only", action="store_true", help="no shared photo among the sources (fills the cache)")
     parser.add_argument("--write", type=Path, help="replace the matching block of this markdown file")
     args = parser.parse_args(argv)
     text = run(args)

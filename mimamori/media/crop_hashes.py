@@ -44,10 +44,12 @@ MIN_FACE_SIDE = 12
 # Below this PDQ quality (0-100) a window is mostly flat and matches flat windows of other
 # pictures; Meta's reference code and HMA use the same cut-off for whole pictures.
 MIN_QUALITY = 50
-# Hamming distance (of 256 bits) at or under which two windows match. Lower than PDQ's 31
-# for whole pictures, because each picture brings several windows (and the reference eight
-# variants of each): measured in bench/matching.py with no false match at this distance.
-MATCH_DISTANCE = 24
+# Hamming distance (of 256 bits) at or under which two windows match. Above PDQ's 31 for
+# whole pictures: a window is cut around a detected box, whose placement moves by a few pixels
+# between two copies (the same copy's windows sit a median 34 bits from their source's), while
+# windows of different pictures were never closer than 76 bits (bench/matching.py, 0 false
+# matches in 494,978 pairs, docs/quality.md).
+MATCH_DISTANCE = 48
 
 
 @dataclass(frozen=True)

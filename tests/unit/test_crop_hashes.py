@@ -73,7 +73,7 @@ def test_a_mirrored_copy_matches_a_dihedral_variant_and_another_photo_does_not(p
     assert min(hamming(c.hashes[0], ref.hashes[0]) for c in copy for ref in reference) > crop_hashes.MATCH_DISTANCE
     other = ImageOps.contain(Image.open(testdata / "faces" / "kate_siegel.jpg").convert("RGB"), (600, 600))
     unrelated = crop_hashes.window_hashes(other, [face_box(other)], reference=False)
-    assert best(unrelated, reference) > 2 * crop_hashes.MATCH_DISTANCE
+    assert best(unrelated, reference) > crop_hashes.MATCH_DISTANCE + 16
 
 
 def test_trim_border_takes_off_uniform_bands_and_nothing_else(portrait):
