@@ -276,7 +276,11 @@ class WriteIndexedMedia(_BatchingWriter):
         stamp = now.isoformat(timespec="milliseconds").replace("+00:00", "Z")
         for row, item in events:
             document = face_indexed_document(row, item, self.faces.name, stamp)
-            self.producer.send(topic, key=str(row["face_id"]).encode(), value=face_indexed_json(document))
+            value = face_indexed_json(document)
+            # A send blocks for metadata (up to a minute) while the broker is away, then raises: retried.
+            with_retries(lambda row=row, value=value: self.producer.send(topic, key=str(row["face_id"]).encode(),
+                                                                           value=value),
+                         "send of a faces.indexed event", store="kafka", operation="produce")
         with_retries(lambda: self.producer.flush(timeout=30), "flush faces.indexed", store="kafka", operation="produce")
 
     def _drop_faces_not_found_again(self, items: list[MediaItem], face_rows: list[dict[str, Any]]) -> None:
@@ -335,7 +339,8 @@ class WriteDeadLetters(beam.DoFn):
 
     def process(self, letter: DeadLetter) -> Iterator[Any]:
         key = letter.media_id.encode() if letter.media_id else None
-        self.producer.send(self.topic, key=key, value=letter.to_json())
+        with_retries(lambda: self.producer.send(self.topic, key=key, value=letter.to_json()),
+                     "send of a dead letter", store="kafka", operation="produce")
         return iter(())
 
     def finish_bundle(self) -> None:
