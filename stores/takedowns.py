@@ -254,43 +254,50 @@ def trigger_statements(dialect: str) -> list[str]:
     Made of ``TRANSITIONS``: a change of it needs a migration that drops these (``drop_statements``)
     and creates them again.
     """
-    pairs = _pairs()
     if dialect == "sqlite":
-        blank_note = "(NEW.note IS NULL OR trim(NEW.note) = '')"
-        statements = [
-            f"""CREATE TRIGGER takedowns_start_draft BEFORE INSERT ON takedowns WHEN NEW.state <> 'draft'
-                BEGIN SELECT RAISE(ABORT, '{NOT_DRAFT}'); END""",
-            f"""CREATE TRIGGER takedowns_state_recorded BEFORE UPDATE OF state ON takedowns
-                WHEN NEW.state IS NOT OLD.state AND NOT {_latest_matches(dialect)}
-                BEGIN SELECT RAISE(ABORT, '{UNRECORDED}'); END""",
-            f"""CREATE TRIGGER takedown_transitions_allowed BEFORE INSERT ON takedown_transitions
-                WHEN (NEW.from_state || '>' || NEW.to_state) NOT IN ({pairs})
-                BEGIN SELECT RAISE(ABORT, '{ILLEGAL}'); END""",
-            f"""CREATE TRIGGER takedown_transitions_current BEFORE INSERT ON takedown_transitions
-                WHEN NEW.from_state IS NOT (SELECT state FROM takedowns WHERE id = NEW.takedown_id)
-                BEGIN SELECT RAISE(ABORT, '{NOT_CURRENT}'); END""",
-            f"""CREATE TRIGGER takedown_transitions_evidence BEFORE INSERT ON takedown_transitions
-                WHEN NEW.to_state = 'removed' AND ((NEW.check_id IS NULL AND {blank_note})
-                     OR (NEW.check_id IS NOT NULL AND NOT {_gone_check()}))
-                BEGIN SELECT RAISE(ABORT, '{NO_EVIDENCE}'); END""",
+        return _sqlite_triggers(_pairs())
+    if dialect == "postgresql":
+        return _postgresql_triggers(_pairs())
+    return []
+
+
+def _sqlite_triggers(pairs: str) -> list[str]:
+    blank_note = "(NEW.note IS NULL OR trim(NEW.note) = '')"
+    statements = [
+        f"""CREATE TRIGGER takedowns_start_draft BEFORE INSERT ON takedowns WHEN NEW.state <> 'draft'
+            BEGIN SELECT RAISE(ABORT, '{NOT_DRAFT}'); END""",
+        f"""CREATE TRIGGER takedowns_state_recorded BEFORE UPDATE OF state ON takedowns
+            WHEN NEW.state IS NOT OLD.state AND NOT {_latest_matches("sqlite")}
+            BEGIN SELECT RAISE(ABORT, '{UNRECORDED}'); END""",
+        f"""CREATE TRIGGER takedown_transitions_allowed BEFORE INSERT ON takedown_transitions
+            WHEN (NEW.from_state || '>' || NEW.to_state) NOT IN ({pairs})
+            BEGIN SELECT RAISE(ABORT, '{ILLEGAL}'); END""",
+        f"""CREATE TRIGGER takedown_transitions_current BEFORE INSERT ON takedown_transitions
+            WHEN NEW.from_state IS NOT (SELECT state FROM takedowns WHERE id = NEW.takedown_id)
+            BEGIN SELECT RAISE(ABORT, '{NOT_CURRENT}'); END""",
+        f"""CREATE TRIGGER takedown_transitions_evidence BEFORE INSERT ON takedown_transitions
+            WHEN NEW.to_state = 'removed' AND ((NEW.check_id IS NULL AND {blank_note})
+                 OR (NEW.check_id IS NOT NULL AND NOT {_gone_check()}))
+            BEGIN SELECT RAISE(ABORT, '{NO_EVIDENCE}'); END""",
+    ]
+    for table in SCRUBBED:
+        statements += [
+            f"""CREATE TRIGGER {table}_no_update BEFORE UPDATE ON {table}
+                WHEN NOT ({_only_scrubbed(table, "sqlite")})
+                BEGIN SELECT RAISE(ABORT, '{table} is append-only'); END""",
+            f"""CREATE TRIGGER {table}_no_delete BEFORE DELETE ON {table}
+                BEGIN SELECT RAISE(ABORT, '{table} is append-only'); END""",
         ]
-        for table in SCRUBBED:
-            statements += [
-                f"""CREATE TRIGGER {table}_no_update BEFORE UPDATE ON {table}
-                    WHEN NOT ({_only_scrubbed(table, dialect)})
-                    BEGIN SELECT RAISE(ABORT, '{table} is append-only'); END""",
-                f"""CREATE TRIGGER {table}_no_delete BEFORE DELETE ON {table}
-                    BEGIN SELECT RAISE(ABORT, '{table} is append-only'); END""",
-            ]
-        return statements
-    if dialect != "postgresql":
-        return []
+    return statements
+
+
+def _postgresql_triggers(pairs: str) -> list[str]:
     blank_note = "coalesce(btrim(NEW.note), '') = ''"
     statements = [
         f"""CREATE FUNCTION takedowns_state_check() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN
               IF TG_OP = 'INSERT' THEN
                 IF NEW.state <> 'draft' THEN RAISE EXCEPTION '{NOT_DRAFT}'; END IF;
-              ELSIF NEW.state IS DISTINCT FROM OLD.state AND NOT {_latest_matches(dialect)} THEN
+              ELSIF NEW.state IS DISTINCT FROM OLD.state AND NOT {_latest_matches("postgresql")} THEN
                 RAISE EXCEPTION '{UNRECORDED}';
               END IF;
               RETURN NEW; END $$""",
@@ -314,7 +321,7 @@ def trigger_statements(dialect: str) -> list[str]:
     for table in SCRUBBED:
         statements += [
             f"""CREATE FUNCTION {table}_append_only() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN
-                  IF TG_OP <> 'UPDATE' OR NOT ({_only_scrubbed(table, dialect)}) THEN
+                  IF TG_OP <> 'UPDATE' OR NOT ({_only_scrubbed(table, "postgresql")}) THEN
                     RAISE EXCEPTION '{table} is append-only';
                   END IF;
                   RETURN NEW; END $$""",

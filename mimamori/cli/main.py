@@ -174,24 +174,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--config", help="a YAML file layered over the profile (or set MIMAMORI_CONFIG)")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    stack = commands.add_parser("stack", help="the local stack: Kafka, MinIO, Milvus on 127.0.0.1")
-    stack_commands = stack.add_subparsers(dest="stack_command", required=True, metavar="ACTION")
-    up = stack_commands.add_parser("up", help="install what is missing, start, create topics/buckets/collections")
-    up.set_defaults(func=cmd_stack_up)
-    init = stack_commands.add_parser("init", help="create topics, buckets, collections and the case database's "
-                                     "schema on the configured services, starting nothing (idempotent)")
-    init.set_defaults(func=cmd_stack_init)
-    down = stack_commands.add_parser("down", help="stop the stack's own processes (data is kept)")
-    down.add_argument("--purge", action="store_true", help="also delete all stack data")
-    down.set_defaults(func=cmd_stack_down)
-    status = stack_commands.add_parser("status", help="health and PID of each component (exit 1 if any is down)")
-    status.add_argument("--json", action="store_true")
-    status.set_defaults(func=cmd_stack_status)
-    logs = stack_commands.add_parser("logs", help="show the components' logs")
-    logs.add_argument("component", nargs="?", choices=["kafka", "minio", "milvus"])
-    logs.add_argument("-n", "--lines", type=int, default=50)
-    logs.add_argument("-f", "--follow", action="store_true")
-    logs.set_defaults(func=cmd_stack_logs)
+    _add_stack_commands(commands)
 
     ingest = commands.add_parser("ingest", help="store media files in MinIO and publish them to media.scraped")
     ingest.add_argument("paths", nargs="+", metavar="PATH_OR_DIR")
@@ -217,15 +200,37 @@ def build_parser() -> argparse.ArgumentParser:
     api.add_argument("--port", type=int)
     api.set_defaults(func=cmd_api)
 
-    add_case_commands(commands, lambda command: lambda args: command(_settings(args), args))
-    add_user_commands(commands, lambda command: lambda args: command(_settings(args), args))
-    add_reference_commands(commands, lambda command: lambda args: command(_settings(args), args))  # issue 20
-    add_ops_commands(commands, lambda command: lambda args: command(_settings(args), args),
-                     lambda command: lambda args, extra: command(_settings(args), args, extra))
-    add_recheck_commands(commands, lambda command: lambda args: command(_settings(args), args))
-    add_takedown_commands(commands, lambda command: lambda args: command(_settings(args), args))
-    add_backup_commands(commands, lambda command: lambda args: command(_settings(args), args))
+    # The command modules: each registers its subcommands, given how to bind a command to the settings.
+    def with_settings(command):
+        return lambda args: command(_settings(args), args)
+
+    for add_commands in (add_case_commands, add_user_commands, add_reference_commands, add_recheck_commands,
+                         add_takedown_commands, add_backup_commands):
+        add_commands(commands, with_settings)
+    add_ops_commands(commands, with_settings, lambda command: lambda args, extra: command(_settings(args), args, extra))
     return parser
+
+
+def _add_stack_commands(commands) -> None:
+    """``mimamori stack up|init|down|status|logs``: the local stack's processes."""
+    stack = commands.add_parser("stack", help="the local stack: Kafka, MinIO, Milvus on 127.0.0.1")
+    stack_commands = stack.add_subparsers(dest="stack_command", required=True, metavar="ACTION")
+    up = stack_commands.add_parser("up", help="install what is missing, start, create topics/buckets/collections")
+    up.set_defaults(func=cmd_stack_up)
+    init = stack_commands.add_parser("init", help="create topics, buckets, collections and the case database's "
+                                     "schema on the configured services, starting nothing (idempotent)")
+    init.set_defaults(func=cmd_stack_init)
+    down = stack_commands.add_parser("down", help="stop the stack's own processes (data is kept)")
+    down.add_argument("--purge", action="store_true", help="also delete all stack data")
+    down.set_defaults(func=cmd_stack_down)
+    status = stack_commands.add_parser("status", help="health and PID of each component (exit 1 if any is down)")
+    status.add_argument("--json", action="store_true")
+    status.set_defaults(func=cmd_stack_status)
+    logs = stack_commands.add_parser("logs", help="show the components' logs")
+    logs.add_argument("component", nargs="?", choices=["kafka", "minio", "milvus"])
+    logs.add_argument("-n", "--lines", type=int, default=50)
+    logs.add_argument("-f", "--follow", action="store_true")
+    logs.set_defaults(func=cmd_stack_logs)
 
 
 def _quiet_libraries() -> None:

@@ -276,7 +276,12 @@ def add_takedown_commands(commands, bind) -> None:
     escalate.add_argument("takedown_ids", type=int, nargs="+", metavar="ID")
     escalate.add_argument("--note")
     escalate.set_defaults(func=bind(cmd_escalate))
+    _add_notice_and_host_commands(actions, bind)
+    _add_report_commands(actions, bind)
 
+
+def _add_notice_and_host_commands(actions, bind) -> None:
+    """``takedowns notice preview|eml|web-form|send`` and ``takedowns hosts ...``."""
     notice = actions.add_parser("notice", help="the removal request for takedowns of one host")
     kinds = notice.add_subparsers(dest="notice_command", required=True, metavar="HOW")
     for name, text in (("preview", "print it (nothing is stored)"),
@@ -304,6 +309,9 @@ def add_takedown_commands(commands, bind) -> None:
     for action in (host_import, host_export, *host_actions.choices.values()):
         action.set_defaults(func=bind(cmd_hosts))
 
+
+def _add_report_commands(actions, bind) -> None:
+    """``takedowns due`` (what is due today) and ``takedowns report``."""
     due = actions.add_parser("due", help="escalation steps due today and overdue")
     due.add_argument("--json", action="store_true")
     due.set_defaults(func=bind(cmd_due))

@@ -67,8 +67,8 @@ def work(stack, settings, testdata):
         yield Workspace(s)
 
 
-def test_a_confirm_and_a_reject_change_the_next_scores_of_the_case(work, testdata):
-    encoder = work.encoder_for()
+def indexed_people(work, testdata, encoder) -> dict[str, int]:
+    """The client's photos 4-8 and one photo of each look-alike and other person, in the face index."""
     wanted = [(CLIENT, n) for n in range(4, 9)] + [(p, 1) for p in LOOKALIKES + OTHERS]
     faces = {}
     for person, number in wanted:
@@ -76,7 +76,12 @@ def test_a_confirm_and_a_reject_change_the_next_scores_of_the_case(work, testdat
         face = min(encoder.encode(Image.open(testdata / "lfw" / person / name).convert("RGB")),
                    key=lambda f: abs((f.detection.box[0] + f.detection.box[2]) / 2 - 125))  # LFW's centred face
         faces[name] = (data, face.vector)
-    ids = index_faces(work, faces)
+    return index_faces(work, faces)
+
+
+def test_a_confirm_and_a_reject_change_the_next_scores_of_the_case(work, testdata):
+    encoder = work.encoder_for()
+    ids = indexed_people(work, testdata, encoder)
 
     cases.create_case(work, ADMIN, "cm-1", "Client M.", match_threshold=0.91)
     consent = ConsentRecord(given_by="the client", given_at=dt.datetime.now(dt.UTC) - dt.timedelta(days=1),
