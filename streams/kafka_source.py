@@ -32,7 +32,7 @@ from kafka import KafkaConsumer, TopicPartition
 from kafka.structs import OffsetAndMetadata
 
 from mimamori.core.metrics import CONSUMER_LAG
-from mimamori.core.retry import OUTAGES
+from mimamori.core.retry import OUTAGES, with_retries
 from mimamori.streams.events import KafkaRecord
 
 log = logging.getLogger(__name__)
@@ -211,7 +211,8 @@ class _ReadPartition(beam.DoFn):
     ) -> Iterator[beam.window.TimestampedValue]:
         tp = TopicPartition(element.topic, element.partition)
         restriction = tracker.current_restriction()
-        consumer = self._reader()
+        # A new reader bootstraps from the broker: while it is away, wait for it (not a failed job).
+        consumer = with_retries(self._reader, "connect to the Kafka broker", store="kafka", operation="connect")
         consumer.assign([tp])
         consumer.seek(tp, restriction.start)
 
