@@ -49,7 +49,7 @@ def setup(tmp_path):
         work = Workspace(settings)
         create_case(work, ADMIN, "c1", "Client")
         for i in range(URLS):
-            site.routes[f"/p/{i}"] = Route(status=404, delay_s=0.3)  # gone, slowly: one at a time on this host
+            site.routes[f"/p/{i}"] = Route(status=404, delay_s=1.0)  # gone, slowly: one at a time on this host
             create_takedown(work, ADMIN, "c1", site.url(f"/p/{i}"), media_sha256=f"{i:064x}")
         service = RechecksService(settings)
         try:
