@@ -330,13 +330,14 @@ def check_id_for(target: Any) -> str:
     """The same id for the same due slot of the same takedown, in any process (idempotent records)."""
     due_at = getattr(target, "due_at", None)
     if isinstance(due_at, dt.datetime):
-        return f"rc-{target.takedown_id}-{due_at.astimezone(dt.UTC):%Y%m%dT%H%M%S}"
+        return f"rc-{target.takedown_id}-{due_at.astimezone(dt.UTC):%Y%m%dT%H%M%S%f}"
     return f"rc-{target.takedown_id}-{uuid.uuid4().hex[:16]}"
 
 
 # Checks recorded in one transaction when the store is ``batched`` (``record_many``): one commit per
 # group instead of per URL. A killed service loses at most one group, which stays due.
 RECORD_GROUP = 50
+RECORD_GROUP_S = 1.0  # ...or what a second brought, so slow hosts' results are not held back (nor lost)
 Recorded = tuple[Any, str, Verdict, dt.datetime]  # target, check id, verdict, checked at
 
 
@@ -364,12 +365,7 @@ class TakedownRecords:
 
         return record_recheck(self.work, target.takedown_id, check_id, verdict.outcome, verdict.detail, checked_at)
 
-    @property
-    def batched(self) -> bool:
-        """Whether services.takedowns records several checks in one transaction (``record_many``)."""
-        from mimamori.services import takedowns
-
-        return hasattr(takedowns, "record_rechecks")
+    batched = True  # services.takedowns.record_rechecks: a group of checks in one transaction
 
     def record_many(self, items: list[Recorded]) -> list[Any]:
         """Several checks in one transaction: all of them, or (on an error) none."""
@@ -394,11 +390,12 @@ def run_once(store: RecheckStore, check: Callable[[Any], Verdict], options: Rech
         batch = batch[: options.batch]
         attempted.update(t.takedown_id for t in batch)
         group: list[Recorded] = []
+        group_began = time.monotonic()
         for target, verdict in run_checks(batch, check, options.workers, options.per_host, stop):
             group.append((target, check_id_for(target), verdict, clock()))
-            if len(group) >= RECORD_GROUP:
+            if len(group) >= RECORD_GROUP or time.monotonic() - group_began >= RECORD_GROUP_S:
                 unrecorded |= _record_group(store, group, summary)
-                group = []
+                group, group_began = [], time.monotonic()
         unrecorded |= _record_group(store, group, summary)
     summary.elapsed_s = time.monotonic() - began
     metrics.RECHECK_LAST_PASS.set(time.time())

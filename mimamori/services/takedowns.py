@@ -184,6 +184,9 @@ class RecheckTarget:
     interval_hours: int
     removal_rules: list[dict[str, Any]]
     case_id: str | None
+    # When this check came due (the takedown's next_check_at): the check id is made of it, so two
+    # re-check services, or one restarted, record one check per due slot.
+    due_at: dt.datetime | None = None
 
 
 @dataclass(frozen=True)
@@ -689,7 +692,7 @@ def due_rechecks(work: Workspace, now: dt.datetime | None = None, limit: int = 1
             targets.append(RecheckTarget(
                 t.id, t.page_url, t.media_url, t.media_sha256 or None, t.media_phash, t.media_pdq, t.host_key, t.state,
                 recheck_hours(entry, work), [r.model_dump(exclude_none=True) for r in entry.removal_rules] if entry
-                else [], t.case_id))
+                else [], t.case_id, t.next_check_at))
     return targets
 
 
@@ -709,50 +712,66 @@ def record_recheck(work: Workspace, takedown_id: int, check_id: str, outcome: st
     a removed URL that is back becomes reappeared (it needs action again). changed, error:
     recorded, no change. The next check is due after the host's interval.
     """
+    with work.sessions.begin() as session:
+        return _apply_recheck(session, work, actor, None, takedown_id, check_id, outcome, detail, checked_at)
+
+
+def record_rechecks(work: Workspace, checks: list[tuple[int, str, str, dict[str, Any] | None, dt.datetime]], *,
+                    actor: Actor = RECHECK_ACTOR) -> list[RecheckResult]:
+    """Several re-checks (takedown id, check id, outcome, detail, checked at) in one transaction: all or none.
+
+    What the re-check service uses: one commit per group instead of per URL."""
+    with work.sessions.begin() as session:
+        directory = HostDirectory.load(session)
+        return [_apply_recheck(session, work, actor, directory, *check) for check in checks]
+
+
+def _apply_recheck(session: Session, work: Workspace, actor: Actor, directory: HostDirectory | None,
+                   takedown_id: int, check_id: str, outcome: str, detail: dict[str, Any] | None,
+                   checked_at: dt.datetime) -> RecheckResult:
     if outcome not in CHECK_OUTCOMES:
         raise InvalidInput("unknown_outcome", f"a re-check finds {', '.join(CHECK_OUTCOMES)}, not {outcome!r}")
     if not check_id or len(check_id) > 64:
         raise InvalidInput("bad_check_id", "a check id is 1 to 64 characters")
     checked_at = aware_time(checked_at)
-    with work.sessions.begin() as session:
-        # The check's row first: its insert takes the write lock (nothing read before it), and a
-        # repeat inserts nothing.
-        try:
-            fresh = _insert_check(session, {"id": check_id, "takedown_id": takedown_id, "outcome": outcome,
-                                            "detail": detail, "checked_at": checked_at, "recorded_at": utcnow()})
-        except IntegrityError:
-            raise NotFound("unknown_takedown", f"no takedown {takedown_id}") from None
-        if not fresh:
-            return _repeat(session, check_id, takedown_id)
-        # Locked (PostgreSQL; SQLite's write lock is held already): a staff transition at the same
-        # moment waits, so the state this check moves from is the current one.
-        takedown = session.scalars(select(Takedown).where(Takedown.id == takedown_id).with_for_update()).one()
-        before = takedown.state
-        directory = HostDirectory.load(session)
-        entry = directory.entry(takedown.host_key)
-        to_state = None
+    # The check's row first: its insert takes the write lock (nothing read before it), and a
+    # repeat inserts nothing.
+    try:
+        fresh = _insert_check(session, {"id": check_id, "takedown_id": takedown_id, "outcome": outcome,
+                                        "detail": detail, "checked_at": checked_at, "recorded_at": utcnow()})
+    except IntegrityError:
+        raise NotFound("unknown_takedown", f"no takedown {takedown_id}") from None
+    if not fresh:
+        return _repeat(session, check_id, takedown_id)
+    # Locked (PostgreSQL; SQLite's write lock is held already): a staff transition at the same
+    # moment waits, so the state this check moves from is the current one.
+    takedown = session.scalars(select(Takedown).where(Takedown.id == takedown_id).with_for_update()).one()
+    before = takedown.state
+    directory = directory or HostDirectory.load(session)
+    entry = directory.entry(takedown.host_key)
+    to_state = None
+    if outcome == "dns_failure":
+        takedown.dns_failures += 1
+        if takedown.dns_failures >= work.settings.takedowns.dns_failures_for_gone and before in OPEN_STATES:
+            to_state = "removed"
+    elif outcome != "error":
+        takedown.dns_failures = 0
+        if outcome == "gone" and before in OPEN_STATES:
+            to_state = "removed"
+        elif outcome == "still_up" and before == "removed":
+            to_state = "reappeared"
+    if takedown.state != "closed":
+        takedown.next_check_at = checked_at + dt.timedelta(hours=recheck_hours(entry, work))
+    row = None
+    if to_state is not None:
+        evidence = {"kind": "recheck", "outcome": outcome}
         if outcome == "dns_failure":
-            takedown.dns_failures += 1
-            if takedown.dns_failures >= work.settings.takedowns.dns_failures_for_gone and before in OPEN_STATES:
-                to_state = "removed"
-        elif outcome != "error":
-            takedown.dns_failures = 0
-            if outcome == "gone" and before in OPEN_STATES:
-                to_state = "removed"
-            elif outcome == "still_up" and before == "removed":
-                to_state = "reappeared"
-        if takedown.state != "closed":
-            takedown.next_check_at = checked_at + dt.timedelta(hours=recheck_hours(entry, work))
-        row = None
-        if to_state is not None:
-            evidence = {"kind": "recheck", "outcome": outcome}
-            if outcome == "dns_failure":
-                evidence["consecutive_dns_failures"] = takedown.dns_failures
-            row = apply_transition(session, work, actor, takedown, to_state, checked_at, check_id=check_id,
-                                   evidence=evidence, directory=directory, action="recheck")
-        session.flush()
-        return RecheckResult(check_id, takedown_id, outcome, before, takedown.state, row.id if row else None,
-                             to_state == "reappeared", False)
+            evidence["consecutive_dns_failures"] = takedown.dns_failures
+        row = apply_transition(session, work, actor, takedown, to_state, checked_at, check_id=check_id,
+                               evidence=evidence, directory=directory, action="recheck")
+    session.flush()
+    return RecheckResult(check_id, takedown_id, outcome, before, takedown.state, row.id if row else None,
+                         to_state == "reappeared", False)
 
 
 def _repeat(session: Session, check_id: str, takedown_id: int) -> RecheckResult:

@@ -250,7 +250,7 @@ def test_a_stopped_run_records_what_was_in_flight_and_the_next_run_does_the_rest
 def test_check_ids_are_the_same_for_the_same_due_slot_so_a_second_service_repeats_nothing():
     due = dt.datetime(2026, 12, 1, 9, 30, tzinfo=dt.UTC)
     target = Target(5, "https://h.example/5", due_at=due)
-    assert check_id_for(target) == check_id_for(replace(target)) == "rc-5-20261201T093000"
+    assert check_id_for(target) == check_id_for(replace(target)) == "rc-5-20261201T093000000000"
     assert check_id_for(replace(target, due_at=due + dt.timedelta(days=1))) != check_id_for(target)
     store = MemoryStore([target])
     for _ in range(2):  # two services that read the same due slot
@@ -318,3 +318,10 @@ def test_a_batched_store_records_groups_and_a_failed_group_is_recorded_one_by_on
     assert summary.checked == 120 and summary.record_errors == 0 and summary.transitions == 120
     assert sorted(t for t, _ in store.applied) == list(range(120))  # each once
     assert store.groups == [50, 20]  # the group with takedown 7 went one by one
+
+
+def test_due_slots_within_one_second_have_their_own_check_ids():
+    """A check due at creation and the next one due on sending, in the same second, are two checks."""
+    due = dt.datetime(2026, 12, 1, 9, 30, tzinfo=dt.UTC)
+    target = Target(5, "https://h.example/5", due_at=due)
+    assert check_id_for(replace(target, due_at=due + dt.timedelta(microseconds=300))) != check_id_for(target)

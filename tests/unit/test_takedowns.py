@@ -395,6 +395,22 @@ def test_rechecks_are_due_by_the_hosts_interval_and_idempotent_by_check_id(work)
         takedowns.record_recheck(work, one.id, "y", "vanished", None, T0)
 
 
+def test_a_group_of_rechecks_is_one_transaction_all_or_none(work):
+    open_case(work, "c1")
+    directory(work)
+    one, two = manual(work), manual(work, page="https://nowhere.example/1")
+    at = T0 + dt.timedelta(hours=1)
+    results = takedowns.record_rechecks(work, [(one.id, "g1-1", "gone", {"status": 404}, at),
+                                               (two.id, "g1-2", "still_up", {"status": 200}, at)])
+    assert [(r.takedown_id, r.state_after, r.repeat) for r in results] == [(one.id, "removed", False),
+                                                                           (two.id, "draft", False)]
+    again = takedowns.record_rechecks(work, [(one.id, "g1-1", "gone", {"status": 404}, at)])
+    assert again[0].repeat and states(work, one.id) == [("draft", "removed")]  # a replayed group repeats nothing
+    with pytest.raises(InvalidInput):  # one bad check: none of the group is recorded
+        takedowns.record_rechecks(work, [(two.id, "g2-1", "gone", None, at), (two.id, "g2-2", "vanished", None, at)])
+    assert [c.check_id for c in takedowns.get_takedown(work, ADMIN, two.id).checks] == ["g1-2"]
+
+
 def test_dns_failure_counts_as_gone_only_after_consecutive_checks(work):
     open_case(work, "c1")
     one = manual(work, page="https://nowhere.example/1")
