@@ -106,11 +106,16 @@ def system_resolver(host: str, port: int) -> list[str]:
 
 
 class _Watchdog:
-    """One thread that shuts the sockets of fetches past their deadline (unblocking their reads)."""
+    """One thread that shuts the sockets of fetches past their deadline (unblocking their reads).
+
+    It holds a duplicate of each socket: ``HTTPSConnection`` wraps the one it dialled in TLS, which
+    detaches that object (its fd becomes -1), while a shutdown through the duplicate still ends
+    the connection behind both, so a TLS peer that drips its answer is cut at the deadline too.
+    """
 
     def __init__(self) -> None:
-        self._heap: list[tuple[float, int, socket.socket]] = []
-        self._done: set[int] = set()
+        self._heap: list[tuple[float, int]] = []
+        self._sockets: dict[int, socket.socket] = {}
         self._wake = threading.Condition()
         self._thread: threading.Thread | None = None
         self._tokens = itertools.count()
@@ -121,31 +126,35 @@ class _Watchdog:
                 self._thread = threading.Thread(target=self._run, name="fetch-watchdog", daemon=True)
                 self._thread.start()
             token = next(self._tokens)
-            heapq.heappush(self._heap, (deadline, token, sock))
+            self._sockets[token] = sock.dup()
+            heapq.heappush(self._heap, (deadline, token))
             self._wake.notify()
             return token
 
     def release(self, token: int) -> None:
         with self._wake:
-            self._done.add(token)
+            duplicate = self._sockets.pop(token, None)
+        if duplicate is not None:
+            duplicate.close()
 
     def _run(self) -> None:
         while True:
             with self._wake:
                 while not self._heap:
                     self._wake.wait()
-                deadline, token, sock = self._heap[0]
-                now = time.monotonic()
-                if token in self._done:
+                deadline, token = self._heap[0]
+                if token not in self._sockets:  # released: the fetch ended in time
                     heapq.heappop(self._heap)
-                    self._done.discard(token)
                     continue
+                now = time.monotonic()
                 if deadline > now:
                     self._wake.wait(deadline - now)
                     continue
                 heapq.heappop(self._heap)
+                duplicate = self._sockets.pop(token)
             with contextlib.suppress(OSError):
-                sock.shutdown(socket.SHUT_RDWR)
+                duplicate.shutdown(socket.SHUT_RDWR)
+            duplicate.close()
 
 
 _WATCHDOG = _Watchdog()
@@ -214,8 +223,9 @@ class Fetcher:
         def watched(sock: socket.socket) -> None:
             tokens.append(_WATCHDOG.watch(sock, deadline))
 
-        connection = self._connection(scheme, host, port, deadline, result, watched)
-        try:
+        connection: http.client.HTTPConnection | None = None
+        try:  # the connection too: http.client refuses some names (controls, spaces) with InvalidURL
+            connection = self._connection(scheme, host, port, deadline, result, watched)
             target = url if (self.proxy is not None and scheme == "http") else path
             connection.request("GET", target, headers={"User-Agent": self.user_agent, "Accept": "*/*",
                                                        "Accept-Encoding": "identity", "Connection": "close"})
@@ -245,7 +255,8 @@ class Fetcher:
                 raise _Failed(FetchFailure.TIMEOUT, f"cut at the {self.limits.timeout_s:.0f} s limit") from None
             raise _Failed(FetchFailure.CONNECT_ERROR, f"{type(error).__name__}: {error}") from None
         finally:
-            connection.close()
+            if connection is not None:
+                connection.close()
             for token in tokens:
                 _WATCHDOG.release(token)
 

@@ -43,6 +43,10 @@ LANGUAGES = ("en", "ja")
 DOMAIN = r"^(\*\.)?[a-z0-9]([a-z0-9-]*[a-z0-9])?(\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)*$"
 
 
+# One mailbox: no spaces, commas, angle brackets, quotes or semicolons, which would make a
+# recipient list or a display name of it in a header (a notice must reach exactly that address).
+EMAIL_PATTERN = r"^[^@\s,;<>\"()]+@[^@\s,;<>\"()]+$"
+
 class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -54,7 +58,7 @@ class EscalationStep(Strict):
     # Days to wait after this step before the next one is due; None: the host's expected response.
     after_days: int | None = Field(default=None, ge=1, le=365)
     name: str | None = Field(default=None, max_length=200)  # e.g. the upstream provider, the hotline
-    email: str | None = Field(default=None, max_length=320, pattern=r"^[^@\s]+@[^@\s]+$")
+    email: str | None = Field(default=None, max_length=320, pattern=EMAIL_PATTERN)
     form_url: str | None = Field(default=None, max_length=2000, pattern=r"^https://")
     language: Literal[LANGUAGES] | None = None  # type: ignore[valid-type]
 
@@ -72,7 +76,7 @@ class HostEntry(Strict):
     operator: str = Field(min_length=1, max_length=200)
     domains: list[str] = Field(min_length=1)
     country: str | None = Field(default=None, pattern=r"^[A-Z]{2}$")
-    abuse_email: str | None = Field(default=None, max_length=320, pattern=r"^[^@\s]+@[^@\s]+$")
+    abuse_email: str | None = Field(default=None, max_length=320, pattern=EMAIL_PATTERN)
     abuse_form_url: str | None = Field(default=None, max_length=2000, pattern=r"^https://")
     channel: Literal[CHANNELS] = "email"  # type: ignore[valid-type]
     language: Literal[LANGUAGES] = "en"  # type: ignore[valid-type]

@@ -23,6 +23,7 @@ import ipaddress
 import smtplib
 import ssl
 from dataclasses import dataclass, field
+from email.headerregistry import Address
 from email.message import EmailMessage
 from email.utils import format_datetime, make_msgid
 from functools import lru_cache
@@ -136,8 +137,11 @@ def _recipient(entry: HostEntry | None, step: EscalationStep | None) -> tuple[st
 
 
 def _prepare(session: Session, work: Workspace, actor: Actor, takedown_ids: list[int], language: str | None,
-             step: int | None, now: dt.datetime) -> tuple[NoticeDraft, list[Takedown], HostDirectory]:
-    rows = load_takedowns(session, actor, takedown_ids)
+             step: int | None, now: dt.datetime, *, lock: bool = False) -> tuple[NoticeDraft, list[Takedown],
+                                                                                HostDirectory]:
+    """The notice for these takedowns; ``lock`` (every path that stores or sends one): the rows are
+    locked first, so a double click or a retry waits and then finds them sent, never sends twice."""
+    rows = load_takedowns(session, actor, takedown_ids, lock=lock)
     hosts = sorted({t.host_key for t in rows})
     if len(hosts) > 1:
         raise InvalidInput("several_hosts", f"one notice goes to one host; these takedowns are on {', '.join(hosts)}")
@@ -243,7 +247,7 @@ def _store(session: Session, work: Workspace, actor: Actor, draft: NoticeDraft, 
 def _message(work: Workspace, draft: NoticeDraft, now: dt.datetime) -> EmailMessage:
     organisation = work.settings.takedowns.organisation
     message = EmailMessage(policy=email.policy.SMTP)
-    message["From"] = f"{organisation.name} <{organisation.email}>"
+    message["From"] = Address(display_name=organisation.name, addr_spec=organisation.email)  # a comma stays in the name
     if draft.channel == "email" and draft.recipient:
         message["To"] = draft.recipient
     message["Reply-To"] = organisation.email
@@ -265,7 +269,7 @@ def download_eml(work: Workspace, actor: Actor, takedown_ids: list[int], *, lang
     with refusals_audited(work.sessions, actor, "notice_eml", target=f"takedowns:{len(takedown_ids)}"):
         _check_language(language)
         with work.sessions.begin() as session:
-            draft, rows, directory = _prepare(session, work, actor, takedown_ids, language, step, now)
+            draft, rows, directory = _prepare(session, work, actor, takedown_ids, language, step, now, lock=True)
             message = _message(work, draft, now)
             notice = _store(session, work, actor, draft, rows, directory, "eml", message["Message-ID"], now)
             return _view(session, actor, notice), message.as_bytes()
@@ -278,7 +282,7 @@ def record_web_form(work: Workspace, actor: Actor, takedown_ids: list[int], *, l
     with refusals_audited(work.sessions, actor, "notice_web_form", target=f"takedowns:{len(takedown_ids)}"):
         _check_language(language)
         with work.sessions.begin() as session:
-            draft, rows, directory = _prepare(session, work, actor, takedown_ids, language, step, now)
+            draft, rows, directory = _prepare(session, work, actor, takedown_ids, language, step, now, lock=True)
             notice = _store(session, work, actor, draft, rows, directory, "web_form", None, now)
             return _view(session, actor, notice)
 
@@ -294,7 +298,7 @@ def send_notice(work: Workspace, actor: Actor, takedown_ids: list[int], *, langu
             raise Conflict("smtp_off", "sending is off here (takedowns.smtp.host is not set): download the .eml "
                                        "or copy the text into the host's form")
         with work.sessions.begin() as session:
-            draft, rows, directory = _prepare(session, work, actor, takedown_ids, language, step, now)
+            draft, rows, directory = _prepare(session, work, actor, takedown_ids, language, step, now, lock=True)
             if draft.channel != "email" or not draft.recipient:
                 raise Conflict("no_email_contact", f"{draft.host_key} takes notices by {draft.channel}: "
                                                    "copy the text into its form, or add an e-mail contact")

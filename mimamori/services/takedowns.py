@@ -747,6 +747,10 @@ def _apply_recheck(session: Session, work: Workspace, actor: Actor, directory: H
     # moment waits, so the state this check moves from is the current one.
     takedown = session.scalars(select(Takedown).where(Takedown.id == takedown_id).with_for_update()).one()
     before = takedown.state
+    if takedown.withdrawn_at is not None:  # withdrawn while this check ran: keep no URL of the client, act on nothing
+        session.execute(update(TakedownCheck).where(TakedownCheck.id == check_id).values(detail=None)
+                        .execution_options(synchronize_session=False))
+        return RecheckResult(check_id, takedown_id, outcome, before, before, None, False, False)
     directory = directory or HostDirectory.load(session)
     entry = directory.entry(takedown.host_key)
     to_state = None

@@ -148,3 +148,41 @@ def test_through_a_proxy_the_proxy_is_dialled_and_given_the_absolute_url(site):
     result = proxied.fetch("http://far.example/page")
     assert result.ok and result.body == b"via proxy" and result.address == f"proxy 127.0.0.1:{site.port}"
     assert site.requests[-1][0] == "http://far.example/page"
+
+
+def test_a_tls_host_that_drips_its_headers_is_cut_at_the_total_limit(tmp_path):
+    """HTTPS wraps the dialled socket (detaching it): the deadline must still end the fetch."""
+    import socket
+    import ssl
+    import threading
+
+    cert, key, ca = make_tls_files(tmp_path, "site.test")
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(str(cert), str(key))
+    listener = socket.create_server(("127.0.0.1", 0))
+    stop = threading.Event()
+
+    def serve() -> None:  # a status line, then one header byte every 0.2 s, for ever
+        raw, _ = listener.accept()
+        with context.wrap_socket(raw, server_side=True) as conn:
+            conn.recv(4096)
+            conn.sendall(b"HTTP/1.1 200 OK\r\nX-Slow: ")
+            while not stop.is_set():
+                try:
+                    conn.sendall(b"a")
+                except OSError:
+                    return
+                time.sleep(0.2)
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    try:
+        client = Fetcher(FetchLimits(timeout_s=1.5), policy=LOCAL, resolver=resolver({"site.test": ["127.0.0.1"]}),
+                         ca_file=str(ca))
+        began = time.monotonic()
+        result = client.fetch(f"https://site.test:{listener.getsockname()[1]}/")
+        assert result.failure is FetchFailure.TIMEOUT and time.monotonic() - began < 4.0, result
+    finally:
+        stop.set()
+        listener.close()
+        thread.join(5)

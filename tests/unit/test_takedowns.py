@@ -654,3 +654,25 @@ def test_the_server_country_of_an_unknown_host_comes_from_the_organisations_geoi
     broken.write_bytes(b"not a database")
     with pytest.raises(Misconfigured, match="geoip_database"):
         hosts.server_country(broken, "192.0.2.7")
+
+
+def test_a_recheck_that_ends_after_its_case_was_withdrawn_keeps_no_url_and_moves_nothing(work):
+    open_case(work, "c1")
+    directory(work)
+    one = manual(work)
+    due = takedowns.due_rechecks(work, now=T0)  # the service read the target...
+    cases.withdraw(work, ADMIN, "c1")  # ...the case was withdrawn while the page was fetched
+    result = takedowns.record_recheck(work, due[0].takedown_id, "late-1", "gone",
+                                      {"final_url": "https://tube.example/watch/1"}, T0 + dt.timedelta(hours=1))
+    assert (result.state_before, result.state_after, result.transition_id) == ("closed", "closed", None)
+    with work.sessions() as session:
+        check = session.get(TakedownCheck, "late-1")
+        assert check.detail is None and session.get(Takedown, one.id).page_url is None
+
+
+def test_a_host_contact_is_one_mailbox():
+    assert hosts.HostEntry(key="h", domains=["h.example"], operator="H", abuse_email="abuse@example.org",
+                           channel="email").abuse_email == "abuse@example.org"
+    for bad in ("a,b@example.org", "Abuse <abuse@example.org>", "x@example.org;y@example.org"):
+        with pytest.raises(ValueError):
+            hosts.HostEntry(key="h", domains=["h.example"], operator="H", abuse_email=bad, channel="email")
