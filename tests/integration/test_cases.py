@@ -65,12 +65,22 @@ def auth(env, role: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {env['keys'][role]}"}
 
 
-def audit_rows(env, **where) -> list[AuditEvent]:
+def audit_rows(env, *, started: bool = False, **where) -> list[AuditEvent]:
+    """The audit rows (oldest first) that match; without the ``started`` rows of attempts unless asked."""
     with env["work"].sessions() as session:
         query = select(AuditEvent).order_by(AuditEvent.id)
         for name, value in where.items():
             query = query.where(getattr(AuditEvent, name) == value)
+        if not started:
+            query = query.where(AuditEvent.outcome != "started")
         return list(session.scalars(query))
+
+
+def attempts_completed(env, rows: list[AuditEvent]) -> bool:
+    """Every row of an attempt (search, export, enrolment, withdrawal) has its ``started`` row before it."""
+    starts = {r.details.get("attempt"): r.id for r in audit_rows(env, started=True) if r.outcome == "started"}
+    attempted = [r for r in rows if "attempt" in r.details]
+    return bool(attempted) and all(starts.get(r.details["attempt"], r.id) < r.id for r in attempted)
 
 
 def open_case(env, case_id: str, photo: bytes, **consent_changes):
@@ -171,6 +181,7 @@ def test_search_with_the_photo_returns_the_match_at_rank_1_with_its_sightings(en
     assert rows[-1].case_id == CASE and rows[-1].target == f"case:{CASE}" and rows[-1].outcome == "ok"
     assert all(row.target.startswith("photo:") for row in rows[-7:-1])  # this test's six photo searches
     assert rows[-7].result_count == len(results)
+    assert attempts_completed(env, rows)  # each search's started row was committed before it ran
 
 
 def test_without_a_key_401_with_the_wrong_role_403_and_every_call_is_audited(env, enrolled):
@@ -200,6 +211,7 @@ def test_opening_a_case_recording_consent_and_enrolling_are_audited(env, enrolle
     assert rows[1].details["scope"] == ["search", "watchlist", "takedown"]
     assert rows[2].details["photos"] == 1 and rows[2].result_count == 0  # no retro match: nothing indexed yet
     assert all("embedding" not in json.dumps(r.details) for r in rows)
+    assert attempts_completed(env, rows[2:])  # enrolment stores vectors outside the database: started first
 
 
 def test_bad_input_gets_a_clear_4xx(env, enrolled):
@@ -296,14 +308,15 @@ def test_withdrawal_deletes_the_case_from_every_store_and_keeps_a_tombstone(env,
     bucket = s.minio.buckets.references.name
     objects = object_client(s)
     assert EnrolledFaces(s).count(CASE) == 1
-    assert len(list(objects.list_objects(bucket, prefix=f"cases/{CASE}/", recursive=True))) == 2
+    # The photo, its crop and the per-case model's weights (issue 20: trained after the confirm).
+    assert len(list(objects.list_objects(bucket, prefix=f"cases/{CASE}/", recursive=True))) == 3
 
     with work.sessions() as session:
         takedown_ids = list(session.scalars(select(Takedown.id).where(Takedown.case_id == CASE)))
     response = env["client"].delete(f"/cases/{CASE}", headers=auth(env, "admin"))
     assert response.status_code == 200, response.text
     # The confirmed match's two URLs became takedowns (issue 19): closed now, their URLs deleted.
-    assert response.json() == {"case_id": CASE, "vectors": 1, "objects": 2, "photos": 1, "matches": 1,
+    assert response.json() == {"case_id": CASE, "vectors": 1, "objects": 3, "photos": 1, "matches": 1,
                                "takedowns": 2}
 
     enrolled = EnrolledFaces(s).collection  # the whole collection, not only the case's (dropped) partition
