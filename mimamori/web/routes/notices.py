@@ -91,30 +91,30 @@ def _refused(request: Request, staff: Staff, error: MimamoriError, ids: list[int
                     send_error=error_text(staff.view.language, error))
 
 
+async def _recorded(request: Request, staff: Staff, record, ids: list[int], language: str, step: str,
+                    done: str) -> Response:
+    """The notice stored as sent by ``record`` (services/notices.py), then its page; a refusal on the preview."""
+    work = workspace(request)
+    try:
+        view = await run_in_threadpool(lambda: record(work, staff.actor, ids, language=_language(language),
+                                                      step=_step(step)))
+    except MimamoriError as error:
+        return _refused(request, staff, error, ids, language, step)
+    return RedirectResponse(f"/notices/{view.id}?done={done}", status_code=303)
+
+
 @shared.post("/notices/web-form")
 async def web_form(request: Request, staff: Working, takedown_ids: FormIds, language: FormLanguage = "",
                    step: FormStep = "") -> Response:
     """Staff pasted the text into the host's web form: stored as sent through it."""
-    work = workspace(request)
-    try:
-        view = await run_in_threadpool(lambda: notices.record_web_form(
-            work, staff.actor, takedown_ids, language=_language(language), step=_step(step)))
-    except MimamoriError as error:
-        return _refused(request, staff, error, takedown_ids, language, step)
-    return RedirectResponse(f"/notices/{view.id}?done=web_form", status_code=303)
+    return await _recorded(request, staff, notices.record_web_form, takedown_ids, language, step, "web_form")
 
 
 @shared.post("/notices/send")
 async def send(request: Request, staff: Working, takedown_ids: FormIds, language: FormLanguage = "",
                step: FormStep = "") -> Response:
     """Sent over the organisation's SMTP server (takedowns.smtp), stored as sent."""
-    work = workspace(request)
-    try:
-        view = await run_in_threadpool(lambda: notices.send_notice(
-            work, staff.actor, takedown_ids, language=_language(language), step=_step(step)))
-    except MimamoriError as error:
-        return _refused(request, staff, error, takedown_ids, language, step)
-    return RedirectResponse(f"/notices/{view.id}?done=smtp", status_code=303)
+    return await _recorded(request, staff, notices.send_notice, takedown_ids, language, step, "smtp")
 
 
 @shared.get("/notices/{notice_id}")
