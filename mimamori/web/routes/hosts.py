@@ -48,11 +48,15 @@ def _yaml(entry: hosts.HostEntry | None, field: str) -> str:
 @shared.get("/hosts")
 def host_list(request: Request, staff: Working, done: str | None = None, created: int = 0, updated: int = 0,
               rehomed: int = 0) -> Response:
+    return _list_page(request, staff, notice=done if done in DONE else None,
+                      counts={"created": created, "updated": updated, "rehomed": rehomed})
+
+
+def _list_page(request: Request, staff: Staff, status: int = 200, **context) -> Response:
     work = workspace(request)
-    counts = {"created": created, "updated": updated, "rehomed": rehomed}
     return render(request, "hosts.html", {"hosts": hosts.list_hosts(work, staff.actor),
-                                          "unknown": hosts.unknown_hosts(work, staff.actor),
-                                          "notice": done if done in DONE else None, "counts": counts})
+                                          "unknown": hosts.unknown_hosts(work, staff.actor), **context},
+                  status=status)
 
 
 def _slug(domain: str) -> str:
@@ -108,8 +112,7 @@ def _entry(values: dict) -> hosts.HostEntry:
     body["escalation"] = _list_of(values["escalation"], "escalation")
     body["removal_rules"] = _list_of(values["removal_rules"], "removal_rules")
     body["verified"] = values["verified"] == "on"
-    for name in ("expected_response_days",):
-        body[name] = body[name] or 7
+    body["expected_response_days"] = body["expected_response_days"] or 7
     try:
         return hosts.HostEntry.model_validate(body)
     except ValidationError as error:
@@ -178,9 +181,7 @@ async def import_hosts(request: Request, staff: Admin, directory: Annotated[Uplo
     except MimamoriError as error:
         if not said_on_page(error):
             raise
-        return render(request, "hosts.html", {"hosts": hosts.list_hosts(work, staff.actor),
-                                              "unknown": hosts.unknown_hosts(work, staff.actor), "notice": None,
-                                              "counts": {}, "import_error": error_text(staff.view.language, error)},
-                      status=http_status(error))
+        return _list_page(request, staff, http_status(error), notice=None, counts={},
+                          import_error=error_text(staff.view.language, error))
     return RedirectResponse(f"/hosts?done=imported&created={result.created}&updated={result.updated}"
                             f"&rehomed={result.rehomed_takedowns}", status_code=303)
