@@ -22,10 +22,9 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import sessionmaker
 
-from mimamori.core import metrics
 from mimamori.core.config import Settings
 from mimamori.media.pdq import PdqHash
-from mimamori.services.match_signals import Decision, PdqScore, Thresholds, combine, pdq_similarity
+from mimamori.services.match_signals import Decision, PdqScore, Thresholds, combine, face_evidence, pdq_similarity
 from mimamori.services.watchlist import Watchlist, record_matches
 from mimamori.stores.cases import Match
 from mimamori.stores.image_hashes import ReferenceHashes, ReferenceHit, pdq_key
@@ -129,25 +128,29 @@ class MediaWatchlist(Watchlist):
         Idempotent: a pair already matched (by its face, or by this hash before) gets the PDQ
         evidence added to its match, and no second match.
         """
-        if not candidates:
-            return []
-        added = add_hash_evidence(self.sessions, candidates)
-        fresh = [c for c in candidates if (c.case_id, c.media_sha256) not in added]
         by_sha = {m.media_sha256: m for m in media}
-        new = record_matches(
-            self.sessions, [(c.case_id, c.face_id, c.media_sha256, c.similarity) for c in fresh],
-            HASH_MODEL_VERSION, "stream",
-            {sha: m.scraped_at for sha, m in by_sha.items() if m.scraped_at},
-            {sha: m.media_phash for sha, m in by_sha.items() if m.media_phash},
-            signals={(c.case_id, c.face_id): c.decision.evidence() for c in fresh},
-            image_keys={(c.case_id, c.face_id): c.image_key for c in fresh})
-        for match in new:
-            seen = by_sha[match.media_sha256]
-            self._announce("match", match, seen.media_id, seen.source_url, seen.platform)
-            metrics.WATCHLIST_MATCHES.labels(platform=seen.platform).inc()
-        if new:
-            self.producer.flush(timeout=30)
+        new = record_hash_candidates(self.sessions, candidates, "stream", by_sha, thumbnails=True)
+        self._announce_matches(new, lambda match: by_sha[match.media_sha256])
         return new
+
+
+def record_hash_candidates(sessions: sessionmaker, candidates: list[HashCandidate], source: str,
+                           media: dict[str, HashedMedia] | None = None, thumbnails: bool = False) -> list[Match]:
+    """The candidates' matches: a (case, media) pair matched before gets the PDQ evidence added
+    (``add_hash_evidence``), the others become matches; returns the new ones. ``media`` (sha256 ->
+    where it was seen) gives their scrape time and pHash; ``thumbnails``: their frame thumbnails
+    were written (``image_key``)."""
+    if not candidates:
+        return []
+    added = add_hash_evidence(sessions, candidates)
+    fresh = [c for c in candidates if (c.case_id, c.media_sha256) not in added]
+    media = media or {}
+    return record_matches(
+        sessions, [(c.case_id, c.face_id, c.media_sha256, c.similarity) for c in fresh], HASH_MODEL_VERSION, source,
+        {sha: m.scraped_at for sha, m in media.items() if m.scraped_at},
+        {sha: m.media_phash for sha, m in media.items() if m.media_phash},
+        signals={(c.case_id, c.face_id): c.decision.evidence() for c in fresh},
+        image_keys={(c.case_id, c.face_id): c.image_key for c in fresh} if thumbnails else None)
 
 
 def add_hash_evidence(sessions: sessionmaker, candidates: list[HashCandidate]) -> set[tuple[str, str]]:
@@ -169,7 +172,7 @@ def add_hash_evidence(sessions: sessionmaker, candidates: list[HashCandidate]) -
 
 def merged_evidence(existing: dict[str, Any] | None, similarity: float, decision: Decision) -> dict[str, Any]:
     """A match's evidence with a hash decision's added (an old match without evidence: a face match)."""
-    base = existing or {"fired": ["face"], "scores": {"face": round(similarity, 4)}}
+    base = existing or face_evidence(similarity)
     evidence = decision.evidence()
     fired = list(dict.fromkeys([*base.get("fired", []), *evidence["fired"]]))
     merged = {"fired": fired, "scores": {**base.get("scores", {}), **evidence["scores"]}}

@@ -35,11 +35,10 @@ from mimamori.services.access import require_case_access
 from mimamori.services.audit import Actor, record, refusals_audited
 from mimamori.services.consent import ENROLMENT_SCOPES, active_consent, require_consent
 from mimamori.services.hash_lists import ListedHash, format_hash_list, parse_hash_list
-from mimamori.services.image_matches import HASH_MODEL_VERSION, HashCandidate, add_hash_evidence
+from mimamori.services.image_matches import HashCandidate, record_hash_candidates
 from mimamori.services.match_signals import PdqScore, Thresholds, combine
 from mimamori.services.review_images import safe_image
 from mimamori.services.users import organisation_settings
-from mimamori.services.watchlist import record_matches
 from mimamori.services.workspace import Workspace
 from mimamori.stores.cases import get_case
 from mimamori.stores.image_hashes import ReferenceHash
@@ -203,14 +202,7 @@ def retro_hash_search(work: Workspace, case_id: str, references: list[ReferenceH
         decision = combine(pdq=PdqScore(distance, quality, variant, frame_ms), thresholds=thresholds)
         if decision.matched:
             candidates.append(HashCandidate(case_id, sha, frame_ms, decision))
-    if not candidates:
-        return 0
-    had = add_hash_evidence(work.sessions, candidates)
-    fresh = [c for c in candidates if (c.case_id, c.media_sha256) not in had]
-    new = record_matches(work.sessions, [(c.case_id, c.face_id, c.media_sha256, c.similarity) for c in fresh],
-                         HASH_MODEL_VERSION, "retro",
-                         signals={(c.case_id, c.face_id): c.decision.evidence() for c in fresh})
-    return len(new)
+    return len(record_hash_candidates(work.sessions, candidates, "retro"))
 
 
 def export_hash_list(work: Workspace, actor: Actor, case_id: str, fmt: str = "te") -> str:

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import datetime as dt
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -178,12 +178,7 @@ class Watchlist:
                              {f.media_sha256: f.scraped_at for f in faces if f.scraped_at},
                              {f.media_sha256: f.media_phash for f in faces if f.media_phash},
                              signals=evidence, case_scores=case_scores)
-        for match in new:
-            face = by_face[match.face_id]
-            self._announce("match", match, face.media_id, face.source_url, face.platform)
-            metrics.WATCHLIST_MATCHES.labels(platform=face.platform).inc()
-        if new:
-            self.producer.flush(timeout=30)
+        self._announce_matches(new, lambda match: by_face[match.face_id])
         metrics.STAGE_SECONDS.labels(stage="watchlist").observe(time.perf_counter() - began)
         return new
 
@@ -215,6 +210,16 @@ class Watchlist:
         if linked:
             self.producer.flush(timeout=30)
         return len(linked)
+
+    def _announce_matches(self, new: list[Match], seen: Callable[[Match], Any]) -> None:
+        """Announce and count new matches; ``seen(match)`` has the ``media_id``, ``source_url`` and
+        ``platform`` of where its media was seen."""
+        for match in new:
+            where = seen(match)
+            self._announce("match", match, where.media_id, where.source_url, where.platform)
+            metrics.WATCHLIST_MATCHES.labels(platform=where.platform).inc()
+        if new:
+            self.producer.flush(timeout=30)
 
     def _announce(self, kind: str, match: Match, media_id: str, source_url: str, platform: str) -> None:
         document = {
