@@ -31,7 +31,8 @@ from sqlalchemy.orm import Session
 
 from mimamori.core.errors import Conflict, Forbidden, InvalidInput, NotFound
 from mimamori.core.spreadsheet import rows_csv
-from mimamori.services.access import visible_case_ids
+from mimamori.services import matches
+from mimamori.services.access import require_case_access, visible_case_ids
 from mimamori.services.audit import Actor, record, refusals_audited
 from mimamori.services.hosts import (
     UNKNOWN_PREFIX,
@@ -61,7 +62,6 @@ from mimamori.stores.takedowns import (
 __all__ = ["CHECK_OUTCOMES", "NEEDS_ACTION", "OPEN_STATES", "RECHECKED_STATES", "STATES"]
 
 RECHECK_ACTOR = Actor("rechecks", "service")
-NOTE_MAX_CHARS = 2000
 URL_MAX_CHARS = 2048
 SHA256 = r"^[0-9a-f]{64}$"
 ReportBy = Literal["month", "host", "platform", "country"]
@@ -219,14 +219,6 @@ REPORT_COLUMNS = ("month", "group", "requested", "removed", "removal_rate", "med
 
 
 # -- shared checks ---------------------------------------------------------------------------------
-def clean_note(note: str | None) -> str | None:
-    if note is None or not note.strip():
-        return None
-    if len(note) > NOTE_MAX_CHARS:
-        raise InvalidInput("note_too_long", f"a note holds at most {NOTE_MAX_CHARS} characters, not {len(note)}")
-    return note.strip()
-
-
 def aware_time(now: dt.datetime | None) -> dt.datetime:
     if now is None:
         return utcnow()
@@ -474,8 +466,8 @@ def on_decision(work: Workspace, actor: Actor, decision: str, sightings: dict[in
     """What a review decision does to takedowns, in its transaction (services/matches.py calls it with
     the changed matches as they were): confirmed creates them; a confirmation taken back closes drafts."""
 
-    def apply(session: Session, matches: list[Match], now: dt.datetime) -> None:
-        for match in matches:
+    def apply(session: Session, changed: list[Match], now: dt.datetime) -> None:
+        for match in changed:
             if decision == "confirmed":
                 create_for_match(session, work, actor, match, sightings.get(match.id, []), now)
             elif match.status == "confirmed":
@@ -503,7 +495,7 @@ def create_takedown(work: Workspace, actor: Actor, case_id: str, page_url: str, 
             raise InvalidInput("bad_phash", "media_phash: 16 lower-case hex digits")
         if media_pdq is not None and not re.match(r"^[0-9a-f]{64}$", media_pdq):
             raise InvalidInput("bad_pdq", "media_pdq: 64 lower-case hex digits")
-        note = clean_note(note)
+        note = matches.clean_note(note)
         with work.sessions.begin() as session:
             require_takedown_access_to_case(session, actor, case_id)
             get_case(session, case_id)
@@ -522,9 +514,7 @@ def create_takedown(work: Workspace, actor: Actor, case_id: str, page_url: str, 
 
 def require_takedown_access_to_case(session: Session, actor: Actor, case_id: str) -> None:
     require_takedown_role(actor)
-    visible = visible_case_ids(session, actor)
-    if visible is not None and case_id not in visible:
-        raise Forbidden("not_assigned", f"case {case_id} is not assigned to you; an admin assigns cases")
+    require_case_access(session, actor, case_id)
 
 
 # -- reading --------------------------------------------------------------------------------------
@@ -595,7 +585,7 @@ def transition(work: Workspace, actor: Actor, takedown_id: int, to_state: str, *
     now = aware_time(now)
     with refusals_audited(work.sessions, actor, "takedown_transition", target=f"takedown:{takedown_id}",
                           to=to_state):
-        note = clean_note(note)
+        note = matches.clean_note(note)
         if evidence is not None and not isinstance(evidence, dict):
             raise InvalidInput("bad_evidence", "evidence is a JSON object")
         if to_state == "removed":  # the statement is the evidence: kept as such
@@ -637,7 +627,7 @@ def escalate(work: Workspace, actor: Actor, takedown_ids: list[int], *, note: st
     request, a hotline report...), all or none. A step that is a notice: notices.send_notice(step=...)."""
     now = aware_time(now)
     with refusals_audited(work.sessions, actor, "escalate", target=f"takedowns:{len(takedown_ids)}"):
-        note = clean_note(note)
+        note = matches.clean_note(note)
         with work.sessions.begin() as session:
             rows = load_takedowns(session, actor, takedown_ids, lock=True)
             directory = HostDirectory.load(session)
