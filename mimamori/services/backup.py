@@ -212,12 +212,8 @@ def _created(backup_id: str) -> dt.datetime | None:
         return None
 
 
-def read_manifest(settings: Settings, backup_id: str, key: bytes | None = None,
-                  target: BackupTarget | None = None) -> Manifest:
-    key = key or load_key(settings.backup.key_file)
-    target = target or backup_target(settings)
-    if backup_id not in target.backup_ids():
-        raise NotFound("unknown_backup", f"no backup {backup_id} in {target.describe()}")
+def read_manifest(key: bytes, target: BackupTarget, backup_id: str) -> Manifest:
+    """The manifest of ``backup_id``, one of ``target.backup_ids()``, opened with ``key``."""
     with tempfile.TemporaryDirectory(prefix="mimamori-backup-") as folder:
         sealed, plain = Path(folder) / MANIFEST, Path(folder) / "manifest.json"
         target.get(backup_id, MANIFEST, sealed)
@@ -232,7 +228,7 @@ def read_manifest(settings: Settings, backup_id: str, key: bytes | None = None,
 def list_backups(settings: Settings) -> list[Manifest]:
     """Every backup at the destination, oldest first (their manifests opened with the key)."""
     key, target = load_key(settings.backup.key_file), backup_target(settings)
-    return [read_manifest(settings, backup_id, key, target) for backup_id in target.backup_ids()]
+    return [read_manifest(key, target, backup_id) for backup_id in target.backup_ids()]
 
 
 def prune_backups(work: Workspace, actor: Actor, now: dt.datetime | None = None) -> list[str]:
@@ -267,12 +263,15 @@ def restore_backup(work: Workspace, actor: Actor, backup_id: str) -> RestoreRepo
     seconds: dict[str, float] = {}
     with refusals_audited(work.sessions, actor, "backup_restore", target=backup_id):
         key, target = load_key(settings.backup.key_file), backup_target(settings)
-        manifest = read_manifest(settings, backup_id, key, target)
+        backup_ids = target.backup_ids()  # one listing: a bucket's lists every part of every backup
+        if backup_id not in backup_ids:
+            raise NotFound("unknown_backup", f"no backup {backup_id} in {target.describe()}")
+        manifest = read_manifest(key, target, backup_id)
         occupied = occupied_tables(work.sessions.kw["bind"])
         if occupied:
             raise InvalidInput("restore_not_empty", f"the case database is not empty ({occupied}): a restore "
                                "goes into a new one (after `stack up` on an empty stack)")
-        later = [read_manifest(settings, other, key, target) for other in target.backup_ids() if other > backup_id]
+        later = [read_manifest(key, target, other) for other in backup_ids if other > backup_id]
         with tempfile.TemporaryDirectory(prefix="mimamori-restore-") as folder:
             began = time.monotonic()
             plain = _fetch_verified(target, key, manifest, Path(folder))
