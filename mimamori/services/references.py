@@ -87,6 +87,21 @@ class _Decoded:
     frames: list[tuple[int, list[PdqHash]]]  # (frame ms, its eight dihedral hashes)
     first_frame: object  # PIL image of the first frame (thumbnail, face)
 
+    def reference_hashes(self, case_id: str) -> list[ReferenceHash]:
+        """Every dihedral hash of every frame, as the case's reference rows."""
+        return [ReferenceHash(case_id, self.sha256, ms, variant, hashed)
+                for ms, hashes in self.frames for variant, hashed in zip(DIHEDRAL, hashes, strict=True)]
+
+
+def _may_enrol(work: Workspace, actor: Actor, case_id: str, doing: str) -> bool:
+    """Refuse unless the actor may enrol references of the case under a consent in force; return
+    whether that consent covers search (the new hashes are then searched in the past)."""
+    with work.sessions() as session:
+        require_case_access(session, actor, case_id)
+        get_case(session, case_id)
+        require_consent(session, case_id, ENROLMENT_SCOPES, doing)
+        return active_consent(session, case_id, "search") is not None
+
 
 def _decode(work: Workspace, upload: Upload) -> _Decoded:
     name, data, content_type = upload
@@ -107,11 +122,7 @@ def add_references(work: Workspace, actor: Actor, case_id: str, uploads: list[Up
                    label: str | None = None) -> ReferenceResult:
     """Enrol reference images or videos; every upload is checked before any is stored."""
     with refusals_audited(work.sessions, actor, "add_reference", case_id=case_id):
-        with work.sessions() as session:
-            require_case_access(session, actor, case_id)
-            get_case(session, case_id)
-            require_consent(session, case_id, ENROLMENT_SCOPES, "adding reference media")
-            retro = active_consent(session, case_id, "search") is not None
+        retro = _may_enrol(work, actor, case_id, "adding reference media")
         if not uploads:
             raise PhotoRejected("no_media", "no image or video given")
         decoded = [_decode(work, upload) for upload in uploads]
@@ -120,9 +131,7 @@ def add_references(work: Workspace, actor: Actor, case_id: str, uploads: list[Up
         result = ReferenceResult(case_id, views)
         if retro:
             result.retro_matches = retro_hash_search(work, case_id, [
-                ReferenceHash(case_id, item.sha256, ms, variant, hashed)
-                for item in decoded for ms, hashes in item.frames for variant, hashed in zip(DIHEDRAL, hashes,
-                                                                                             strict=True)])
+                hashed for item in decoded for hashed in item.reference_hashes(case_id)])
     record(work.sessions, actor, "add_reference", case_id=case_id, result_count=result.retro_matches,
            references=len(views), originals_kept=keep_originals)
     return result
@@ -131,8 +140,7 @@ def add_references(work: Workspace, actor: Actor, case_id: str, uploads: list[Up
 def _store(work: Workspace, actor: Actor, case_id: str, item: _Decoded, label: str | None,
            keep_original: bool) -> ReferenceView:
     """Hashes, a face vector (one face only), a blurred thumbnail and, if kept, the original: idempotent."""
-    hashes = [ReferenceHash(case_id, item.sha256, ms, variant, hashed)
-              for ms, frame_hashes in item.frames for variant, hashed in zip(DIHEDRAL, frame_hashes, strict=True)]
+    hashes = item.reference_hashes(case_id)
     work.reference_hashes.add(hashes)
     face_vectors = 0
     if item.kind == "image":
@@ -222,11 +230,7 @@ def import_hash_list(work: Workspace, actor: Actor, case_id: str, text: str, lab
                      ) -> ReferenceResult:
     """A partner's hash list as references of the case (one reference row per list, by the list's sha256)."""
     with refusals_audited(work.sessions, actor, "import_hashes", case_id=case_id):
-        with work.sessions() as session:
-            require_case_access(session, actor, case_id)
-            get_case(session, case_id)
-            require_consent(session, case_id, ENROLMENT_SCOPES, "importing hashes")
-            retro = active_consent(session, case_id, "search") is not None
+        retro = _may_enrol(work, actor, case_id, "importing hashes")
         parsed = parse_hash_list(text)
         if not parsed.hashes:
             raise PhotoRejected("no_hashes", "the list holds no PDQ hash")
