@@ -18,13 +18,14 @@ tests and the re-check service can move it.
 from __future__ import annotations
 
 import datetime as dt
+import re
 import statistics
 from collections import defaultdict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from sqlalchemy import func, select, update
+from sqlalchemy import select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
@@ -51,6 +52,7 @@ from mimamori.stores.takedowns import (
     OPEN_STATES,
     RECHECKED_STATES,
     STATES,
+    TRANSITIONS,
     Notice,
     NoticeItem,
     Takedown,
@@ -63,7 +65,7 @@ __all__ = ["CHECK_OUTCOMES", "NEEDS_ACTION", "OPEN_STATES", "RECHECKED_STATES", 
 
 RECHECK_ACTOR = Actor("rechecks", "service")
 URL_MAX_CHARS = 2048
-SHA256 = r"^[0-9a-f]{64}$"
+HEX64 = r"^[0-9a-f]{64}$"  # a SHA-256, a PDQ hash
 ReportBy = Literal["month", "host", "platform", "country"]
 
 
@@ -301,7 +303,7 @@ def apply_transition(session: Session, work: Workspace, actor: Actor, takedown: 
     before = takedown.state
     if not allowed(before, to_state):
         raise Conflict("illegal_transition", f"takedown {takedown.id} is {before}: it cannot become {to_state} "
-                                             f"(from {before}: {', '.join(_targets(before)) or 'nothing'})")
+                                             f"(from {before}: {', '.join(TRANSITIONS.get(before, ())) or 'nothing'})")
     if to_state == "removed" and check_id is None and note is None:
         raise InvalidInput("removal_needs_evidence", "a takedown is removed on evidence: a re-check that found it "
                                                      "gone, or your statement in the note (what you saw, when)")
@@ -342,12 +344,6 @@ def apply_transition(session: Session, work: Workspace, actor: Actor, takedown: 
     record(work.sessions, actor, action, case_id=takedown.case_id, target=f"takedown:{takedown.id}",
            session=session, **details)
     return row
-
-
-def _targets(state: str) -> tuple[str, ...]:
-    from mimamori.stores.takedowns import TRANSITIONS
-
-    return TRANSITIONS.get(state, ())
 
 
 # -- creation ------------------------------------------------------------------------------------
@@ -481,19 +477,17 @@ def create_takedown(work: Workspace, actor: Actor, case_id: str, page_url: str, 
                     platform: str | None = None, match_id: int | None = None, found_at: dt.datetime | None = None,
                     note: str | None = None, now: dt.datetime | None = None) -> TakedownView:
     """A takedown for a URL staff found (idempotent: the same case, page and media give the one record)."""
-    import re
-
     now = aware_time(now)
     with refusals_audited(work.sessions, actor, "create_takedown", case_id=case_id):
         require_takedown_role(actor)
         for name, url in (("page_url", page_url), ("media_url", media_url)):
-            if url is not None and (len(url) > URL_MAX_CHARS or _web_url(url) is None):
+            if url is not None and _web_url(url) is None:  # None too for a URL over URL_MAX_CHARS
                 raise InvalidInput("bad_url", f"{name}: an http(s) URL of at most {URL_MAX_CHARS} characters")
-        if media_sha256 is not None and not re.match(r"^[0-9a-f]{64}$", media_sha256):
+        if media_sha256 is not None and not re.match(HEX64, media_sha256):
             raise InvalidInput("bad_sha256", "media_sha256: 64 lower-case hex digits")
         if media_phash is not None and not re.match(r"^[0-9a-f]{16}$", media_phash):
             raise InvalidInput("bad_phash", "media_phash: 16 lower-case hex digits")
-        if media_pdq is not None and not re.match(r"^[0-9a-f]{64}$", media_pdq):
+        if media_pdq is not None and not re.match(HEX64, media_pdq):
             raise InvalidInput("bad_pdq", "media_pdq: 64 lower-case hex digits")
         note = matches.clean_note(note)
         with work.sessions.begin() as session:
@@ -899,9 +893,3 @@ def report(work: Workspace, actor: Actor, *, by: ReportBy = "host", since: dt.da
 
 def report_csv(rows: list[ReportRow]) -> str:
     return rows_csv(REPORT_COLUMNS, rows)
-
-
-def state_counts(work: Workspace) -> dict[str, int]:
-    """Takedowns by state (for the metrics: counts only, no case)."""
-    with work.sessions() as session:
-        return dict(session.execute(select(Takedown.state, func.count()).group_by(Takedown.state)).all())
