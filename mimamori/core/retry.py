@@ -141,17 +141,16 @@ class Outages:
         """A call to ``store`` succeeded: if it had been unreachable, say for how long."""
         if store not in self._since:  # unlocked fast path: the common case, no outage
             return
+        now = time.monotonic()
         with self._lock:
             since = self._since.pop(store, None)
             self._reported.pop(store, None)
             what = self._what.pop(store, "")
-        if since is not None:
-            now = time.monotonic()
-            with self._lock:
+            if since is not None:
                 self.history.append((store, since, now))
+        if since is not None:
             log.warning("%s recovered after %.0f s unreachable (since %s, until %s; %s)",
                         store, now - since, _stamp(since), _stamp(now), what)
-
 
     def summary(self) -> list[str]:
         """One line per outage this process lived through (ended or going on), oldest first."""
@@ -260,7 +259,9 @@ def with_retries(action: Callable[[], T], what: str, *, store: str | None = None
             delay = min(delay * 2, max_delay_s)
             continue
         finally:
-            hung = token is not None and WATCHDOG.end(token)
-        if failed_store is not None or hung or store is not None:
-            OUTAGES.recovered(failed_store or store)  # type: ignore[arg-type]
+            if token is not None:
+                WATCHDOG.end(token)
+        answered = failed_store or store  # a store known to be reachable now (after a hang too)
+        if answered is not None:
+            OUTAGES.recovered(answered)
         return result
