@@ -27,7 +27,7 @@ from urllib.parse import urlsplit
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
-from sqlalchemy import select, update
+from sqlalchemy import Select, select, update
 from sqlalchemy.orm import Session
 
 from mimamori.core.errors import Forbidden, InvalidInput, Misconfigured, NotFound
@@ -264,6 +264,12 @@ def require_takedown_role(actor: Actor) -> None:
         raise Forbidden("role_cannot_takedown", f"a {actor.role} does not work on takedowns")
 
 
+def of_visible_cases(session: Session, actor: Actor, query: Select) -> Select:
+    """``query`` of takedowns narrowed to the cases ``actor`` may see (admins: every case)."""
+    visible = visible_case_ids(session, actor)
+    return query if visible is None else query.where(Takedown.case_id.in_(sorted(visible)))
+
+
 def _host(session: Session, key: str) -> Host:
     host = session.scalars(select(Host).where(Host.key == key)).first()
     if host is None:
@@ -399,8 +405,6 @@ def unknown_hosts(work: Workspace, actor: Actor) -> list[UnknownHost]:
         query = (select(Takedown.host_key, func.count()).where(Takedown.host_key.startswith(UNKNOWN_PREFIX),
                                                                Takedown.state.in_(RECHECKED_STATES))
                  .group_by(Takedown.host_key).order_by(func.count().desc(), Takedown.host_key))
-        visible = visible_case_ids(session, actor)
-        if visible is not None:
-            query = query.where(Takedown.case_id.in_(sorted(visible)))
+        query = of_visible_cases(session, actor, query)
         rows = [UnknownHost(key.removeprefix(UNKNOWN_PREFIX), key, count) for key, count in session.execute(query)]
     return rows

@@ -39,7 +39,14 @@ from mimamori.core.errors import Conflict, InvalidInput, Misconfigured, NotFound
 from mimamori.services.access import visible_case_ids
 from mimamori.services.audit import Actor, record, refusals_audited
 from mimamori.services.consent import active_consent, require_consent
-from mimamori.services.hosts import UNKNOWN_PREFIX, EscalationStep, HostDirectory, HostEntry, require_takedown_role
+from mimamori.services.hosts import (
+    UNKNOWN_PREFIX,
+    EscalationStep,
+    HostDirectory,
+    HostEntry,
+    of_visible_cases,
+    require_takedown_role,
+)
 from mimamori.services.takedowns import (
     NoticeView,
     apply_transition,
@@ -373,9 +380,7 @@ def notice_batches(work: Workspace, actor: Actor) -> list[NoticeBatch]:
         require_takedown_role(actor)
         query = select(Takedown.id, Takedown.host_key, Takedown.case_id).where(
             Takedown.state.in_(FIRST_NOTICE_STATES), Takedown.page_url.is_not(None)).order_by(Takedown.id)
-        visible = visible_case_ids(session, actor)
-        if visible is not None:
-            query = query.where(Takedown.case_id.in_(sorted(visible)))
+        query = of_visible_cases(session, actor, query)
         groups: dict[str, list[tuple[int, str]]] = {}
         for takedown_id, host_key, case_id in session.execute(query):
             groups.setdefault(host_key, []).append((takedown_id, case_id))

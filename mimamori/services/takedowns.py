@@ -41,6 +41,7 @@ from mimamori.services.hosts import (
     HostDirectory,
     HostEntry,
     hostname_of,
+    of_visible_cases,
     require_takedown_role,
     server_country,
 )
@@ -524,9 +525,7 @@ def list_takedowns(work: Workspace, actor: Actor, *, case_id: str | None = None,
         if case_id is not None:
             require_takedown_access_to_case(session, actor, case_id)
             query = query.where(Takedown.case_id == case_id)
-        visible = visible_case_ids(session, actor)
-        if visible is not None:
-            query = query.where(Takedown.case_id.in_(sorted(visible)))
+        query = of_visible_cases(session, actor, query)
         if state is not None:
             query = query.where(Takedown.state == state)
         if host_key is not None:
@@ -644,9 +643,7 @@ def due(work: Workspace, actor: Actor, now: dt.datetime | None = None, limit: in
         query = (select(Takedown).where(Takedown.state.in_(OPEN_STATES), Takedown.next_escalation_at.is_not(None),
                                         Takedown.next_escalation_at < tomorrow)
                  .order_by(Takedown.next_escalation_at, Takedown.id).limit(limit))
-        visible = visible_case_ids(session, actor)
-        if visible is not None:
-            query = query.where(Takedown.case_id.in_(sorted(visible)))
+        query = of_visible_cases(session, actor, query)
         directory = HostDirectory.load(session)
         items = []
         for takedown in session.scalars(query):
@@ -846,9 +843,7 @@ def report(work: Workspace, actor: Actor, *, by: ReportBy = "host", since: dt.da
     with refusals_audited(work.sessions, actor, "takedown_report", by=by), work.sessions() as session:
         require_takedown_role(actor)
         query = select(Takedown).where(Takedown.first_sent_at.is_not(None))
-        visible = visible_case_ids(session, actor)
-        if visible is not None:
-            query = query.where(Takedown.case_id.in_(sorted(visible)))
+        query = of_visible_cases(session, actor, query)
         if since is not None:
             query = query.where(Takedown.first_sent_at >= dt.datetime.combine(since, dt.time(), dt.UTC))
         if until is not None:
