@@ -7,7 +7,6 @@ from collections.abc import Iterator
 from mimamori.core.config import Settings
 from mimamori.core.retry import with_retries
 from mimamori.media.decode import MediaError, decode_media
-from mimamori.media.pdq import frame_hashes
 from mimamori.media.phash import perceptual_hash
 from mimamori.stores.objects import read_media_object
 from mimamori.transforms.backends import PRODUCTION, Backends
@@ -35,6 +34,4 @@ class FetchAndDecode(Stage):
         media = decode_media(data, event.content_type, self.limits)
         if event.sha256 and event.sha256 != media.sha256:
             raise MediaError("sha256_mismatch", f"event says {event.sha256}, the bytes hash to {media.sha256}")
-        item = MediaItem(incoming.record, event, media, perceptual_hash(media.frames[0].image))
-        item.pdq = frame_hashes((frame.time_ms, frame.image) for frame in media.frames)  # issue 20: every frame
-        yield item
+        yield MediaItem(incoming.record, event, media, perceptual_hash(media.frames[0].image))

@@ -5,6 +5,10 @@ ratio (re-encoded or resized copies). A replay of the first upload itself is a s
 unless ``pipeline.reprocess_indexed`` asks for it to be processed again. Edits that change the
 layout (crops, mirrors, borders) are new media: their faces are indexed and found by face
 search instead.
+
+Media that goes on to be indexed leaves here with the PDQ hash of each of its frames
+(``MediaItem.pdq``, what the writer stores and the image-hash watchlist searches); hashing
+it here rather than at decoding spares the sightings a full-resolution hash they never use.
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ from apache_beam import pvalue
 
 from mimamori.core import metrics
 from mimamori.core.config import Settings
+from mimamori.media.pdq import frame_hashes
 from mimamori.stores.media import KnownMedia
 from mimamori.transforms.backends import PRODUCTION, Backends
 from mimamori.transforms.elements import MediaItem
@@ -54,4 +59,6 @@ class Dedupe(Stage):
             yield pvalue.TaggedOutput(SIGHTING, item)
             return
         self.in_bundle[sha] = item.event.media_id
+        # The PDQ of every frame (issue 20), for media that is indexed: a sighting's would be thrown away.
+        item.pdq = frame_hashes((frame.time_ms, frame.image) for frame in item.media.frames)
         yield item
