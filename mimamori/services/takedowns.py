@@ -637,7 +637,8 @@ def due(work: Workspace, actor: Actor, now: dt.datetime | None = None, limit: in
     """What is due today and what is overdue (due before today), oldest first: each takedown's next
     escalation step, by its host's expected response time and ladder."""
     now = aware_time(now)
-    tomorrow = _day_start(now) + dt.timedelta(days=1)
+    today = _day_start(now)
+    tomorrow = today + dt.timedelta(days=1)
     with refusals_audited(work.sessions, actor, "view_due"), work.sessions() as session:
         require_takedown_role(actor)
         query = (select(Takedown).where(Takedown.state.in_(OPEN_STATES), Takedown.next_escalation_at.is_not(None),
@@ -650,9 +651,9 @@ def due(work: Workspace, actor: Actor, now: dt.datetime | None = None, limit: in
             entry = directory.entry(takedown.host_key)
             step = next_step(entry, takedown.escalation_step)
             due_at = takedown.next_escalation_at
-            overdue = due_at < _day_start(now)
+            overdue = due_at < today
             items.append(DueItem(TakedownView.of(takedown), due_at, overdue,
-                                 (_day_start(now) - _day_start(due_at)).days if overdue else 0, step,
+                                 (today - _day_start(due_at)).days if overdue else 0, step,
                                  takedown.escalation_step if step is not None else None))
     record(work.sessions, actor, "view_due", result_count=len(items))
     return items
