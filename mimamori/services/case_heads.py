@@ -7,7 +7,6 @@ from the object store once per version, checked against the SHA-256 their row ho
 
 from __future__ import annotations
 
-import functools
 import hashlib
 from collections.abc import Callable
 from typing import Any
@@ -19,17 +18,12 @@ from mimamori.models.case_head import CaseHead
 from mimamori.stores.case_models import CaseModel
 
 
-@functools.lru_cache(maxsize=256)
-def _head_of(data_sha256: str, data: bytes) -> CaseHead:
-    return CaseHead.from_bytes(data)
-
-
 def load_head(objects: Any, bucket: str, row: CaseModel) -> CaseHead:
     """The head of a version row, its weights checked against the row's SHA-256."""
     data = objects.get_object(bucket, row.object_key).read()
     if hashlib.sha256(data).hexdigest() != row.weights_sha256:
         raise ValueError(f"weights of case model {row.case_id} v{row.version} do not match their SHA-256")
-    return _head_of(row.weights_sha256, data)
+    return CaseHead.from_bytes(data)
 
 
 class HeadCache:
