@@ -241,24 +241,24 @@ class Fetcher:
         except _Failed:
             raise
         except ssl.SSLError as error:
-            if time.monotonic() >= deadline:
-                raise _Failed(FetchFailure.TIMEOUT, f"cut at the {self.limits.timeout_s:.0f} s limit") from None
-            raise _Failed(FetchFailure.TLS_ERROR, str(error)) from None
+            raise self._cut_or(deadline, FetchFailure.TLS_ERROR, str(error)) from None
         except TimeoutError:
             raise _Failed(FetchFailure.TIMEOUT, f"no answer within {self.limits.timeout_s:.0f} s") from None
         except (http.client.HTTPException, ValueError) as error:
-            if time.monotonic() >= deadline:
-                raise _Failed(FetchFailure.TIMEOUT, f"cut at the {self.limits.timeout_s:.0f} s limit") from None
-            raise _Failed(FetchFailure.PROTOCOL_ERROR, f"{type(error).__name__}: {error}") from None
+            raise self._cut_or(deadline, FetchFailure.PROTOCOL_ERROR, f"{type(error).__name__}: {error}") from None
         except OSError as error:
-            if time.monotonic() >= deadline:
-                raise _Failed(FetchFailure.TIMEOUT, f"cut at the {self.limits.timeout_s:.0f} s limit") from None
-            raise _Failed(FetchFailure.CONNECT_ERROR, f"{type(error).__name__}: {error}") from None
+            raise self._cut_or(deadline, FetchFailure.CONNECT_ERROR, f"{type(error).__name__}: {error}") from None
         finally:
             if connection is not None:
                 connection.close()
             for token in tokens:
                 _WATCHDOG.release(token)
+
+    def _cut_or(self, deadline: float, failure: FetchFailure, detail: str) -> _Failed:
+        """The error's failure, or a timeout when it came past the deadline (the watchdog shut the socket)."""
+        if time.monotonic() >= deadline:
+            return _Failed(FetchFailure.TIMEOUT, f"cut at the {self.limits.timeout_s:.0f} s limit")
+        return _Failed(failure, detail)
 
     def _connection(self, scheme: str, host: str, port: int, deadline: float, result: FetchResult,
                     watch: Callable[[socket.socket], None]) -> http.client.HTTPConnection:
