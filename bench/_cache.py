@@ -7,6 +7,8 @@ the model's version string (which names its weights file and their hash) and the
 ``lfw/MANIFEST-sha256.tsv`` (which lists every photo's own sha256), so new weights or other
 photos never read stale vectors. Delete the folder to recompute.
 
+``write_block`` puts a benchmark's results into its block of a markdown file.
+
 Which face of a photo: LFW centres the named person in each 250x250 photo, so the face whose
 box centre is nearest the image centre (other people appear at the edges of news photos).
 """
@@ -71,6 +73,16 @@ def lfw_files() -> list[str]:
     if not manifest.is_file():
         raise SystemExit(f"no LFW manifest at {manifest} (see ../shared/testdata/README.md)")
     return [line.split("\t", 1)[1].strip() for line in manifest.read_text().splitlines() if line.strip()]
+
+
+def write_block(path: Path, start: str, end: str, text: str) -> None:
+    """Replace what stands between a benchmark's ``start`` and ``end`` markers in a markdown file."""
+    document = path.read_text()
+    if start not in document or end not in document:
+        raise SystemExit(f"{path} has no results block ({start} ... {end})")
+    head, rest = document.split(start, 1)
+    _, tail = rest.split(end, 1)
+    path.write_text(f"{head}{start}\n{text}\n{end}{tail}")
 
 
 def _central_face(faces, size: tuple[int, int]):

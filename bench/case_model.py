@@ -38,7 +38,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench._cache import lfw_faces
+from bench._cache import lfw_faces, write_block
 from mimamori.models.case_head import HeadSettings, train_case_head
 from mimamori.models.registry import embedder_spec
 
@@ -162,12 +162,7 @@ def main(argv: list[str] | None = None) -> int:
     text = "\n".join(lines)
     print(text)
     if args.write:
-        document = args.write.read_text()
-        if START not in document or END not in document:
-            raise SystemExit(f"{args.write} has no case-model block ({START} ... {END})")
-        head, rest = document.split(START, 1)
-        _, tail = rest.split(END, 1)
-        args.write.write_text(f"{head}{START}\n{text}\n{END}{tail}")
+        write_block(args.write, START, END, text)
     return 0
 
 

@@ -47,7 +47,7 @@ from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench._cache import LFW, TESTDATA, cache_dir, lfw_files
+from bench._cache import LFW, TESTDATA, cache_dir, lfw_files, write_block
 from mimamori.core.config import load_settings
 from mimamori.media import crop_hashes
 from mimamori.media.pdq import PdqHash, pdq_dihedral, pdq_hash
@@ -452,15 +452,6 @@ def run(args: argparse.Namespace) -> str:
     return "\n".join(lines) + "\n"
 
 
-def write_results(path: Path, text: str) -> None:
-    document = path.read_text()
-    if START not in document or END not in document:
-        raise SystemExit(f"{path} has no results block ({START} ... {END})")
-    head, rest = document.split(START, 1)
-    _, tail = rest.split(END, 1)
-    path.write_text(f"{head}{START}\n{text}\n{END}{tail}")
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--lfw-people", type=int, default=60, help="LFW people whose first photo is a source")
@@ -477,7 +468,7 @@ def main(argv: list[str] | None = None) -> int:
     text = run(args)
     print(text)
     if args.write:
-        write_results(args.write, text)
+        write_block(args.write, START, END, text)
     return 0
 
 
