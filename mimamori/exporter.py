@@ -22,6 +22,7 @@ import signal
 import sys
 import threading
 from collections.abc import Iterator
+from typing import TYPE_CHECKING
 
 from prometheus_client import CollectorRegistry, Counter, start_http_server
 from prometheus_client.core import GaugeMetricFamily
@@ -30,6 +31,9 @@ from prometheus_client.registry import Collector
 from mimamori.core.config import Settings, load_settings
 from mimamori.core.scrape_targets import forget_dead_targets
 from mimamori.streams.topics import REPLAY_GROUP_MARK
+
+if TYPE_CHECKING:
+    from sqlalchemy.orm import sessionmaker
 
 log = logging.getLogger(__name__)
 # A re-check later than this counts as behind (the re-check service polls every few minutes).
@@ -116,11 +120,9 @@ class StateCollector(Collector):
     def _database(self) -> Iterator[GaugeMetricFamily]:
         from sqlalchemy import func, select
 
-        from mimamori.stores.cases import Match, open_database, utcnow
+        from mimamori.stores.cases import Match, utcnow
 
-        if self._sessions is None:
-            self._sessions = open_database(self.settings.database_url())
-        with self._sessions() as session:
+        with self._case_database()() as session:
             pending, oldest = session.execute(
                 select(func.count(Match.id), func.min(Match.created_at)).where(Match.status == "pending_review")
             ).one()
@@ -132,20 +134,25 @@ class StateCollector(Collector):
         yield count
         yield age
 
+    def _case_database(self) -> sessionmaker:
+        """The case database's sessionmaker, opened at the first read (shared by its two sources)."""
+        from mimamori.stores.cases import open_database
+
+        if self._sessions is None:
+            self._sessions = open_database(self.settings.database_url())
+        return self._sessions
 
     def _takedowns(self) -> Iterator[GaugeMetricFamily]:
         """Takedowns by state, overdue escalations, and re-checks the re-check service has fallen behind on
         (issue 19). A source of its own: a database without the takedown tables leaves the others reporting."""
         from sqlalchemy import func, select
 
-        from mimamori.stores.cases import open_database, utcnow
+        from mimamori.stores.cases import utcnow
         from mimamori.stores.takedowns import OPEN_STATES, STATES, Takedown
 
-        if self._sessions is None:
-            self._sessions = open_database(self.settings.database_url())
         now = utcnow()
         today = now.replace(hour=0, minute=0, second=0, microsecond=0)
-        with self._sessions() as session:
+        with self._case_database()() as session:
             counts = dict(session.execute(select(Takedown.state, func.count()).group_by(Takedown.state)).all())
 
             def count(*where) -> int:
