@@ -22,14 +22,12 @@ import os
 import signal
 import sqlite3
 import subprocess
-import sys
 import time
 from collections import Counter
 from pathlib import Path
 
 import numpy as np
 import pytest
-import yaml
 from kafka import KafkaConsumer, TopicPartition
 from sqlalchemy import select
 
@@ -52,6 +50,7 @@ from tests.integration import samples as sample_sets
 from tests.integration.helpers import publish, query_all, run_pipeline
 from tests.support.own_stack import listening_ports, private_settings, wipe
 from tests.support.scratch import scratch_settings
+from tests.support.stack_cli import CLI, child_environment, mimamori, site_environment
 
 pytestmark = pytest.mark.integration
 
@@ -98,12 +97,11 @@ class Run:
     """``mimamori run --until-idle`` in a process group of its own, its output in a file."""
 
     def __init__(self, settings, directory: Path, until_idle_s: float = 8):
-        site = directory / "site.yaml"
-        site.write_text(yaml.safe_dump(settings.model_dump(mode="json")))
+        self.environment = site_environment(settings)  # the settings whole, for this and other commands
         self.output = directory / "run.log"
         with open(self.output, "wb") as log:
-            argv = [sys.executable, "-m", "mimamori.cli", "run", "--until-idle", str(until_idle_s)]
-            self.proc = subprocess.Popen(argv, env={**os.environ, "MIMAMORI_CONFIG": str(site)}, stdout=log,
+            self.proc = subprocess.Popen([*CLI, "run", "--until-idle", str(until_idle_s)],
+                                         env=child_environment(self.environment), stdout=log,
                                          stderr=subprocess.STDOUT, start_new_session=True, cwd=SOURCE_ROOT)
 
     def text(self) -> str:
@@ -210,8 +208,7 @@ def crash_and_recover(stack: Stack, settings, testdata: Path, tmp_path: Path, se
         indexed_before = crops_written(settings)
         kill_service(stack, service)
         killed_at = time.monotonic()
-        status = subprocess.run([sys.executable, "-m", "mimamori.cli", "--config", str(tmp_path / "site.yaml"),
-                                 "stack", "status"], capture_output=True, text=True, timeout=120, cwd=SOURCE_ROOT)
+        status = mimamori(run.environment, "stack", "status", timeout_s=120, check=False)
         assert status.returncode == 1 and f"stack: DOWN: {service} (not running" in status.stdout, status.stdout
         time.sleep(max(0.0, down_s - (time.monotonic() - killed_at)))
         Stack(stack.settings).up()  # what a user does: `mimamori stack up`
