@@ -22,7 +22,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import sessionmaker
 
-from mimamori.core.config import Settings
+from mimamori.core.config import MatchingConfig, Settings
 from mimamori.media.pdq import PdqHash
 from mimamori.services.match_signals import Decision, PdqScore, Thresholds, combine, face_evidence, pdq_similarity
 from mimamori.services.watchlist import Watchlist, record_matches
@@ -84,6 +84,11 @@ def best_hits(frames: list[tuple[str, int, PdqHash]], hits: list[list[ReferenceH
     return best
 
 
+def hash_thresholds(matching: MatchingConfig) -> Thresholds:
+    """The configured gates of a decision by image hash (it has no face score to gate)."""
+    return Thresholds(pdq_max_distance=matching.pdq_max_distance, pdq_min_quality=matching.pdq_min_quality)
+
+
 class MediaWatchlist(Watchlist):
     """The face watchlist and the image-hash one, for the pipeline's writer (built in its setup)."""
 
@@ -110,17 +115,13 @@ class MediaWatchlist(Watchlist):
             return []
         hits = self.references.nearest([h.bits for _sha, _ms, h in frames], sorted(watched),
                                        self.matching.pdq_max_distance, self.matching.top_k)
-        candidates = []
+        candidates, thresholds = [], hash_thresholds(self.matching)
         for (case_id, sha), (hit, frame_ms, quality) in sorted(best_hits(frames, hits).items()):
             score = PdqScore(hit.distance, min(quality, hit.reference.hash.quality), hit.reference.variant, frame_ms)
-            decision = combine(pdq=score, thresholds=self._thresholds(watched[case_id]))
+            decision = combine(pdq=score, thresholds=thresholds)
             if decision.matched:
                 candidates.append(HashCandidate(case_id, sha, frame_ms, decision))
         return candidates
-
-    def _thresholds(self, face_threshold: float) -> Thresholds:
-        return Thresholds(face=face_threshold, pdq_max_distance=self.matching.pdq_max_distance,
-                          pdq_min_quality=self.matching.pdq_min_quality)
 
     def record_hash_matches(self, candidates: list[HashCandidate], media: list[HashedMedia]) -> list[Match]:
         """Record what ``hash_candidates`` found (after the thumbnails are written); return the new matches.

@@ -1,6 +1,6 @@
 """Reference media: a case's known images and videos (the leaked originals), kept as what matching needs.
 
-Enrolling a reference (``mimamori cases add-reference``, ``POST /cases/{id}/references``) needs
+Enrolling a reference (``mimamori references add``, ``POST /cases/{id}/references``) needs
 the same consent as enrolling a photo (search or watchlist). Each image, or each frame a video
 is sampled at (the pipeline's own decoder and sampling), is hashed with PDQ in its eight
 dihedral variants (mirrors, 90/180/270° rotations) into the case's partition of the reference
@@ -30,13 +30,12 @@ from sqlalchemy import select
 from mimamori.core.errors import PhotoRejected
 from mimamori.media.decode import MediaError, decode_media
 from mimamori.media.pdq import DIHEDRAL, PdqHash, pdq_dihedral
-from mimamori.services import cases
 from mimamori.services.access import require_case_access
 from mimamori.services.audit import Actor, record, refusals_audited
 from mimamori.services.consent import ENROLMENT_SCOPES, active_consent, require_consent
 from mimamori.services.hash_lists import ListedHash, format_hash_list, parse_hash_list
-from mimamori.services.image_matches import HashCandidate, record_hash_candidates
-from mimamori.services.match_signals import PdqScore, Thresholds, combine
+from mimamori.services.image_matches import HashCandidate, hash_thresholds, record_hash_candidates
+from mimamori.services.match_signals import PdqScore, combine
 from mimamori.services.review_images import safe_image
 from mimamori.services.users import organisation_settings
 from mimamori.services.workspace import Workspace
@@ -195,9 +194,7 @@ def retro_hash_search(work: Workspace, case_id: str, references: list[ReferenceH
     usable = [r for r in references if r.hash.quality >= matching.pdq_min_quality]
     if not usable:
         return 0
-    with work.sessions() as session:
-        thresholds = Thresholds(face=cases.threshold(work, get_case(session, case_id)),
-                                pdq_max_distance=matching.pdq_max_distance, pdq_min_quality=matching.pdq_min_quality)
+    thresholds = hash_thresholds(matching)
     best: dict[str, tuple[int, int, int, str]] = {}  # media sha -> (distance, frame ms, quality, variant)
     for reference, hits in zip(usable, work.media_hashes.within([r.hash.bits for r in usable],
                                                                 matching.pdq_max_distance), strict=True):
