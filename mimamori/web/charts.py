@@ -15,6 +15,7 @@ import datetime as dt
 import http.client
 import json
 import math
+import unicodedata
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -94,6 +95,11 @@ def query_range(base: str, query: str, end: dt.datetime, fetch: Fetch) -> list[t
             if math.isfinite(number):
                 points.append((float(when), number))
     return points
+
+
+def _text_width(text: str) -> int:
+    """About how wide ``text`` is in a chart label, in pixels: a Japanese character takes a full em."""
+    return sum(10 if unicodedata.east_asian_width(c) in "WF" else 7 for c in text)
 
 
 def _number(value: float) -> str:
@@ -242,6 +248,6 @@ def column_chart(groups: list[str], series: list[Series], *, width: int = 480, h
         parts += [f'<rect class="chart-bar chart-series-{k} chart-key" x="{x}" y="{height - 11}" width="9" '
                   f'height="9"/>',
                   f'<text class="chart-label" x="{x + 12}" y="{height - 3}">{escape(one.name)}</text>']
-        x += 18 + 7 * len(one.name)
+        x += 18 + _text_width(one.name)
     parts.append("</svg>")
     return Markup("".join(parts))

@@ -314,6 +314,9 @@ def test_bar_and_column_charts_draw_their_values_with_classes_only():
     assert "<rect" not in charts.bar_chart([]) and "<svg" in charts.column_chart([], [])
     unknown = charts.column_chart(["a"], [charts.Series("7 d", [50.0]), charts.Series("30 d", [None])])
     assert 'data-series="7 d"' in unknown and 'data-series="30 d"' not in unknown  # not known: no column
+    japanese = charts.column_chart(["a"], [charts.Series("7 日後も掲載", [1]), charts.Series("30 日後も掲載", [1])])
+    keys = [float(x) for x in re.findall(r'chart-key" x="([\d.]+)"', japanese)]
+    assert keys[1] - keys[0] >= 12 + 5 * 10 + 2 * 6  # the second key after the first's name (full-width characters)
 
 
 def test_every_takedown_action_is_audited_under_the_staff_members_name(work):
