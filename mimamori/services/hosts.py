@@ -107,12 +107,8 @@ class HostEntry(Strict):
 
     @classmethod
     def of(cls, host: Host) -> HostEntry:
-        return cls(key=host.key, operator=host.operator, domains=host.domains, country=host.country,
-                   abuse_email=host.abuse_email, abuse_form_url=host.abuse_form_url, channel=host.channel,
-                   language=host.language, legal_basis=host.legal_basis,
-                   expected_response_days=host.expected_response_days, recheck_hours=host.recheck_hours,
-                   removal_rules=host.removal_rules, escalation=host.escalation, verified=host.verified,
-                   notes=host.notes)
+        """The entry of a directory row: its columns of the entry's fields (``_store`` writes them the same way)."""
+        return cls.model_validate(host, from_attributes=True)
 
 
 @dataclass(frozen=True)
