@@ -163,11 +163,6 @@ class ReferenceHashes:
     def count(self, case_id: str) -> int:
         return len(self.of_case(case_id))
 
-    def delete_reference(self, case_id: str, reference_sha256: str) -> None:
-        partition = case_partition(case_id)
-        if partition in self._partitions():
-            self.collection.delete(f"reference_sha256 == {json.dumps(reference_sha256)}", partition_name=partition)
-
     def delete_case(self, case_id: str) -> None:
         """Drop the case's partition: its hashes go with it."""
         partition = case_partition(case_id)
