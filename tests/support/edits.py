@@ -19,9 +19,9 @@ from PIL import Image, ImageDraw, ImageEnhance, ImageFilter, ImageFont, ImageOps
 Box = tuple[float, float, float, float]
 
 
-def reencode(image: Image.Image, quality: int = 50) -> Image.Image:
+def reencode(image: Image.Image, quality: int = 50, fmt: str = "JPEG") -> Image.Image:
     buffer = io.BytesIO()
-    image.save(buffer, "JPEG", quality=quality)
+    image.save(buffer, fmt, quality=quality)
     return Image.open(io.BytesIO(buffer.getvalue())).convert("RGB")
 
 
@@ -291,7 +291,7 @@ def reupload_edits(others: Sequence[Image.Image]) -> tuple[Edit, ...]:
     backdrop, second, third = others[0], others[1], others[2]
     return (
         *(Edit(f"jpeg_q{q}", "re-encode", _plain(lambda im, q=q: reencode(im, q))) for q in (20, 50)),
-        Edit("webp_q40", "re-encode", _plain(lambda im: _webp(im, 40))),
+        Edit("webp_q40", "re-encode", _plain(lambda im: reencode(im, 40, "WEBP"))),
         *(Edit(f"resize_{f}x", "resize", _plain(lambda im, f=f: resize(im, f))) for f in (0.5, 1.5)),
         Edit("aspect_4x3", "resize", _plain(lambda im: im.resize((im.width, round(im.height * 0.75))))),
         *(Edit(f"thumb_{s}", "thumbnail", _plain(lambda im, s=s: thumbnail(im, s))) for s in (64, 80, 96)),
@@ -329,9 +329,3 @@ def reupload_edits(others: Sequence[Image.Image]) -> tuple[Edit, ...]:
         Edit("mosaic_crop_screenshot", "chain", chain(lambda im, f: mosaic_faces(im, f, 8),
                                                        _plain(lambda im: crop(im, 0.2)), _plain(screenshot))),
     )
-
-
-def _webp(image: Image.Image, quality: int) -> Image.Image:
-    buffer = io.BytesIO()
-    image.save(buffer, "WEBP", quality=quality)
-    return Image.open(io.BytesIO(buffer.getvalue())).convert("RGB")
