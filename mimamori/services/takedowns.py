@@ -348,12 +348,11 @@ def apply_transition(session: Session, work: Workspace, actor: Actor, takedown: 
 
 
 # -- creation ------------------------------------------------------------------------------------
-def _insert(session: Session, values: dict[str, Any]) -> int | None:
-    """Insert unless the (case, page, media) exists: the id, or None (idempotent under races)."""
-    dialect = session.get_bind().dialect.name
-    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
-    return session.execute(insert(Takedown).values(**values).on_conflict_do_nothing(
-        index_elements=["case_id", "page_url", "media_sha256"]).returning(Takedown.id)).scalar()
+def _insert_new(session: Session, model: type, values: dict[str, Any], keys: list[str]) -> Any:
+    """Insert unless a row of these ``keys`` exists (idempotent under races): the new row's id, or None."""
+    insert = postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert
+    return session.execute(insert(model).values(**values).on_conflict_do_nothing(index_elements=keys)
+                           .returning(model.id)).scalar()
 
 
 def _new_takedown(session: Session, work: Workspace, actor: Actor, directory: HostDirectory, *, case_id: str,
@@ -364,12 +363,12 @@ def _new_takedown(session: Session, work: Workspace, actor: Actor, directory: Ho
     found = directory.resolve(page_url)
     country = found.entry.country if found.entry else server_country(work.settings.takedowns.geoip_database,
                                                                        found.hostname)
-    new_id = _insert(session, {
+    new_id = _insert_new(session, Takedown, {
         "case_id": case_id, "match_id": match_id, "page_url": page_url, "media_url": media_url,
         "media_sha256": media_sha256, "media_phash": media_phash, "media_pdq": media_pdq, "host_key": found.key,
         "registrable_domain": found.registrable_domain, "platform": platform, "country": country, "state": "draft",
         "escalation_step": 0, "dns_failures": 0, "found_at": found_at or now, "created_at": now,
-        "created_by": actor.name, "updated_at": now, "next_check_at": now})
+        "created_by": actor.name, "updated_at": now, "next_check_at": now}, ["case_id", "page_url", "media_sha256"])
     if new_id is not None:
         return session.get(Takedown, new_id), True
     existing = session.scalars(select(Takedown).where(Takedown.case_id == case_id, Takedown.page_url == page_url,
@@ -678,13 +677,6 @@ def due_rechecks(work: Workspace, now: dt.datetime | None = None, limit: int = 1
     return targets
 
 
-def _insert_check(session: Session, values: dict[str, Any]) -> bool:
-    dialect = session.get_bind().dialect.name
-    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
-    return session.execute(insert(TakedownCheck).values(**values).on_conflict_do_nothing(
-        index_elements=["id"]).returning(TakedownCheck.id)).scalar() is not None
-
-
 def record_recheck(work: Workspace, takedown_id: int, check_id: str, outcome: str, detail: dict[str, Any] | None,
                    checked_at: dt.datetime, *, actor: Actor = RECHECK_ACTOR) -> RecheckResult:
     """Record what a re-check found and act on it, once per ``check_id`` (a resumed service repeats nothing).
@@ -719,8 +711,9 @@ def _apply_recheck(session: Session, work: Workspace, actor: Actor, directory: H
     # The check's row first: its insert takes the write lock (nothing read before it), and a
     # repeat inserts nothing.
     try:
-        fresh = _insert_check(session, {"id": check_id, "takedown_id": takedown_id, "outcome": outcome,
-                                        "detail": detail, "checked_at": checked_at, "recorded_at": utcnow()})
+        fresh = _insert_new(session, TakedownCheck, {"id": check_id, "takedown_id": takedown_id, "outcome": outcome,
+                                                     "detail": detail, "checked_at": checked_at,
+                                                     "recorded_at": utcnow()}, ["id"]) is not None
     except IntegrityError:
         raise NotFound("unknown_takedown", f"no takedown {takedown_id}") from None
     if not fresh:
