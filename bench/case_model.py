@@ -39,7 +39,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench._cache import lfw_faces, write_block
-from mimamori.models.case_head import HeadSettings, train_case_head
+from mimamori.models.case_head import HeadSettings, prototype_of, train_case_head
 from mimamori.models.registry import embedder_spec
 
 START, END = "<!-- case-model:start -->", "<!-- case-model:end -->"
@@ -69,7 +69,7 @@ def fold_scores(vectors: np.ndarray, by_person: dict[str, np.ndarray], cases: li
         enrolled, confirmed = vectors[rows[ENROLLED]], vectors[rows[CONFIRMED]]
         positives = np.vstack([enrolled, confirmed])
         base = (index_vectors @ enrolled.T).max(axis=1)
-        nearest = np.argsort(-(index_vectors @ (enrolled.mean(0) / np.linalg.norm(enrolled.mean(0)))))
+        nearest = np.argsort(-(index_vectors @ prototype_of(enrolled)))
         nearest = nearest[:HARD_NEGATIVES]
         # What today's rule shows a reviewer (all other people here), rejected; the rest stays unlabelled
         # and, as in services/case_models.py, is taken for other people.
@@ -78,7 +78,7 @@ def fold_scores(vectors: np.ndarray, by_person: dict[str, np.ndarray], cases: li
         first, _ = train_case_head(enrolled, index_vectors[nearest], base_threshold=threshold, settings=settings)
         head, report = train_case_head(positives, index_vectors[unlabelled], index_vectors[shown],
                                        base_threshold=threshold, settings=settings)
-        prototype = positives.mean(0) / np.linalg.norm(positives.mean(0))
+        prototype = prototype_of(positives)
         heads[person] = (enrolled, prototype, first, head)
         lowered.append(threshold - report.threshold)
     for person in cases:

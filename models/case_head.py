@@ -97,6 +97,11 @@ def _unit(vector: np.ndarray) -> np.ndarray:
     return vector / norm
 
 
+def prototype_of(positives: np.ndarray) -> np.ndarray:
+    """The normalised mean of a case's positives: where its head starts (and its hard negatives are found)."""
+    return _unit(np.asarray(positives, dtype=np.float64).mean(axis=0))
+
+
 def _rows(vectors: np.ndarray | None, dimension: int) -> np.ndarray:
     if vectors is None or len(vectors) == 0:
         return np.zeros((0, dimension))
@@ -118,7 +123,7 @@ def train_case_head(positives: np.ndarray, negatives: np.ndarray, rejected: np.n
         raise ValueError("a case head needs at least one positive")
     dimension = positives.shape[1]
     negatives, rejected = _rows(negatives, dimension), _rows(rejected, dimension)
-    prototype = _unit(positives.mean(axis=0))
+    prototype = prototype_of(positives)
     # Hard negatives by rank: even ranks train, odd ranks calibrate (both sets equally hard).
     order = np.argsort(-(negatives @ prototype), kind="stable")
     train, held_out = negatives[order[0::2]], negatives[order[1::2]]

@@ -33,7 +33,7 @@ from sqlalchemy.orm import Session
 
 from mimamori.core import metrics
 from mimamori.core.errors import InvalidInput, PhotoRejected
-from mimamori.models.case_head import CaseHead, HeadSettings, TrainingReport, train_case_head
+from mimamori.models.case_head import CaseHead, HeadSettings, TrainingReport, prototype_of, train_case_head
 from mimamori.services import cases
 from mimamori.services.access import require_case_access
 from mimamori.services.audit import Actor, record, refusals_audited
@@ -144,10 +144,8 @@ def _fit(work: Workspace, enrolled: np.ndarray, labelled: dict[int, str], base_t
     confirmed = [vectors[f] for f in decided if labelled[f] == "confirmed" and f in vectors]
     rejected = [vectors[f] for f in decided if labelled[f] == "rejected" and f in vectors]
     positives = np.vstack([enrolled, *confirmed]) if confirmed else enrolled
-    prototype = positives.mean(axis=0)
-    prototype /= np.linalg.norm(prototype)
     wanted = work.settings.case_models.hard_negatives
-    hits, found = searcher.nearest_with_vectors(prototype, wanted + len(labelled))
+    hits, found = searcher.nearest_with_vectors(prototype_of(positives), wanted + len(labelled))
     # Hard negatives: the nearest faces that are no match of the case (its matches may be the client;
     # the rejected ones come in below with a reviewer's label).
     keep = [i for i, hit in enumerate(hits) if hit.face_id not in labelled][:wanted]
