@@ -78,9 +78,9 @@ def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
                          dict(summary.outcomes), summary.transitions, len(summary.reappeared))
         except Exception:  # the database down or not migrated yet: try again next time, never exit
             log.exception("rechecks: a pass failed; next try in %.0f s", settings.rechecks.poll_interval_s)
-        stop.wait(settings.rechecks.poll_interval_s if not args.once else 0)
         if args.once:
             break
+        stop.wait(settings.rechecks.poll_interval_s)
     log.info("rechecks: stopped")
     sys.exit(0)  # through Python: atexit removes the scrape target
 
