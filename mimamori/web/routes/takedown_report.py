@@ -23,7 +23,7 @@ from mimamori.web import charts
 from mimamori.web.i18n import N_, translations
 from mimamori.web.render import render
 from mimamori.web.routing import PageRoute
-from mimamori.web.security import Staff, page
+from mimamori.web.security import Staff, page, workspace
 
 # Browsers' pages only (mimamori/web/routing.py): the API's JSON routes of takedowns may share these paths.
 shared = APIRouter(route_class=PageRoute)
@@ -86,7 +86,7 @@ def report_charts(months: list[takedowns.ReportRow], groups: list[takedowns.Repo
 @shared.get("/takedowns/report")
 def report_page(request: Request, staff: Working, by: By = "host", month: Month = "") -> Response:
     """The chosen month's groups (every month's by default), and the months' chart over all of them."""
-    work = request.app.state.workspace
+    work = workspace(request)
     since, until = month_range(month)
     months = takedowns.report(work, staff.actor, by="month")
     rows = takedowns.report(work, staff.actor, by=by, since=since, until=until)
@@ -101,7 +101,7 @@ def report_page(request: Request, staff: Working, by: By = "host", month: Month 
 def report_csv(request: Request, staff: Working, by: Literal["month", "host", "platform", "country"] = "host",
                month: Month = "") -> Response:
     since, until = month_range(month)
-    rows = takedowns.report(request.app.state.workspace, staff.actor, by=by, since=since, until=until)
+    rows = takedowns.report(workspace(request), staff.actor, by=by, since=since, until=until)
     name = f"takedowns-{by}{'-' + month if month else ''}.csv"
     return Response(takedowns.report_csv(rows), media_type="text/csv; charset=utf-8",
                     headers={"Content-Disposition": f'attachment; filename="{name}"'})
