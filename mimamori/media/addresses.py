@@ -51,11 +51,12 @@ class AddressPolicy:
         ip = ipaddress.ip_address(address) if isinstance(address, str) else address
         if isinstance(ip, ipaddress.IPv6Address) and ip.scope_id:
             ip = ipaddress.IPv6Address(ip.compressed.split("%")[0])
-        if ip in METADATA_ADDRESSES or any(e in METADATA_ADDRESSES for e in embedded_ipv4(ip)):
+        embedded = embedded_ipv4(ip)
+        if ip in METADATA_ADDRESSES or any(e in METADATA_ADDRESSES for e in embedded):
             return f"{ip} is a cloud metadata address"
         if any(ip in network for network in self.allow):
             return None
-        for candidate in (ip, *embedded_ipv4(ip)):
+        for candidate in (ip, *embedded):
             reason = _not_public(candidate)
             if reason:
                 return f"{ip} is {reason}" if candidate == ip else f"{ip} embeds {candidate}, {reason}"
