@@ -142,8 +142,12 @@ def occupied_tables(engine: Engine) -> dict[str, int]:
     metadata = MetaData()
     with engine.connect() as connection:
         metadata.reflect(connection)
-        counts = {t.name: connection.execute(select(func.count()).select_from(t)).scalar_one()
-                  for t in _data_tables(metadata)}
+        return _occupied(connection, metadata)
+
+
+def _occupied(connection: Connection, metadata: MetaData) -> dict[str, int]:
+    counts = {t.name: connection.execute(select(func.count()).select_from(t)).scalar_one()
+              for t in _data_tables(metadata)}
     return {name: count for name, count in counts.items() if count}
 
 
@@ -160,8 +164,7 @@ def load_tables(engine: Engine, path: Path, dump: TablesDump) -> dict[str, int]:
         missing = set(dump.rows) - set(metadata.tables)
         if missing:
             raise Conflict("backup_schema_mismatch", f"tables {sorted(missing)} of the backup are not in this database")
-        occupied = {t.name for t in _data_tables(metadata)
-                    if connection.execute(select(func.count()).select_from(t)).scalar_one()}
+        occupied = _occupied(connection, metadata)  # again, in the restore's transaction
         if occupied:
             raise Conflict("restore_not_empty", f"the database already holds rows in {sorted(occupied)}: "
                            "a restore goes into an empty database (a new one, after `stack up`)")
