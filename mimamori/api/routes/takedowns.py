@@ -19,7 +19,7 @@ from mimamori.core.errors import InvalidInput
 from mimamori.services import hosts, notices, takedowns
 from mimamori.services.hosts import HostEntry, ImportResult, UnknownHost
 from mimamori.services.notices import NoticeBatch, NoticeDraft
-from mimamori.services.takedowns import DueItem, NoticeView, ReportRow, TakedownDetail, TakedownView
+from mimamori.services.takedowns import DueItem, NoticeView, ReportBy, ReportRow, TakedownDetail, TakedownView
 from mimamori.stores.takedowns import STATES
 
 router = APIRouter(tags=["takedowns"])
@@ -93,14 +93,14 @@ def due(actor: AdminOrReviewer, work: Work) -> list[DueItem]:
 
 
 @router.get("/takedowns/report")
-def report(actor: AdminOrReviewer, work: Work, by: Literal["month", "host", "platform", "country"] = "host",
+def report(actor: AdminOrReviewer, work: Work, by: ReportBy = "host",
            since: dt.date | None = None, until: dt.date | None = None) -> list[ReportRow]:
     return takedowns.report(work, actor, by=by, since=since, until=until)
 
 
 @router.get("/takedowns/report.csv", response_class=Response,
             responses={200: {"content": {"text/csv": {}}, "description": "The report as CSV"}})
-def report_csv(actor: AdminOrReviewer, work: Work, by: Literal["month", "host", "platform", "country"] = "host",
+def report_csv(actor: AdminOrReviewer, work: Work, by: ReportBy = "host",
                since: dt.date | None = None, until: dt.date | None = None) -> Response:
     rows = takedowns.report(work, actor, by=by, since=since, until=until)
     return Response(takedowns.report_csv(rows), media_type="text/csv; charset=utf-8",
