@@ -234,11 +234,13 @@ class WriteIndexedMedia(_BatchingWriter):
         # After the faces are written (a reviewer opening a match finds its face) and before the
         # media row: a crash in between redoes the item, and its matches; one after the media row
         # would make the item a sighting on replay, never checked again (a lost match).
-        with_retries(lambda: self.watchlist.check(indexed), "watchlist check", operation="watchlist_check")
+        # The watched cases are read once for both checks of the batch.
+        watched = with_retries(self.watchlist.watched_cases, "watchlist cases", operation="watchlist_check")
+        with_retries(lambda: self.watchlist.check(indexed, watched), "watchlist check", operation="watchlist_check")
         # The frames' PDQ and their matches (issue 20): before the media row too, for the same reason.
         self.upsert(self.pdq, [pdq_row(item.media.sha256, ms, hashed, int(now.timestamp()))
                                for item in items for ms, hashed in item.pdq])
-        self._match_hashes(items)
+        self._match_hashes(items, watched)
         self.upsert(self.media, [media_row(item, self.model_version, now) for item in items])
         self.upsert(self.sightings, [sighting_row(item, item.media.sha256, "original") for item in items])
         self._announce(events, now)
@@ -246,11 +248,11 @@ class WriteIndexedMedia(_BatchingWriter):
             count_media("indexed" if item.faces else "no_face")
         count_faces(self.model, len(face_rows))
 
-    def _match_hashes(self, items: list[MediaItem]) -> None:
+    def _match_hashes(self, items: list[MediaItem], watched: dict[str, float]) -> None:
         """Image-hash matches (issue 20): the frames the decision matched get their thumbnail first,
         so a reviewer opening such a match (it has no face crop) finds its image."""
         hashed = [hashed_media(item) for item in items if item.pdq]
-        candidates = with_retries(lambda: self.watchlist.hash_candidates(hashed), "watchlist hash check")
+        candidates = with_retries(lambda: self.watchlist.hash_candidates(hashed, watched), "watchlist hash check")
         frames = {(item.media.sha256, frame.time_ms): frame.image for item in items for frame in item.media.frames}
         for key in sorted({(c.media_sha256, c.frame_ms, c.image_key) for c in candidates}):
             data = frame_thumbnail(frames[key[:2]])

@@ -100,17 +100,19 @@ class MediaWatchlist(Watchlist):
         self.matching = settings.matching
         self.references = references if references is not None else ReferenceHashes(settings)
 
-    def hash_candidates(self, media: list[HashedMedia]) -> list[HashCandidate]:
+    def hash_candidates(self, media: list[HashedMedia], watched: dict[str, float] | None = None
+                        ) -> list[HashCandidate]:
         """The (case, media) pairs the combined decision matches by their nearest reference hash.
 
         One search of the reference collection for every frame of the batch, only the partitions
-        of cases whose consent covers the watchlist; frames under the quality floor are not asked.
+        of cases whose consent covers the watchlist (``watched``, as ``Watchlist.check`` takes it);
+        frames under the quality floor are not asked.
         """
         floor = self.matching.pdq_min_quality
         frames = [(m.media_sha256, ms, h) for m in media for ms, h in m.frames if h.quality >= floor]
         if not frames:
             return []
-        watched = self._watched_cases()
+        watched = self.watched_cases() if watched is None else watched
         if not watched:
             return []
         hits = self.references.nearest([h.bits for _sha, _ms, h in frames], sorted(watched),

@@ -141,7 +141,7 @@ class Watchlist:
         self.heads = HeadCache(self.sessions, lambda: objects if objects is not None else object_client(settings),
                                settings.minio.buckets.references.name) if settings.case_models.enabled else None
 
-    def _watched_cases(self) -> dict[str, float]:
+    def watched_cases(self) -> dict[str, float]:
         """Case id -> threshold, for cases whose consent in force covers the watchlist."""
         now = utcnow()
         with self.sessions() as session:
@@ -153,11 +153,13 @@ class Watchlist:
                     watched[consent.case_id] = thresholds[consent.case_id]
         return watched
 
-    def check(self, faces: list[IndexedFace]) -> list[Match]:
+    def check(self, faces: list[IndexedFace], watched: dict[str, float] | None = None) -> list[Match]:
+        """Match the faces against the enrolled faces of the watched cases (``watched_cases()`` unless given:
+        the pipeline's writer reads them once for a batch's face and hash checks)."""
         if not faces:
             return []
         began = time.perf_counter()
-        watched = self._watched_cases()
+        watched = self.watched_cases() if watched is None else watched
         if not watched:
             return []
         hits = self.enrolled.nearest(np.stack([f.vector for f in faces]), self.settings.watchlist.top_k,
@@ -190,7 +192,7 @@ class Watchlist:
         """
         if not sightings:
             return 0
-        watched = self._watched_cases()  # a lapsed or narrowed consent stops the announcements too
+        watched = self.watched_cases()  # a lapsed or narrowed consent stops the announcements too
         if not watched:
             return 0
         by_sha: dict[str, list[tuple[str, str, str, dt.datetime]]] = {}
