@@ -4,8 +4,11 @@ Each signal has its own gate, and a candidate is a match when any gate opens: an
 defeats one signal (a mosaic over the face defeats the face path, a 90° rotation or a tight
 crop defeats the plain image hash) is caught by another. What fired, with each score, is the
 match's evidence (``Decision.evidence()``, the ``signals`` column of a match) so the reviewer
-sees why it matched. The watchlist decides with this function and ``bench/matching.py``
-measures it, so what is measured is what runs.
+sees why it matched. The image-hash watchlist and the retro search of new references decide
+with this function; the face watchlist gates the face score itself (the case threshold, or the
+case's head) and records ``face_evidence``; ``bench/matching.py`` measures each gate and their OR.
+Nothing passes ``crop`` yet: the crop-robust signal is measured in the bench (docs/matching.md)
+and its slot here is where it plugs in.
 
 Scores: ``face`` is the cosine similarity to the nearest enrolled face of the case (higher is
 closer, fires at or above the case's threshold); ``pdq`` the Hamming distance to the nearest
