@@ -40,6 +40,7 @@ from mimamori.services.access import visible_case_ids
 from mimamori.services.audit import Actor, record, refusals_audited
 from mimamori.services.consent import active_consent, require_consent
 from mimamori.services.hosts import (
+    LANGUAGES,
     UNKNOWN_PREFIX,
     EscalationStep,
     HostDirectory,
@@ -60,7 +61,6 @@ from mimamori.services.workspace import Workspace
 from mimamori.stores.takedowns import Notice, NoticeItem, Takedown
 
 TEMPLATES = Path(__file__).parent / "notice_templates"
-LANGUAGES = ("en", "ja")
 FIRST_NOTICE_STATES = ("draft", "reappeared")  # a notice without a step is sent for these
 
 
