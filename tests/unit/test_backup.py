@@ -42,7 +42,9 @@ def opened(key: bytes, data: bytes, part: str = "p", backup_id: str = "b1") -> b
 def test_sealed_parts_open_to_the_same_bytes(size):
     key, data = os.urandom(32), os.urandom(size)
     box = sealed(key, data)
-    assert data[:64] not in box or size == 0
+    # Not in the clear: a run of 16 random bytes turns up in a random box by chance with odds of
+    # about 2**-128; one byte (size 1) turns up in most boxes whatever the cipher, so it tells nothing.
+    assert size < 16 or data[:64] not in box
     assert opened(key, box) == data
 
 
