@@ -294,9 +294,9 @@ def hold(work: Workspace, actor: Actor, match_ids: Iterable[int]) -> Held:
             held = session.execute(statement.values(claimed_by=actor.name, claimed_until=until)
                                    .returning(Match.id, Match.case_id)
                                    .execution_options(synchronize_session=False)).all()
-    case_ids = {case for _id, case in held}
-    record(work.sessions, actor, "claim", case_id=case_ids.pop() if len(case_ids) == 1 else None,
-           result_count=len(held), requested=len(ids))
+            case_ids = {case for _id, case in held}
+            record(work.sessions, actor, "claim", case_id=case_ids.pop() if len(case_ids) == 1 else None,
+                   result_count=len(held), requested=len(ids), session=session)
     return Held(sorted(match_id for match_id, _case in held), until if held else None)
 
 
@@ -309,7 +309,7 @@ def release(work: Workspace, actor: Actor, match_ids: Iterable[int]) -> int:
         released = session.execute(update(Match).where(Match.id.in_(ids), Match.claimed_by == actor.name)
                                    .values(claimed_by=None, claimed_until=None)
                                    .execution_options(synchronize_session=False)).rowcount
-    record(work.sessions, actor, "release", result_count=released, requested=len(ids))
+        record(work.sessions, actor, "release", result_count=released, requested=len(ids), session=session)
     return released
 
 

@@ -283,8 +283,8 @@ def begin_enrolment(work: Workspace, token: str, *, rotate: bool = True) -> Totp
         if rotate or user.totp_secret is None:
             user.totp_secret = pyotp.random_base32()
         username, role, secret = user.username, user.role, user.totp_secret
+        record(work.sessions, Actor(username, role), "begin_enrolment", target=_target(username), session=session)
     uri = _totp(secret).provisioning_uri(name=username, issuer_name=work.settings.web.totp_issuer)
-    record(work.sessions, Actor(username, role), "begin_enrolment", target=_target(username))
     return TotpEnrolment(username, secret, uri, segno.make(uri, error="m").svg_inline(scale=4))
 
 
@@ -579,8 +579,7 @@ def sign_out(work: Workspace, token: str) -> None:
         actor = Actor(found.user.username, found.user.role) if found is not None else None
         if found is not None:
             found.ended_at = utcnow()
-    if actor is not None:
-        record(work.sessions, actor, "sign_out", target=_target(actor.name))
+            record(work.sessions, actor, "sign_out", target=_target(actor.name), session=session)
 
 
 def change_password(work: Workspace, signed: SignedIn, old: str, new: str) -> None:
@@ -604,7 +603,7 @@ def change_password(work: Workspace, signed: SignedIn, old: str, new: str) -> No
             user = session.get(User, signed.user_id)
             user.password_hash, user.password_changed_at = _hash(new), utcnow()
             _end_sessions(session, user.id, utcnow(), keep=signed.session_id)
-    record(work.sessions, actor, "change_password", target=_target(signed.username))
+            record(work.sessions, actor, "change_password", target=_target(signed.username), session=session)
 
 
 # -- viewing preferences and organisation settings --------------------------------------------------
@@ -631,8 +630,8 @@ def set_preferences(work: Workspace, signed: SignedIn, *, language: str | None =
             for name, value in (("language", language), ("blur_radius", blur_radius), ("greyscale", greyscale)):
                 if value is not None:
                     setattr(user, name, value)
-    record(work.sessions, signed.actor, "set_preferences", target=_target(signed.username), language=language,
-           blur_radius=blur_radius, greyscale=greyscale, use_defaults=use_defaults)
+            record(work.sessions, signed.actor, "set_preferences", target=_target(signed.username), session=session,
+                   language=language, blur_radius=blur_radius, greyscale=greyscale, use_defaults=use_defaults)
 
 
 def organisation_settings(work: Workspace) -> OrgSettings:
@@ -664,7 +663,8 @@ def set_organisation_settings(work: Workspace, actor: Actor, **values: Any) -> O
                     session.add(OrganisationSetting(key=key, value=value, changed_by=actor.name, changed_at=utcnow()))
                 else:
                     row.value, row.changed_by, row.changed_at = value, actor.name, utcnow()
-    record(work.sessions, actor, "set_organisation_settings", **{k: v for k, v in values.items() if v is not None})
+            record(work.sessions, actor, "set_organisation_settings", session=session,
+                   **{k: v for k, v in values.items() if v is not None})
     return organisation_settings(work)
 
 
