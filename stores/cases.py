@@ -32,6 +32,7 @@ from sqlalchemy import (
     create_engine,
     event,
 )
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, relationship, sessionmaker
 
@@ -67,6 +68,14 @@ class UTCDateTime(TypeDecorator):
 
 class Base(DeclarativeBase):
     pass
+
+
+def insert_new(session: Session, model: type[Base], values: dict[str, Any], keys: list[str]) -> Any:
+    """Insert unless a row with the same ``keys`` exists (idempotent under races, on SQLite and
+    PostgreSQL alike): the new row's id, or None when it was there already."""
+    insert = postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert
+    return session.execute(insert(model).values(**values).on_conflict_do_nothing(index_elements=keys)
+                           .returning(model.id)).scalar()
 
 
 class Case(Base):

@@ -26,7 +26,6 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from sqlalchemy import select, update
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -46,7 +45,7 @@ from mimamori.services.hosts import (
     server_country,
 )
 from mimamori.services.workspace import Workspace
-from mimamori.stores.cases import Match, get_case, utcnow
+from mimamori.stores.cases import Match, get_case, insert_new, utcnow
 from mimamori.stores.takedowns import (
     CHECK_OUTCOMES,
     NEEDS_ACTION,
@@ -348,13 +347,6 @@ def apply_transition(session: Session, work: Workspace, actor: Actor, takedown: 
 
 
 # -- creation ------------------------------------------------------------------------------------
-def _insert_new(session: Session, model: type, values: dict[str, Any], keys: list[str]) -> Any:
-    """Insert unless a row of these ``keys`` exists (idempotent under races): the new row's id, or None."""
-    insert = postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert
-    return session.execute(insert(model).values(**values).on_conflict_do_nothing(index_elements=keys)
-                           .returning(model.id)).scalar()
-
-
 def _new_takedown(session: Session, work: Workspace, actor: Actor, directory: HostDirectory, *, case_id: str,
                   page_url: str, media_url: str | None, media_sha256: str, media_phash: str | None,
                   media_pdq: str | None, platform: str | None, match_id: int | None, found_at: dt.datetime | None,
@@ -363,7 +355,7 @@ def _new_takedown(session: Session, work: Workspace, actor: Actor, directory: Ho
     found = directory.resolve(page_url)
     country = found.entry.country if found.entry else server_country(work.settings.takedowns.geoip_database,
                                                                        found.hostname)
-    new_id = _insert_new(session, Takedown, {
+    new_id = insert_new(session, Takedown, {
         "case_id": case_id, "match_id": match_id, "page_url": page_url, "media_url": media_url,
         "media_sha256": media_sha256, "media_phash": media_phash, "media_pdq": media_pdq, "host_key": found.key,
         "registrable_domain": found.registrable_domain, "platform": platform, "country": country, "state": "draft",
@@ -711,7 +703,7 @@ def _apply_recheck(session: Session, work: Workspace, actor: Actor, directory: H
     # The check's row first: its insert takes the write lock (nothing read before it), and a
     # repeat inserts nothing.
     try:
-        fresh = _insert_new(session, TakedownCheck, {"id": check_id, "takedown_id": takedown_id, "outcome": outcome,
+        fresh = insert_new(session, TakedownCheck, {"id": check_id, "takedown_id": takedown_id, "outcome": outcome,
                                                      "detail": detail, "checked_at": checked_at,
                                                      "recorded_at": utcnow()}, ["id"]) is not None
     except IntegrityError:

@@ -19,7 +19,6 @@ from typing import Any
 
 import numpy as np
 from sqlalchemy import select
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import sessionmaker
 
 from mimamori.core import metrics
@@ -28,7 +27,16 @@ from mimamori.models.case_head import CaseHead
 from mimamori.models.registry import embedder_spec
 from mimamori.services.case_heads import HeadCache
 from mimamori.services.match_signals import face_evidence
-from mimamori.stores.cases import Case, Consent, Match, case_threshold, consent_in_force, open_database, utcnow
+from mimamori.stores.cases import (
+    Case,
+    Consent,
+    Match,
+    case_threshold,
+    consent_in_force,
+    insert_new,
+    open_database,
+    utcnow,
+)
 from mimamori.stores.enrolled import EnrolledFaces
 from mimamori.stores.objects import object_client
 from mimamori.streams.events import match_json
@@ -58,20 +66,17 @@ def record_matches(sessions: sessionmaker, candidates: Iterable[Candidate], mode
     scraped_at, media_phash = scraped_at or {}, media_phash or {}
     signals, image_keys, case_scores = signals or {}, image_keys or {}, case_scores or {}
     with sessions.begin() as session:
-        dialect = session.get_bind().dialect.name
-        insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
         new_ids = []
         for case_id, face_id, sha, similarity in candidates:
             case_score, case_model_version = case_scores.get((case_id, face_id), (None, None))
-            statement = insert(Match).values(
+            inserted = insert_new(session, Match, dict(
                 case_id=case_id, face_id=face_id, media_sha256=sha, model_version=model_version,
                 similarity=similarity, source=source, status="pending_review", created_at=utcnow(),
                 scraped_at=scraped_at.get(sha), media_phash=media_phash.get(sha),
                 signals=signals.get((case_id, face_id)) or face_evidence(similarity),
                 image_key=image_keys.get((case_id, face_id)),
                 case_score=case_score, case_model_version=case_model_version,
-            ).on_conflict_do_nothing(index_elements=["case_id", "face_id"]).returning(Match.id)
-            inserted = session.execute(statement).scalar()
+            ), ["case_id", "face_id"])
             if inserted is not None:
                 new_ids.append(inserted)
         return list(session.scalars(select(Match).where(Match.id.in_(new_ids)))) if new_ids else []
