@@ -10,7 +10,6 @@ exporter and Milvus are static targets, and the alert rules are the repository's
 
 from __future__ import annotations
 
-import os
 import shutil
 import subprocess
 import sys
@@ -23,7 +22,7 @@ from mimamori.core.config import SOURCE_ROOT, Settings
 from mimamori.core.scrape_targets import forget_dead_targets
 from mimamori.stack.install import require_tool
 from mimamori.stack.process import ManagedProcess, StackError
-from mimamori.stack.service import Health, Service, http_health
+from mimamori.stack.service import Health, Service, http_health, settings_environment
 
 RULES_DIR = SOURCE_ROOT / "docker" / "prometheus" / "rules"
 
@@ -126,14 +125,9 @@ class ExporterService(Service):
         return None  # part of mimamori
 
     def _launch(self) -> None:
-        site = self.home / "settings.yaml"  # the exporter reads exactly the stack's settings
-        site.unlink(missing_ok=True)
-        fd = os.open(site, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "w") as handle:
-            yaml.safe_dump(self.settings.model_dump(mode="json"), handle)
         self.processes()[0].start([sys.executable, "-m", "mimamori.exporter"],
-                                  env={"MIMAMORI_CONFIG": str(site), "MIMAMORI_PROFILE": self.settings.profile},
-                                  cwd=SOURCE_ROOT)
+                                  env=settings_environment(self.settings, self.home / "settings.yaml"),
+                                  cwd=SOURCE_ROOT)  # the exporter reads exactly the stack's settings
 
     def health(self) -> Health:
         return http_health(f"http://{self.settings.stack.monitoring.exporter_address}/metrics",

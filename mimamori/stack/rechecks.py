@@ -8,14 +8,11 @@ or a database not yet migrated, it waits and tries again (it never exits on its 
 
 from __future__ import annotations
 
-import os
 import sys
-
-import yaml
 
 from mimamori.core.config import SOURCE_ROOT
 from mimamori.stack.process import ManagedProcess, StackError
-from mimamori.stack.service import Health, Service, http_health
+from mimamori.stack.service import Health, Service, http_health, settings_environment
 
 
 class RechecksService(Service):
@@ -39,14 +36,9 @@ class RechecksService(Service):
         host, _port = self._address()
         if host != "127.0.0.1":
             raise StackError(f"the local stack serves the re-check service's metrics on loopback only, not {host}")
-        site = self.home / "settings.yaml"  # the service reads exactly the stack's settings
-        site.unlink(missing_ok=True)
-        fd = os.open(site, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "w") as handle:
-            yaml.safe_dump(self.settings.model_dump(mode="json"), handle)
         self.processes()[0].start([sys.executable, "-m", "mimamori.cli", "rechecks", "serve"],
-                                  env={"MIMAMORI_CONFIG": str(site), "MIMAMORI_PROFILE": self.settings.profile},
-                                  cwd=SOURCE_ROOT)
+                                  env=settings_environment(self.settings, self.home / "settings.yaml"),
+                                  cwd=SOURCE_ROOT)  # the service reads exactly the stack's settings
 
     def health(self) -> Health:
         host, port = self._address()

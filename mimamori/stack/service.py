@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import abc
+import os
 from dataclasses import dataclass
 from pathlib import Path
+
+import yaml
 
 from mimamori.core.config import Settings
 from mimamori.core.waiting import wait_until
@@ -28,6 +31,17 @@ def http_health(url: str, expect: str | None = None, timeout_s: float = 3.0) -> 
             return Health(healthy, f"{url} -> {response.status}")
     except Exception as error:
         return Health(False, f"{url}: {error}")
+
+
+def settings_environment(settings: Settings, site: Path) -> dict[str, str]:
+    """Write ``settings`` to ``site`` (mode 0600: it names credential files) and return the
+    ``MIMAMORI_CONFIG``/``MIMAMORI_PROFILE`` that make a child process read exactly them."""
+    site.parent.mkdir(parents=True, exist_ok=True)
+    site.unlink(missing_ok=True)
+    fd = os.open(site, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        yaml.safe_dump(settings.model_dump(mode="json"), handle)
+    return {"MIMAMORI_CONFIG": str(site), "MIMAMORI_PROFILE": settings.profile}
 
 
 class Service(abc.ABC):

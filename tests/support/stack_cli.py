@@ -13,22 +13,15 @@ import subprocess
 import sys
 from collections.abc import Mapping
 
-import yaml
-
 from mimamori.core.config import SOURCE_ROOT, Settings
+from mimamori.stack.service import settings_environment
 
 CLI = [sys.executable, "-m", "mimamori.cli.main"]
 
 
 def site_environment(settings: Settings) -> dict[str, str]:
     """``MIMAMORI_CONFIG`` and ``MIMAMORI_PROFILE`` for a child that reads ``settings``."""
-    settings.stack.home.mkdir(parents=True, exist_ok=True)
-    site = settings.stack.home / "site-settings.yaml"
-    site.unlink(missing_ok=True)
-    fd = os.open(site, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "w") as handle:
-        yaml.safe_dump(settings.model_dump(mode="json"), handle)
-    return {"MIMAMORI_CONFIG": str(site), "MIMAMORI_PROFILE": settings.profile}
+    return settings_environment(settings, settings.stack.home / "site-settings.yaml")
 
 
 def child_environment(environment: Mapping[str, str]) -> dict[str, str]:
