@@ -29,7 +29,6 @@ import platform
 import random
 import re
 import shutil
-import socket
 import statistics
 import sys
 import tempfile
@@ -49,6 +48,7 @@ from mimamori.core.config import load_settings
 from mimamori.services import users
 from mimamori.services.audit import Actor
 from mimamori.services.workspace import Workspace
+from mimamori.stack.process import free_port
 from mimamori.stores.cases import Case, CaseAssignment, Consent, EnrolledPhoto, Match, MatchDecision
 from mimamori.stores.face_search import Sighting, StoredFace
 from tests.support.memory import MemoryObjects
@@ -288,12 +288,6 @@ def main() -> int:
     print(json.dumps(result))
     shutil.rmtree(folder, ignore_errors=True)
     return 0
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 if __name__ == "__main__":

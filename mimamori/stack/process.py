@@ -93,6 +93,13 @@ def children_cpu_seconds(table: dict[int, ProcessStat], name: str) -> float:
     return sum(tree_cpu_seconds(table, pid) for pid in children_named(table, name))
 
 
+def free_port(host: str = "127.0.0.1") -> int:
+    """A port nothing listens on now (the system picks it): for a server a test or a benchmark starts."""
+    with socket.socket() as probe:
+        probe.bind((host, 0))
+        return probe.getsockname()[1]
+
+
 def port_in_use(host: str, port: int) -> bool:
     """True if something accepts TCP connections on host:port."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:

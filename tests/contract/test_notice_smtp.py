@@ -12,7 +12,6 @@ import datetime as dt
 import email
 import email.policy
 import ipaddress
-import socket
 import ssl
 from pathlib import Path
 
@@ -24,6 +23,7 @@ from mimamori.core.config import load_settings
 from mimamori.core.errors import Unavailable
 from mimamori.services import hosts, notices, takedowns
 from mimamori.services.audit import Actor
+from mimamori.stack.process import free_port
 from mimamori.stores.cases import Case, Consent
 from mimamori.stores.takedowns import Notice
 from tests.support.workspace import MemoryWorkspace
@@ -83,12 +83,6 @@ class Mailbox:
     async def handle_DATA(self, server, session, envelope):
         self.messages.append((envelope.mail_from, list(envelope.rcpt_tos), envelope.original_content))
         return "250 Message accepted"
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 def authenticator(_server, _session, _envelope, mechanism, data):

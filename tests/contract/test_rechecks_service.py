@@ -8,7 +8,6 @@ server that answers slowly, so the kill lands mid-run.
 
 from __future__ import annotations
 
-import socket
 import time
 import urllib.request
 
@@ -21,19 +20,13 @@ from mimamori.services.audit import Actor
 from mimamori.services.cases import create_case
 from mimamori.services.takedowns import create_takedown
 from mimamori.services.workspace import Workspace
-from mimamori.stack.process import port_in_use
+from mimamori.stack.process import free_port, port_in_use
 from mimamori.stack.rechecks import RechecksService
 from mimamori.stores.takedowns import Takedown, TakedownCheck, TakedownTransition
 from tests.support.http_server import LocalServer, Route
 
 ADMIN = Actor("test-admin", "admin")
 URLS = 12
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 @pytest.fixture

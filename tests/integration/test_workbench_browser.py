@@ -29,6 +29,7 @@ from mimamori.services import access, cases, enrolment
 from mimamori.services.audit import Actor
 from mimamori.services.consent import ConsentRecord, record_consent
 from mimamori.services.workspace import Workspace
+from mimamori.stack.process import free_port
 from mimamori.stores.cases import AuditEvent, Match, MatchDecision, User
 from mimamori.stores.takedowns import Notice, Takedown
 from tests.integration import samples as sample_sets
@@ -40,7 +41,6 @@ from tests.integration.workbench import (
     api_process,
     chromium,
     enrol_staff,
-    free_port,
     invitation_token,
     sign_in,
 )

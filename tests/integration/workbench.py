@@ -13,7 +13,6 @@ import contextlib
 import os
 import re
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -27,12 +26,6 @@ import pyotp
 CHROMIUM = os.environ.get("MIMAMORI_CHROMIUM", "/usr/bin/chromium")
 MIMAMORI = Path(sys.executable).with_name("mimamori")
 PASSWORD = "correct horse battery staple 7"  # long enough for any sane password policy
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @dataclass
