@@ -16,7 +16,8 @@ it records one CSV row:
   to the first poll (every 5 s) that finds the item's sighting in Milvus, so at most 5 s high;
 * resident memory, open file descriptors and threads of the worker (the ``mimamori run``
   process), Prism (its child), Kafka, MinIO and Milvus (their pidfiles' processes, with
-  their children: Milvus runs behind a network-namespace bridge).
+  their children: Milvus runs behind a network-namespace bridge); and, beside the CSV in
+  ``<csv>.worker.jsonl``, what the worker's descriptors point at and its threads by name.
 
 ``--private HOME --port-offset N`` runs all of it on a stack of its own (started here, stopped
 at the end): a soak measures services, so it never shares them. ``--report`` prints the
@@ -30,6 +31,7 @@ import argparse
 import csv
 import io
 import json
+import os
 import signal
 import statistics
 import subprocess
@@ -171,6 +173,27 @@ def usage(processes: list[psutil.Process]) -> dict[str, float]:
     return {"rss_mib": round(rss / 2**20, 1), "fds": fds, "threads": threads}
 
 
+def descriptors_and_threads(processes: list[psutil.Process]) -> dict[str, dict[str, int]]:
+    """What a process tree's descriptors point at (socket, pipe, anon_inode:..., or the file's
+    folder) and its threads by name: to tell, when a count steps, what the new ones are."""
+    kinds: dict[str, int] = {}
+    names: dict[str, int] = {}
+    for process in processes:
+        base = Path("/proc") / str(process.pid)
+        try:
+            for fd in (base / "fd").iterdir():
+                target = os.readlink(fd)
+                special = ":" in target and not target.startswith("/")  # socket:[123], pipe:[4], anon_inode:...
+                kind = target.split(":")[0] if special else str(Path(target).parent)
+                kinds[kind] = kinds.get(kind, 0) + 1
+            for task in (base / "task").iterdir():
+                name = (task / "comm").read_text().strip()
+                names[name] = names.get(name, 0) + 1
+        except OSError:  # the process or one of its descriptors went while it was read
+            continue
+    return {"descriptors": dict(sorted(kinds.items())), "threads": dict(sorted(names.items()))}
+
+
 def component_processes(stack_home: Path, runner: subprocess.Popen) -> dict[str, list[psutil.Process]]:
     found: dict[str, list[psutil.Process]] = {}
     run = tree(runner.pid)
@@ -226,7 +249,8 @@ def soak(args: argparse.Namespace) -> None:
         start = time.time()
         feeder.start()
         args.csv.parent.mkdir(parents=True, exist_ok=True)
-        with open(args.csv, "w", newline="") as handle:
+        details_path = args.csv.parent / f"{args.csv.stem}.worker.jsonl"
+        with open(args.csv, "w", newline="") as handle, open(details_path, "w") as details:
             writer = None
             for minute in range(1, args.minutes + 1):
                 time.sleep(max(0.0, start + minute * args.sample_s - time.time()))
@@ -247,6 +271,9 @@ def soak(args: argparse.Namespace) -> None:
                     writer.writeheader()
                 writer.writerow(row)
                 handle.flush()
+                worker = component_processes(stack_home, runner)["worker"]
+                details.write(json.dumps({"minute": minute, **descriptors_and_threads(worker)}) + "\n")
+                details.flush()
                 print(json.dumps(row), flush=True)
     finally:
         stop.set()

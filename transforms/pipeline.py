@@ -15,6 +15,7 @@ from pathlib import Path
 import apache_beam as beam
 
 from mimamori.core.config import Settings
+from mimamori.core.native_heap import start_trimming
 from mimamori.models.embedders import check_weights
 from mimamori.streams.kafka_source import ReadFromKafka
 from mimamori.transforms.align import AlignFaces
@@ -42,15 +43,18 @@ class SourceOptions:
     topic: str | None = None
 
 
-class _ServeMetrics(beam.DoFn):
-    """Starts the worker's Prometheus endpoint once per process, then passes elements on."""
+class _StartWorkerProcess(beam.DoFn):
+    """Once per worker process: its Prometheus endpoint and its heap trimmer; passes elements on."""
 
-    def __init__(self, port: int, address: str, targets_dir: Path | None, backends: Backends = PRODUCTION):
+    def __init__(self, port: int, address: str, targets_dir: Path | None, heap_trim_interval_s: float,
+                 backends: Backends = PRODUCTION):
         self.port, self.address, self.targets_dir = port, address, targets_dir
+        self.heap_trim_interval_s = heap_trim_interval_s
         self.backends = backends
 
     def setup(self) -> None:
         self.backends.metrics_endpoint(self.port, self.address, self.targets_dir)
+        start_trimming(self.heap_trim_interval_s)
 
     def process(self, element):
         yield element
@@ -111,8 +115,9 @@ def build_pipeline(pipeline: beam.Pipeline, settings: Settings, source: SourceOp
             max_records_per_bundle=settings.pipeline.max_records_per_bundle,
             bundle_read_s=settings.pipeline.bundle_read_s,
         )
-    raw = pipeline | "ReadMediaScraped" >> records | "ServeMetrics" >> beam.ParDo(
-        _ServeMetrics(settings.metrics.port, settings.metrics.bind_address, settings.scrape_targets_dir(), backends))
+    raw = pipeline | "ReadMediaScraped" >> records | "StartWorkerProcess" >> beam.ParDo(_StartWorkerProcess(
+        settings.metrics.port, settings.metrics.bind_address, settings.scrape_targets_dir(),
+        settings.pipeline.heap_trim_interval_s, backends))
     raw | "GiveTheStageAnOutput" >> GiveTheStageAnOutput()
     dead_letters = []
 

@@ -266,6 +266,9 @@ class PipelineConfig(Section):
     # the same keys, and faces the new run no longer finds are deleted with their crops. Copies
     # under other media ids stay sightings.
     reprocess_indexed: bool = False
+    # Seconds between handing the worker's free C heap back to the system (core/native_heap.py):
+    # without it a worker's memory stays at the high-water mark of the largest media it saw. 0: never.
+    heap_trim_interval_s: float = 30.0
 
 
 class RunnerConfig(Section):

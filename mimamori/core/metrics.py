@@ -53,6 +53,10 @@ STORE_RETRIES = Counter("mimamori_store_retries_total", "Calls to a store retrie
 STORE_UNREACHABLE_SECONDS = Gauge("mimamori_store_unreachable_seconds",
                                   "Seconds this process has been failing to reach a store (0: reachable)", ["store"])
 
+# A worker's C heap (core/native_heap.py): what malloc_trim handed back to the system.
+NATIVE_HEAP_RELEASED = Counter("mimamori_native_heap_released_bytes_total",
+                               "Resident memory this process's free heap pages gave back to the system (malloc_trim)")
+
 # Issue 19 (T2): the re-check service (services/rechecks.py). Takedowns by state and overdue work
 # come from the case database through the exporter (mimamori_takedowns, mimamori_takedowns_overdue).
 RECHECK_OUTCOMES = Counter("mimamori_recheck_outcomes_total", "Re-checks of takedown URLs recorded, by outcome",
