@@ -36,6 +36,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from bench._cache import LFW, TESTDATA, lfw_files  # noqa: E402
+from bench.matching import backdrops  # noqa: E402
 from tests.support import edits  # noqa: E402
 
 MAX_SIDE = 640  # features of a picture scaled to at most this side
@@ -148,7 +149,7 @@ def compare(cv2, orb, gallery: Gallery, pictures, sources: list[int], thresholds
     from mimamori.models.devices import pick_device
 
     detector = FaceDetector(load_settings("local").models.detector, pick_device("cpu"))
-    catalogue = edits.reupload_edits(backdrop_frames())
+    catalogue = edits.reupload_edits(backdrops())
     scores: dict[str, list[int]] = defaultdict(list)  # family -> inliers with the copy's own source
     strangers: dict[str, list[int]] = {"other people": [], "same person": []}  # highest per copy
     pairs = {"other people": 0, "same person": 0}
@@ -177,17 +178,6 @@ def compare(cv2, orb, gallery: Gallery, pictures, sources: list[int], thresholds
         for name, t in thresholds.items():
             print(f"copies matching a picture of {kind} at {t} ({name}): {sum(n >= t for n in highest)} "
                   f"of {len(highest)} copies ({pairs[kind]:,} pairs); highest {max(highest, default=0)}")
-
-
-def backdrop_frames() -> list[Image.Image]:
-    from mimamori.core.config import PipelineConfig
-    from mimamori.media.decode import decode_media
-
-    frames = []
-    for clip in ("video_02.mp4", "video_01.mp4", "video.mp4"):
-        media = decode_media((TESTDATA / "video" / clip).read_bytes(), "video/mp4", PipelineConfig(max_video_frames=4))
-        frames.append(media.frames[len(media.frames) // 2].image)
-    return frames
 
 
 if __name__ == "__main__":

@@ -263,7 +263,8 @@ def soak(args: argparse.Namespace) -> None:
                     "e2e_n": len(delays),
                     "e2e_p50_s": round(statistics.median(delays), 1) if delays else "",
                     "e2e_max_s": round(delays[-1], 1) if delays else ""}
-                for name, processes in component_processes(stack_home, runner).items():
+                components = component_processes(stack_home, runner)
+                for name, processes in components.items():
                     for key, value in usage(processes).items():
                         row[f"{name}_{key}"] = value
                 if writer is None:
@@ -271,8 +272,7 @@ def soak(args: argparse.Namespace) -> None:
                     writer.writeheader()
                 writer.writerow(row)
                 handle.flush()
-                worker = component_processes(stack_home, runner)["worker"]
-                details.write(json.dumps({"minute": minute, **descriptors_and_threads(worker)}) + "\n")
+                details.write(json.dumps({"minute": minute, **descriptors_and_threads(components["worker"])}) + "\n")
                 details.flush()
                 print(json.dumps(row), flush=True)
     finally:

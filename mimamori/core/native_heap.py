@@ -19,6 +19,7 @@ import ctypes.util
 import logging
 import os
 import threading
+import time
 
 from mimamori.core import metrics
 
@@ -76,10 +77,9 @@ def start_trimming(interval_s: float) -> bool:
     with _lock:
         if _trimmer is not None:
             return False
-        stop = threading.Event()  # never set: the thread ends with the process
-
-        def trim_forever() -> None:
-            while not stop.wait(interval_s):
+        def trim_forever() -> None:  # a daemon thread: it ends with the process
+            while True:
+                time.sleep(interval_s)
                 release_free_memory()
 
         _trimmer = threading.Thread(target=trim_forever, name="mimamori-heap-trim", daemon=True)
