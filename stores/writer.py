@@ -35,6 +35,7 @@ import numpy as np
 from pymilvus import Collection, DataType, MilvusException, utility
 
 from mimamori.core import metrics
+from mimamori.core.process_shared import ProcessShared
 from mimamori.core.retry import retryable_errors, with_retries
 
 log = logging.getLogger(__name__)
@@ -43,6 +44,10 @@ DEFAULT_REQUEST_BYTES = 2 * 1024 * 1024
 DEFAULT_IN_FLIGHT = 2
 UPSERT_TIMEOUT_S = 20  # an int: pymilvus takes only an int as the bound of its own retries
 DEFAULT_MAX_UNINDEXED_ROWS = 300_000
+# The upsert threads of a collection, shared by its writers in this process (Beam's copies of a
+# DoFn, see mimamori.core.process_shared): at most ``in_flight`` requests on the wire, however
+# many copies there are, and no threads that appear the hour two bundles first overlap.
+_UPSERT_POOLS: ProcessShared[ThreadPoolExecutor] = ProcessShared(lambda pool: pool.shutdown(wait=True))
 VECTOR_TYPES = (DataType.FLOAT_VECTOR, DataType.FLOAT16_VECTOR, DataType.BFLOAT16_VECTOR, DataType.BINARY_VECTOR)
 
 
@@ -77,7 +82,9 @@ class MilvusWriter:
         self.request_bytes = request_bytes
         self.in_flight = in_flight
         self.index_gate = IndexGate(collection, max_unindexed_rows, index_check_s) if max_unindexed_rows else None
-        self._pool = ThreadPoolExecutor(max_workers=in_flight, thread_name_prefix=f"upsert-{collection.name}")
+        self._pool_key: tuple[str, int] | None = (collection.name, in_flight)
+        self._pool = _UPSERT_POOLS.acquire(self._pool_key, lambda: ThreadPoolExecutor(
+            max_workers=in_flight, thread_name_prefix=f"upsert-{collection.name}"))
         self._pending: deque[Future[int]] = deque()
         self._batch: list[Mapping[str, Any]] = []
         self._batch_bytes = 0
@@ -122,7 +129,9 @@ class MilvusWriter:
             if flush and utility.has_collection(self.collection.name, using=self.collection._using):
                 self.collection.flush(timeout=120)
         finally:
-            self._pool.shutdown(wait=True)
+            if self._pool_key is not None:  # a second close gives nothing back twice
+                _UPSERT_POOLS.release(self._pool_key)
+                self._pool_key = None
 
     def _send(self) -> None:
         if not self._batch:

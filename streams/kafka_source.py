@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import logging
 import sys
-import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -29,11 +28,11 @@ from apache_beam.io.watermark_estimators import ManualWatermarkEstimator
 from apache_beam.transforms.core import RestrictionProvider
 from apache_beam.utils.timestamp import Duration, Timestamp
 from kafka import KafkaConsumer, TopicPartition
-from kafka.structs import OffsetAndMetadata
 
 from mimamori.core.metrics import CONSUMER_LAG
 from mimamori.core.retry import OUTAGES, with_retries
 from mimamori.streams.events import KafkaRecord
+from mimamori.streams.kafka_clients import PartitionReader, SharedClients
 
 log = logging.getLogger(__name__)
 UNBOUNDED = sys.maxsize
@@ -152,48 +151,30 @@ class _ReadPartition(beam.DoFn):
         self.max_records = max_records
 
     def setup(self) -> None:
-        self._consumer: KafkaConsumer | None = None
-        self._committer: KafkaConsumer | None = None
-        self._commit_lock = threading.Lock()
+        self._clients = SharedClients.acquire(self.client_options, self.group_id)
 
     def teardown(self) -> None:
         # A runner may tear the DoFn down while a bundle's finalization is still in flight (Flink
-        # sends the last finalizations as the job ends): never close the committer under a
-        # running commit, and leave none behind closed, so a late finalizer makes a new one.
-        with self._commit_lock:
-            for client in (self._consumer, self._committer):
-                if client is not None:
-                    client.close()
-            self._consumer = self._committer = None
-
-    def _reader(self) -> KafkaConsumer:
-        if self._consumer is None:
-            # No group here: partitions are assigned by the runner, not by Kafka's rebalancing.
-            self._consumer = KafkaConsumer(**self.client_options, enable_auto_commit=False,
-                                           max_poll_records=self.max_records)
-        return self._consumer
+        # sends the last finalizations as the job ends): the shared clients never close a
+        # committer under a running commit, and a late finalizer makes a new one.
+        self._clients.release()
 
     def _commit(self, tp: TopicPartition, next_offset: int) -> None:
-        # Under the lock: finalizers run on the SDK harness's threads, teardown on another, and a
-        # KafkaConsumer is not thread-safe.
-        with self._commit_lock:
-            try:
-                if self._committer is None:
-                    self._committer = KafkaConsumer(**self.client_options, group_id=self.group_id,
-                                                    enable_auto_commit=False)
-                self._committer.commit({tp: OffsetAndMetadata(next_offset, "", -1)})
-            except Exception as error:
-                # Beam only logs a failed finalizer as a warning; this one means a re-read (or, if a
-                # later bundle's commit succeeds, nothing at all: offsets only move forward).
-                log.warning("committing %s offset %d failed: those messages will be read again unless a "
-                            "later commit succeeds: %s", tp, next_offset, error)
-                OUTAGES.failed("kafka", f"commit of {tp.topic}[{tp.partition}]", error)
-                raise
-
-    def _broker_answers(self, tp: TopicPartition) -> bool:
-        """Whether the partition's end offset can be read now (a poll that got nothing cannot tell)."""
         try:
-            self._reader().end_offsets([tp], timeout_ms=2000)
+            self._clients.commit(tp, next_offset)
+        except Exception as error:
+            # Beam only logs a failed finalizer as a warning; this one means a re-read (or, if a
+            # later bundle's commit succeeds, nothing at all: offsets only move forward).
+            log.warning("committing %s offset %d failed: those messages will be read again unless a "
+                        "later commit succeeds: %s", tp, next_offset, error)
+            OUTAGES.failed("kafka", f"commit of {tp.topic}[{tp.partition}]", error)
+            raise
+
+    def _broker_answers(self, reader: PartitionReader) -> bool:
+        """Whether the partition's end offset can be read now (a poll that got nothing cannot tell)."""
+        tp = reader.tp
+        try:
+            reader.end_offset(timeout_ms=2000)
         except Exception as error:  # a timeout or a refused connection: the broker is away
             OUTAGES.failed("kafka", f"read of {tp.topic}[{tp.partition}]", error)
             return False
@@ -212,9 +193,9 @@ class _ReadPartition(beam.DoFn):
         tp = TopicPartition(element.topic, element.partition)
         restriction = tracker.current_restriction()
         # A new reader bootstraps from the broker: while it is away, wait for it (not a failed job).
-        consumer = with_retries(self._reader, "connect to the Kafka broker", store="kafka", operation="connect")
-        consumer.assign([tp])
-        consumer.seek(tp, restriction.start)
+        reader = with_retries(lambda: self._clients.reader(tp, self.max_records), "connect to the Kafka broker",
+                              store="kafka", operation="connect")
+        position = restriction.start
 
         last_offset: int | None = None
         deadline = time.monotonic() + self.poll_s
@@ -222,7 +203,7 @@ class _ReadPartition(beam.DoFn):
         claim_refused = False  # a refused claim (past the stop offset) has already ended the restriction
         claimed = 0
         while time.monotonic() < deadline and not finished and claimed < self.max_records:
-            records = consumer.poll(timeout_ms=200, max_records=self.max_records - claimed).get(tp, [])
+            records = reader.poll(position, timeout_ms=200, max_records=self.max_records - claimed)
             for record in records:
                 if not tracker.try_claim(record.offset):
                     finished = claim_refused = True  # past the stop offset
@@ -232,13 +213,14 @@ class _ReadPartition(beam.DoFn):
                 if current is None or Timestamp.of(seconds) > current:
                     watermark.set_watermark(Timestamp.of(seconds))
                 last_offset = record.offset
+                position = record.offset + 1
                 claimed += 1
                 yield beam.window.TimestampedValue(
                     KafkaRecord(record.topic, record.partition, record.offset, record.timestamp,
                                 record.key, record.value),
                     seconds,
                 )
-            if not records and restriction.stop != UNBOUNDED and consumer.position(tp) >= restriction.stop:
+            if not records and restriction.stop != UNBOUNDED and reader.position() >= restriction.stop:
                 finished = True
         if claimed:
             OUTAGES.recovered("kafka")
@@ -247,7 +229,7 @@ class _ReadPartition(beam.DoFn):
             # range, so it goes with the residual at the checkpoint.
             tracker.current_restriction().last_activity = time.time()
 
-        _report_lag(consumer, tp)
+        _report_lag(reader)
         # Runs once the runner has committed this bundle's work: the writes are done. Registered
         # even when there is nothing to commit: Prism asks every SDF bundle to finalize, and the
         # SDK reports an error for a bundle that registered no finalizer.
@@ -256,18 +238,19 @@ class _ReadPartition(beam.DoFn):
         else:
             bundle_finalizer.register(lambda: None)
         if not claim_refused:  # a refused claim has ended the restriction already
-            self._end_or_defer(tracker, tp, restriction.start, last_offset, finished)
+            self._end_or_defer(tracker, reader, restriction.start, last_offset, finished)
 
-    def _end_or_defer(self, tracker, tp: TopicPartition, start: int, last_offset: int | None,
+    def _end_or_defer(self, tracker, reader: PartitionReader, start: int, last_offset: int | None,
                       finished: bool) -> None:
         """End the restriction (stop offset reached, or idle past ``until_idle_s``) or come back later."""
+        tp = reader.tp
         stop = tracker.current_restriction().stop
         idle = time.time() - getattr(tracker.current_restriction(), "last_activity", time.time())
         last = last_offset if last_offset is not None else start - 1
         if finished or (stop != UNBOUNDED and last + 1 >= stop):
             tracker.try_claim(stop)  # claiming the end marks the restriction done
             return
-        if last_offset is None and not self._broker_answers(tp):
+        if last_offset is None and not self._broker_answers(reader):
             # Nothing came because the broker is away, not because nothing was sent: that is no
             # idleness (an outage must not end a run that ends when idle); it counts from recovery.
             tracker.current_restriction().last_activity = time.time()
@@ -278,10 +261,10 @@ class _ReadPartition(beam.DoFn):
         tracker.defer_remainder(Duration(seconds=0.2))
 
 
-def _report_lag(consumer: KafkaConsumer, tp: TopicPartition) -> None:
-    highwater = consumer.highwater(tp)  # known after a fetch; None before the first one
-    if highwater is not None:
-        CONSUMER_LAG.labels(topic=tp.topic, partition=str(tp.partition)).set(max(0, highwater - consumer.position(tp)))
+def _report_lag(reader: PartitionReader) -> None:
+    lag = reader.lag()  # known after a fetch; None before the first one
+    if lag is not None:
+        CONSUMER_LAG.labels(topic=reader.tp.topic, partition=str(reader.tp.partition)).set(lag)
 
 
 def _plan(_impulse: bytes, *args: Any) -> list[PartitionRead]:

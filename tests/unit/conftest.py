@@ -19,6 +19,13 @@ from tests.support.hermetic import HINT, HermeticViolation, hermetic_settings, r
 from tests.support.pipeline import MAX_MEDIA_BYTES
 
 
+def pytest_sessionstart(session: pytest.Session) -> None:
+    # matplotlib lists the system's fonts with fc-list on its first import and caches the list in
+    # ~/.cache/matplotlib; on a fresh machine the first plotting test would do it, inside the
+    # hermetic phases. Build that cache here, before any test runs.
+    import matplotlib.font_manager  # noqa: F401
+
+
 def _hermetic() -> Generator[None, object, object]:
     with refuse_network_and_processes() as tried:
         result = yield

@@ -74,3 +74,18 @@ def test_writer_refuses_empty_text_that_milvus_could_not_map():
     assert collection.upserted == [{"id": 2, "page_url": NO_PAGE_URL}, {"id": 3, "page_url": "https://a.example/p"}]
     assert [page_url_from_store(row["page_url"]) for row in collection.upserted] == ["", "https://a.example/p"]
     assert page_url_from_store("") == ""  # rows written before the marker read the same
+
+
+def test_writers_of_one_collection_in_a_process_share_its_upsert_threads():
+    """Beam's second copy of a writing DoFn adds no threads; the last writer's close ends them."""
+    first = MilvusWriter(RecordingCollection({"id": DataType.INT64}), max_unindexed_rows=None)
+    second = MilvusWriter(RecordingCollection({"id": DataType.INT64}), max_unindexed_rows=None)
+    assert first._pool is second._pool
+    first.write([{"id": 1}])
+    first.close(flush=False)
+    first.close(flush=False)  # twice: still one release
+    second.write([{"id": 2}])
+    assert second.wait() == 1  # the shared threads still run
+    second.close(flush=False)
+    with pytest.raises(RuntimeError):
+        second._pool.submit(print)  # shut down with the last writer
