@@ -113,6 +113,7 @@ class MilvusService(Service):
             "log": {"file": {"rootPath": ""}, "level": "warn"},
         })
         overrides["dataCoord"]["segment"] = {"sealProportion": self.settings.stack.milvus.seal_proportion}
+        overrides["dataNode"]["dataSync"] = {"maxParallelSyncTaskNum": self.settings.stack.milvus.parallel_syncs}
         if self.settings.stack.milvus.mmap:
             overrides["queryNode"]["mmapDirPath"] = str(data / "mmap")
         _deep_update(config, overrides)

@@ -21,6 +21,8 @@ def test_every_node_listens_on_loopback_and_segments_seal_full(tmp_path, monkeyp
     assert all(config[name]["ip"] == "127.0.0.1" for name in COMPONENTS_WITH_IP)
     assert config["dataCoord"]["segment"]["sealProportion"] == 0.9
     assert config["dataCoord"]["segment"]["maxSize"] == 512  # Milvus's own size is kept
+    assert config["dataNode"]["dataSync"]["maxParallelSyncTaskNum"] == 2  # not 6 bursts into MinIO at once
+    assert "flowGraph" in config["dataNode"]["dataSync"]  # the template's other settings are kept
 
 
 def test_mmap_is_on_by_default_and_its_directory_lies_under_the_data_directory(tmp_path, monkeypatch):
