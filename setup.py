@@ -91,6 +91,9 @@ setup(
         # Image matching (issue 20): PDQ through the bindings of Meta's reference C++ code
         # (built from source: no wheel for this Python on PyPI; needs a C++ compiler).
         "pdqhash==0.2.8",
+        # Local features for crops and face mosaics (mimamori.media.local_features): ORB keypoints
+        # and RANSAC from OpenCV (Apache-2.0), the headless wheel (no GUI libraries).
+        "opencv-python-headless==5.0.0.93",
         *FACENET_RUNTIME_DEPS,
     ],
     extras_require={

@@ -115,10 +115,12 @@ def indexed_face(row: dict[str, Any], item: MediaItem, vector: np.ndarray) -> In
 
 
 def hashed_media(item: MediaItem) -> HashedMedia:
-    """What the image-hash watchlist compares with the cases' reference hashes."""
+    """What the image-hash watchlist compares with the cases' reference hashes and images (an image's
+    picture for its local features; a video's frames are matched by PDQ alone)."""
+    images = tuple((frame.time_ms, frame.image) for frame in item.media.frames) if item.media.kind == "image" else ()
     return HashedMedia(item.media.sha256, list(item.pdq), item.event.media_id, item.event.source_url,
                        item.event.platform, datetime.fromisoformat(item.event.scraped_at),
-                       item.phash.hex() if item.phash else None)
+                       item.phash.hex() if item.phash else None, images)
 
 
 def frame_thumbnail(image: Image.Image, max_side: int = 256) -> bytes:

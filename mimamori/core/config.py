@@ -465,6 +465,13 @@ class MatchingConfig(Section):
     # The reviewer's small thumbnail of a reference image: longest side and blur (pixels at 256 px).
     reference_thumbnail_px: int = Field(default=128, ge=32, le=512)
     reference_thumbnail_blur: int = Field(default=12, ge=0)
+    # The crop-robust signal (mimamori.media.local_features): a scraped image matches a reference
+    # image when one similarity transform explains at least ``local_min_inliers`` of their ORB
+    # keypoint matches. Reference images' keypoints are always kept; comparing them is off by
+    # default: a reference that itself carries an overlay (a site's watermark, meme captions)
+    # matches unrelated pictures with the same overlay (docs/quality.md, "Local features").
+    local_features: bool = False
+    local_min_inliers: int = Field(default=6, ge=1, le=500)
 
 
 # Issue 20 (M3): the per-case model that learns from reviewers (docs/matching.md, "Per-case model").

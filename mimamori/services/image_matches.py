@@ -11,6 +11,10 @@ A pair the face path already matched is not matched twice: the PDQ evidence is a
 match. Otherwise a match is recorded like a face match (same table, queue, audit and topic),
 with ``face_id`` = the frame's PDQ row key (stores.image_hashes.pdq_key) and the frame's
 thumbnail as its image (``image_key``, written by the pipeline before the match).
+
+The crop-robust signal runs beside PDQ here: a scraped image's local features against the
+watched cases' reference images (services/reference_features.py), and a (case, media) pair is
+decided once on both scores, so a match says which of the two fired.
 """
 
 from __future__ import annotations
@@ -19,15 +23,27 @@ import datetime as dt
 from dataclasses import dataclass
 from typing import Any
 
+from PIL import Image
 from sqlalchemy import select
 from sqlalchemy.orm import sessionmaker
 
 from mimamori.core.config import MatchingConfig, Settings
+from mimamori.media.local_features import extract
 from mimamori.media.pdq import PdqHash
-from mimamori.services.match_signals import Decision, PdqScore, Thresholds, combine, face_evidence, pdq_similarity
+from mimamori.services.match_signals import (
+    Decision,
+    PdqScore,
+    Thresholds,
+    combine,
+    face_evidence,
+    local_similarity,
+    pdq_similarity,
+)
+from mimamori.services.reference_features import ReferenceFeatures
 from mimamori.services.watchlist import Watchlist, record_matches
 from mimamori.stores.cases import Match
 from mimamori.stores.image_hashes import ReferenceHashes, ReferenceHit, pdq_key
+from mimamori.stores.objects import object_client
 
 HASH_MODEL_VERSION = "pdq"  # Match.model_version of a match found by image hash alone
 
@@ -48,6 +64,9 @@ class HashedMedia:
     platform: str
     scraped_at: dt.datetime | None = None
     media_phash: str | None = None
+    # (frame ms, picture) whose local features are compared with the reference images' (an image's
+    # one frame; empty where the pictures are not at hand, as in a retro search)
+    images: tuple[tuple[int, Image.Image], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -69,7 +88,10 @@ class HashCandidate:
 
     @property
     def similarity(self) -> float:
-        return pdq_similarity(int(self.decision.scores["pdq"]))
+        if "pdq" in self.decision.fired or "crop" not in self.decision.scores:
+            return pdq_similarity(int(self.decision.scores["pdq"]))
+        threshold = self.decision.details.get("crop", {}).get("threshold") or 1
+        return local_similarity(self.decision.scores["crop"], int(threshold))
 
 
 def best_hits(frames: list[tuple[str, int, PdqHash]], hits: list[list[ReferenceHit]]
@@ -86,7 +108,8 @@ def best_hits(frames: list[tuple[str, int, PdqHash]], hits: list[list[ReferenceH
 
 def hash_thresholds(matching: MatchingConfig) -> Thresholds:
     """The configured gates of a decision by image hash (it has no face score to gate)."""
-    return Thresholds(pdq_max_distance=matching.pdq_max_distance, pdq_min_quality=matching.pdq_min_quality)
+    return Thresholds(pdq_max_distance=matching.pdq_max_distance, pdq_min_quality=matching.pdq_min_quality,
+                      crop_threshold=matching.local_min_inliers if matching.local_features else None)
 
 
 class MediaWatchlist(Watchlist):
@@ -99,31 +122,60 @@ class MediaWatchlist(Watchlist):
         super().__init__(settings, model_version, **stores)
         self.matching = settings.matching
         self.references = references if references is not None else ReferenceHashes(settings)
+        objects = stores.get("objects")
+        self.local = ReferenceFeatures(self.sessions, lambda: objects if objects is not None else object_client(
+            settings), settings.minio.buckets.references.name) if settings.matching.local_features else None
 
     def hash_candidates(self, media: list[HashedMedia], watched: dict[str, float] | None = None
                         ) -> list[HashCandidate]:
-        """The (case, media) pairs the combined decision matches by their nearest reference hash.
+        """The (case, media) pairs the combined decision matches by their image signals.
 
-        One search of the reference collection for every frame of the batch, only the partitions
-        of cases whose consent covers the watchlist (``watched``, as ``Watchlist.check`` takes it);
-        frames under the quality floor are not asked.
+        Only cases whose consent covers the watchlist (``watched``, as ``Watchlist.check`` takes
+        it); each pair is decided once on its nearest PDQ hash and its best local-feature score.
         """
-        floor = self.matching.pdq_min_quality
-        frames = [(m.media_sha256, ms, h) for m in media for ms, h in m.frames if h.quality >= floor]
-        if not frames:
-            return []
         watched = self.watched_cases() if watched is None else watched
         if not watched:
             return []
-        hits = self.references.nearest([h.bits for _sha, _ms, h in frames], sorted(watched),
-                                       self.matching.pdq_max_distance, self.matching.top_k)
+        pdq, local = self._pdq_scores(media, watched), self._local_scores(media, watched)
         candidates, thresholds = [], hash_thresholds(self.matching)
-        for (case_id, sha), (hit, frame_ms, quality) in sorted(best_hits(frames, hits).items()):
-            score = PdqScore(hit.distance, min(quality, hit.reference.hash.quality), hit.reference.variant, frame_ms)
-            decision = combine(pdq=score, thresholds=thresholds)
+        for case_id, sha in sorted(set(pdq) | set(local)):
+            score, (inliers, local_ms) = pdq.get((case_id, sha)), local.get((case_id, sha), (None, 0))
+            decision = combine(pdq=score, crop=inliers, thresholds=thresholds)
             if decision.matched:
+                frame_ms = score.frame_ms if score is not None and "pdq" in decision.fired else local_ms
                 candidates.append(HashCandidate(case_id, sha, frame_ms, decision))
         return candidates
+
+    def _pdq_scores(self, media: list[HashedMedia], watched: dict[str, float]) -> dict[tuple[str, str], PdqScore]:
+        """(case, media) -> the nearest reference hash of any frame: one search of the reference
+        collection for the batch, the watched cases' partitions only; frames under the quality floor
+        are not asked."""
+        floor = self.matching.pdq_min_quality
+        frames = [(m.media_sha256, ms, h) for m in media for ms, h in m.frames if h.quality >= floor]
+        if not frames:
+            return {}
+        hits = self.references.nearest([h.bits for _sha, _ms, h in frames], sorted(watched),
+                                       self.matching.pdq_max_distance, self.matching.top_k)
+        return {key: PdqScore(hit.distance, min(quality, hit.reference.hash.quality), hit.reference.variant, frame_ms)
+                for key, (hit, frame_ms, quality) in best_hits(frames, hits).items()}
+
+    def _local_scores(self, media: list[HashedMedia], watched: dict[str, float]
+                      ) -> dict[tuple[str, str], tuple[int, int]]:
+        """(case, media) -> (the best inlier count of any picture against the case's reference images,
+        that picture's frame ms); keypoints are extracted only when a watched case has reference images."""
+        if self.local is None or not any(m.images for m in media):
+            return {}
+        gallery, owners = self.local.gallery_for(sorted(watched))
+        if not gallery.sets:
+            return {}
+        best: dict[tuple[str, str], tuple[int, int]] = {}
+        for item in media:
+            for frame_ms, image in item.images:
+                for owner, inliers in gallery.scores(extract(image)).items():
+                    key = (owners[owner][0], item.media_sha256)
+                    if inliers > best.get(key, (-1, 0))[0]:
+                        best[key] = (inliers, frame_ms)
+        return best
 
     def record_hash_matches(self, candidates: list[HashCandidate], media: list[HashedMedia]) -> list[Match]:
         """Record what ``hash_candidates`` found (after the thumbnails are written); return the new matches.

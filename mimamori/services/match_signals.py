@@ -7,14 +7,15 @@ match's evidence (``Decision.evidence()``, the ``signals`` column of a match) so
 sees why it matched. The image-hash watchlist and the retro search of new references decide
 with this function; the face watchlist gates the face score itself (the case threshold, or the
 case's head) and records ``face_evidence``; ``bench/matching.py`` measures each gate and their OR.
-Nothing passes ``crop`` yet: the crop-robust signal is measured in the bench (docs/matching.md)
-and its slot here is where it plugs in.
+``crop`` is the crop-robust signal: local features verified by geometry
+(mimamori.media.local_features), which catches tight crops, pastes and mosaics over the face.
 
 Scores: ``face`` is the cosine similarity to the nearest enrolled face of the case (higher is
 closer, fires at or above the case's threshold); ``pdq`` the Hamming distance to the nearest
 reference hash (lower is closer, fires at or below ``pdq_max_distance`` when both hashes have
-at least ``pdq_min_quality``); ``crop`` the crop-robust signal's score (higher is closer, fires
-at or above ``crop_threshold``; None there: the signal is off).
+at least ``pdq_min_quality``); ``crop`` the crop-robust signal's score, the keypoint matches one
+similarity transform explains (higher is closer, fires at or above ``crop_threshold``; None
+there: the signal is off).
 """
 
 from __future__ import annotations
@@ -73,6 +74,7 @@ def combine(*, face: float | None = None, pdq: PdqScore | None = None, crop: flo
             fired.append("pdq")
     if crop is not None:
         scores["crop"] = round(float(crop), 4)
+        details["crop"] = {"threshold": thresholds.crop_threshold}
         if thresholds.crop_threshold is not None and crop >= thresholds.crop_threshold:
             fired.append("crop")
     return Decision(bool(fired), tuple(fired), scores, details)
@@ -84,6 +86,14 @@ def pdq_similarity(distance: int) -> float:
     Only for ordering a queue: a hash match's evidence keeps the distance itself.
     """
     return round(1.0 - distance / PDQ_BITS, 4)
+
+
+def local_similarity(inliers: float, threshold: int) -> float:
+    """An inlier count on the 0-1 scale of ``similarity`` (0.5 at the threshold, towards 1 above it).
+
+    Only for ordering a queue: the evidence keeps the count itself.
+    """
+    return round(inliers / (inliers + max(1, threshold)), 4)
 
 
 def summary(signals: dict[str, Any] | None, similarity: float) -> str:
@@ -99,6 +109,8 @@ def summary(signals: dict[str, Any] | None, similarity: float) -> str:
             variant = signals.get("details", {}).get("pdq", {}).get("variant", "original")
             rotated = "" if variant == "original" else f" ({variant.replace('_', ' ')})"
             parts.append(f"PDQ distance {int(scores.get('pdq', 0))}{rotated}")
+        elif name == "crop":
+            parts.append(f"{int(scores.get('crop', 0))} keypoints in place")
         else:
             parts.append(f"{name} {scores.get(name, 0):.2f}")
     return " / ".join(parts) if parts else f"face {similarity:.2f}"

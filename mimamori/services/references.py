@@ -6,7 +6,8 @@ is sampled at (the pipeline's own decoder and sampling), is hashed with PDQ in i
 dihedral variants (mirrors, 90/180/270° rotations) into the case's partition of the reference
 collection; an image with exactly one face also gives an enrolled face vector (the client's;
 with several faces none is taken, since the others are not the client); a small blurred
-thumbnail is kept for the reviewer. The original is stored only when the organisation turned
+thumbnail is kept for the reviewer, and an image's ORB keypoints (services/reference_features.py:
+the crop-robust signal, which no hash list carries). The original is stored only when the organisation turned
 ``keep_reference_originals`` on. When the consent covers search, the hashes are searched
 against everything indexed before (a retro search, as at photo enrolment).
 
@@ -28,6 +29,7 @@ from dataclasses import dataclass, field
 from sqlalchemy import select
 
 from mimamori.core.errors import PhotoRejected
+from mimamori.media import local_features
 from mimamori.media.decode import MediaError, decode_media
 from mimamori.media.pdq import DIHEDRAL, PdqHash, pdq_dihedral
 from mimamori.services.access import require_case_access
@@ -36,6 +38,7 @@ from mimamori.services.consent import ENROLMENT_SCOPES, active_consent, require_
 from mimamori.services.hash_lists import ListedHash, format_hash_list, parse_hash_list
 from mimamori.services.image_matches import HashCandidate, hash_thresholds, record_hash_candidates
 from mimamori.services.match_signals import PdqScore, combine
+from mimamori.services.reference_features import store_features
 from mimamori.services.review_images import safe_image
 from mimamori.services.users import organisation_settings
 from mimamori.services.workspace import Workspace
@@ -155,6 +158,8 @@ def _store(work: Workspace, actor: Actor, case_id: str, item: _Decoded, label: s
                            max_side=settings.reference_thumbnail_px)
     thumbnail_key = f"{prefix}/thumbnail.jpg"
     work.objects.put_object(bucket, thumbnail_key, io.BytesIO(thumbnail), len(thumbnail), content_type="image/jpeg")
+    if item.kind == "image":  # kept even while the signal is off, so turning it on covers these too
+        store_features(work.objects, bucket, case_id, item.sha256, local_features.extract_reference(item.first_frame))
     original_key = None
     if keep_original:
         original_key = f"{prefix}/original"

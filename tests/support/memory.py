@@ -367,7 +367,7 @@ class MemoryStores:
 
     def watchlist(self, settings: Settings, model_version: str) -> MediaWatchlist:
         return MediaWatchlist(settings, model_version, sessions=self.sessions, enrolled=self.enrolled,
-                              producer=self.producer, references=self.references)
+                              producer=self.producer, references=self.references, objects=self.objects)
 
     def metrics_endpoint(self, port: int, address: str, targets_dir: Any) -> None:
         self.metrics_endpoints.append((port, address, targets_dir))

@@ -50,3 +50,41 @@ def test_a_rotated_reupload_of_a_reference_picture_is_matched_by_its_hash(offlin
     assert match.image_key in stores.objects.keys(offline_settings.minio.buckets.crops.name)
     [event] = stores.producer.documents(offline_settings.kafka.topics.matches.name)
     assert (event["kind"], event["case_id"], event["face_id"]) == ("match", "c1", match.face_id)
+
+
+def test_a_cropped_reupload_with_its_faces_mosaicked_is_matched_by_its_keypoints(offline_settings, stores,
+                                                                                  testdata: Path):
+    """The crop-robust signal in the pipeline: neither PDQ nor a face finds this copy."""
+    from mimamori.media.local_features import extract_reference
+    from mimamori.models.detector import FaceDetector
+    from mimamori.models.devices import pick_device
+    from mimamori.services.reference_features import store_features
+    from mimamori.stores.references import ReferenceMedia
+
+    offline_settings.matching.local_features = True
+    portrait = Image.open(testdata / "faces" / "shea_whigham.jpg").convert("RGB")
+    portrait.thumbnail((800, 800))
+    now = utcnow()
+    with stores.sessions.begin() as session:
+        session.add(Case(id="c1", display_name="C.", created_by="staff"))
+        session.add(Consent(case_id="c1", given_by="client", relationship_to_client="self",
+                            given_at=now - dt.timedelta(days=1), scope=["watchlist"], recorded_by="staff"))
+        session.add(ReferenceMedia(case_id="c1", sha256="r" * 64, kind="image", added_by="staff"))
+    stores.references.add([ReferenceHash("c1", "r" * 64, 0, variant, hashed)
+                           for variant, hashed in zip(DIHEDRAL, pdq_dihedral(portrait), strict=True)])
+    store_features(stores.objects, offline_settings.minio.buckets.references.name, "c1", "r" * 64,
+                   extract_reference(portrait))
+    cropped = edits.crop(portrait, 0.3)
+    detector = FaceDetector(offline_settings.models.detector, pick_device("cpu"))
+    [face] = detector.detect([cropped])[0]
+    copy = edits.mosaic_faces(cropped, [face.box], 6)  # the face in 6 x 6 blocks: no face is found in it
+    assert detector.detect([copy])[0] == []
+    run(offline_settings, stores, records(stores, offline_settings,
+                                          [Sample("crop", encode(copy, "JPEG", quality=85), "image/jpeg", "x")], "p"))
+
+    with stores.sessions() as session:
+        [match] = session.scalars(select(Match))
+    assert match.signals["fired"] == ["crop"], match.signals
+    assert match.signals["scores"]["crop"] >= offline_settings.matching.local_min_inliers
+    assert match.model_version == "pdq" and match.image_key in stores.objects.keys(
+        offline_settings.minio.buckets.crops.name)

@@ -11,12 +11,14 @@ from sqlalchemy import select
 
 from mimamori.core.config import load_settings
 from mimamori.core.errors import ConsentMissing, InvalidInput, PhotoRejected
+from mimamori.media.local_features import from_bytes
 from mimamori.media.pdq import pdq_hash
 from mimamori.services import cases, references, users
 from mimamori.services.audit import Actor
 from mimamori.services.consent import record_consent
 from mimamori.services.hash_lists import ListedHash, format_hash_list, parse_hash_list
 from mimamori.services.image_matches import HashedMedia, MediaWatchlist, thumbnail_key
+from mimamori.services.match_signals import summary
 from mimamori.stores.cases import AuditEvent, Match
 from mimamori.stores.references import ReferenceMedia
 from tests.support.memory import MemoryProducer
@@ -51,7 +53,7 @@ def open_case(work: MemoryWorkspace, case_id: str, scope: list[str] | None = Non
 
 def watchlist(work: MemoryWorkspace) -> MediaWatchlist:
     return MediaWatchlist(work.settings, "memory/v1", sessions=work.sessions, enrolled=work.enrolled,
-                          producer=MemoryProducer(), references=work.memory_references)
+                          producer=MemoryProducer(), references=work.memory_references, objects=work.memory_objects)
 
 
 def scraped(image: Image.Image, sha: str) -> HashedMedia:
@@ -66,8 +68,11 @@ def test_a_reference_keeps_its_hashes_and_a_blurred_thumbnail_not_the_original(w
     assert sorted(h.variant for h in work.memory_references.of_case("c1")) == sorted(
         ["original", "rotate90", "rotate180", "rotate270", "flip_x", "flip_y", "flip_plus1", "flip_minus1"])
     bucket = work.settings.minio.buckets.references.name
-    [key] = work.memory_objects.keys(bucket)
+    features, key = work.memory_objects.keys(bucket)
     assert key == f"cases/c1/references/{view.sha256}/thumbnail.jpg"
+    assert features == f"cases/c1/references/{view.sha256}/local-features.npz"  # keypoints, not pixels
+    original, mirrored = from_bytes(work.memory_objects._get(bucket, features))
+    assert len(original) > 100 and len(mirrored) > 100
     thumbnail = Image.open(io.BytesIO(work.memory_objects._get(bucket, key)))
     assert max(thumbnail.size) == work.settings.matching.reference_thumbnail_px
     # blurred: far less detail than the same-size sharp picture
@@ -129,6 +134,36 @@ def test_a_rotated_reupload_matches_by_pdq_and_the_face_match_gains_the_evidence
     assert face_match.signals["fired"] == ["face", "pdq"] and face_match.signals["scores"]["face"] == 0.97
 
 
+def test_a_tight_crop_with_its_faces_mosaicked_matches_by_local_features_alone(work, picture, testdata):
+    """The crop-robust signal: PDQ and the face path both miss this re-upload; the keypoints find it."""
+    from tests.support import edits
+
+    open_case(work, "c1")
+    references.add_references(work, ADMIN, "c1", [("leak.jpg", jpeg(picture), "image/jpeg")])
+    w, h = picture.size
+    cropped = edits.crop(picture, 0.4)
+    mosaicked = edits.mosaic_faces(cropped, [(w * 0.1, h * 0.1, w * 0.4, h * 0.4)], 8)
+    copy = scraped(mosaicked, "d" * 64)
+    assert watchlist(work).hash_candidates([copy]) == []  # by PDQ alone: too far
+    copy = HashedMedia(**{**copy.__dict__, "images": ((0, mosaicked),)})
+    assert watchlist(work).hash_candidates([copy]) == []  # the signal is off by default
+    work.settings.matching.local_features = True
+    list_ = watchlist(work)
+    stranger_image = Image.open(testdata / "faces" / "paul_rudd.jpg").convert("RGB")
+    stranger = HashedMedia(**{**scraped(stranger_image, "e" * 64).__dict__, "images": ((0, stranger_image),)})
+    [candidate] = list_.hash_candidates([copy, stranger])
+    assert (candidate.case_id, candidate.media_sha256, candidate.decision.fired) == ("c1", "d" * 64, ("crop",))
+    assert candidate.decision.scores["crop"] >= work.settings.matching.local_min_inliers
+    assert "pdq" not in candidate.decision.scores  # no reference hash within PDQ's distance
+    [match] = list_.record_hash_matches([candidate], [copy, stranger])
+    assert summary(match.signals, match.similarity) == f"{int(candidate.decision.scores['crop'])} keypoints in place"
+    assert 0.5 <= match.similarity < 1.0
+    # Withdrawal deletes the keypoints with the reference's other objects; the next batch sees none.
+    cases.withdraw(work, ADMIN, "c1")
+    open_case(work, "c1")
+    assert list_.hash_candidates([copy]) == []
+
+
 def test_a_case_without_watchlist_consent_is_not_watched(work, picture):
     open_case(work, "c1", scope=["search"])
     references.add_references(work, ADMIN, "c1", [("leak.jpg", jpeg(picture), "image/jpeg")])
@@ -171,11 +206,11 @@ def test_exporting_hashes_needs_consent_for_takedown(work, picture):
         references.export_hash_list(work, ADMIN, "c1")
 
 
-def test_withdrawal_deletes_the_hashes_thumbnails_and_rows(work, picture):
+def test_withdrawal_deletes_the_hashes_thumbnails_keypoints_and_rows(work, picture):
     open_case(work, "c1")
     references.add_references(work, ADMIN, "c1", [("leak.jpg", jpeg(picture), "image/jpeg")])
     report = cases.withdraw(work, ADMIN, "c1")
-    assert report.vectors >= 8 and report.objects == 1
+    assert report.vectors >= 8 and report.objects == 2  # the thumbnail and the keypoints
     assert work.memory_references.count("c1") == 0
     assert not work.memory_objects.keys(work.settings.minio.buckets.references.name)
     with work.sessions() as session:
@@ -253,3 +288,18 @@ def test_a_reference_video_is_hashed_frame_by_frame(work, testdata):
     assert view.kind == "video" and view.frames >= 2 and view.hashes == 8 * view.frames and view.face_vectors == 0
     frames = {h.frame_ms for h in work.memory_references.of_case("c1")}
     assert len(frames) == view.frames  # each sampled frame, by its time (ms)
+
+
+def test_a_damaged_keypoints_file_leaves_the_reference_to_pdq(work, picture, caplog):
+    from mimamori.services.reference_features import features_key
+
+    work.settings.matching.local_features = True
+    open_case(work, "c1")
+    [view] = references.add_references(work, ADMIN, "c1", [("leak.jpg", jpeg(picture), "image/jpeg")]).references
+    work.memory_objects.put(work.settings.minio.buckets.references.name, features_key("c1", view.sha256),
+                            b"not an npz file")
+    rotated = picture.transpose(Image.Transpose.ROTATE_90)
+    copy = HashedMedia(**{**scraped(rotated, "d" * 64).__dict__, "images": ((0, rotated),)})
+    [candidate] = watchlist(work).hash_candidates([copy])
+    assert candidate.decision.fired == ("pdq",) and "crop" not in candidate.decision.scores
+    assert "unreadable" in caplog.text
