@@ -7,6 +7,9 @@ Signals, each measured on its own and combined (any one firing is a match):
   of the reference's eight dihedral variants;
 - **windows**: the crop-robust signal, PDQ of windows anchored on each face
   (mimamori.media.crop_hashes) within its distance of a reference window's dihedral variant;
+- **local**: ORB keypoints matched against every reference and verified by one similarity
+  transform (mimamori.media.local_features); its inlier threshold is fitted here on LFW people
+  held out of the measured set (``--fit-people``), from their edited copies against each other;
 - **grid** (the alternative the windows were chosen over): PDQ of 18 overlapping regions (3x3
   at 50% and at 70% of each side) on both sides, copy regions against the reference's whole
   picture and reference regions against the copy's whole picture.
@@ -49,13 +52,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench._cache import LFW, TESTDATA, cache_dir, lfw_files, write_block
 from mimamori.core.config import load_settings
-from mimamori.media import crop_hashes
+from mimamori.media import crop_hashes, local_features
+from mimamori.media.local_features import FeatureGallery, LocalFeatures
 from mimamori.media.pdq import PdqHash, pdq_dihedral, pdq_hash
 from tests.support import edits
 
 START, END = "<!-- matching:start -->", "<!-- matching:end -->"
 GRID_SCALES = (0.5, 0.7)
-SIGNALS = ("face", "pdq", "windows", "grid")
+SIGNALS = ("face", "pdq", "windows", "local", "grid")
 CODE_VERSION = "matching-v1"  # bump when what a cached entry holds changes
 
 
@@ -224,6 +228,80 @@ def max_similarity(queries: list[np.ndarray], references: list[np.ndarray]) -> n
     return result
 
 
+# --- local features -----------------------------------------------------------------------------
+
+def local_gallery(images: list[Image.Image]) -> tuple[FeatureGallery, list[float]]:
+    """Every reference's features (and its mirror's) in one index; the seconds each took."""
+    index, seconds = FeatureGallery(), []
+    for owner, image in enumerate(images):
+        t = time.perf_counter()
+        index.add(owner, local_features.extract_reference(image))
+        seconds.append(time.perf_counter() - t)
+    return index, seconds
+
+
+def local_matrix(index: FeatureGallery, queries: list[LocalFeatures], references: int,
+                 skip_own: bool = False) -> tuple[np.ndarray, list[float]]:
+    """(queries, references) inlier counts (0 where a reference was not verified); the seconds of each
+    query. ``skip_own``: query i is reference i, left out of its own search."""
+    result = np.zeros((len(queries), references), np.int16)
+    seconds = []
+    for q, features in enumerate(queries):
+        t = time.perf_counter()
+        for owner, count in index.scores(features, skip=q if skip_own else None).items():
+            result[q, owner] = count
+        seconds.append(time.perf_counter() - t)
+    return result, seconds
+
+
+# Pairs of LFW photos of different people that are crops of one photo (inspected by eye: LFW
+# cropped one press photo around each person in it). The local features rightly match them: they
+# are the same picture, so they are no false match to fit the threshold on.
+SAME_PHOTO = {frozenset({"lfw/Tom_Daschle/Tom_Daschle_0009.jpg", "lfw/Trent_Lott/Trent_Lott_0010.jpg"})}
+
+
+def fit_local_threshold(encoder, pictures: list[Picture], catalogue, sources: int) -> tuple[int, str]:
+    """The inlier threshold, from people the measured set does not hold: the highest count an edited
+    copy of one held-out person (or one of their originals) reaches against another held-out person's
+    picture, plus one, and at least LEAST_MATCHES. Returns it with a line saying what it was fitted on."""
+    began = time.perf_counter()
+    index, _ = local_gallery([p.image for p in pictures])
+    person = [p.person for p in pictures]
+    firsts = [next(i for i, p in enumerate(pictures) if p.person == who) for who in dict.fromkeys(person)]
+    chosen = firsts[:: max(1, len(firsts) // max(1, sources))][:sources]
+    highest = {"other people": 0, "same person": 0}
+    pairs = {"other people": 0, "same person": 0}
+
+    def note(query_person: str, found: dict[int, int], own: int) -> None:
+        for kind in highest:
+            mine = [o for o in range(len(pictures))
+                    if o != own and (person[o] == query_person) == (kind == "same person")
+                    and frozenset({pictures[o].name, pictures[own].name}) not in SAME_PHOTO]
+            pairs[kind] += len(mine)
+            highest[kind] = max([highest[kind], *(found.get(o, 0) for o in mine)])
+
+    originals, _ = local_matrix(index, [local_features.extract(p.image) for p in pictures], len(pictures), True)
+    for i in range(len(pictures)):
+        note(person[i], {o: int(n) for o, n in enumerate(originals[i]) if n}, i)
+    copies = 0
+    for source in chosen:
+        image = pictures[source].image
+        boxes = encode_faces(encoder, image, False).boxes
+        for edit in catalogue:
+            note(person[source], index.scores(local_features.extract(edit.apply(image, boxes))), source)
+            copies += 1
+    # Never under the matches a reference needs before RANSAC is tried: a lower count is not evidence.
+    threshold = max(highest["other people"] + 1, local_features.LEAST_MATCHES)
+    line = (f"Local features' threshold {threshold} inliers, fitted on {len(set(person))} held-out LFW people "
+            f"({len(pictures)} photos, {len(pictures)} originals and {copies} edited copies of {len(chosen)} of them): "
+            f"highest count against another person's picture {highest['other people']} in "
+            f"{pairs['other people']:,} pairs, against another photo of the same person "
+            f"{highest['same person']} in {pairs['same person']:,} pairs; left out: "
+            f"{', '.join(' and '.join(sorted(pair)) for pair in SAME_PHOTO)} (crops of one photo) "
+            f"({time.perf_counter() - began:.0f} s).")
+    return threshold, line
+
+
 # --- the run -------------------------------------------------------------------------------------
 
 @dataclass
@@ -268,6 +346,10 @@ def run(args: argparse.Namespace) -> str:
     began = time.perf_counter()
 
     pictures = gallery()
+    lfw_people = sorted({p.person for p in pictures if p.name.startswith("lfw/")})
+    held_out = set(lfw_people[len(lfw_people) - args.fit_people:]) if args.fit_people else set()
+    fit_pictures = [p for p in pictures if p.person in held_out]
+    pictures = [p for p in pictures if p.person not in held_out]
     if args.gallery_limit:
         pictures = pictures[: args.gallery_limit]
     refs: list[tuple[Faces, Hashes]] = []
@@ -280,6 +362,7 @@ def run(args: argparse.Namespace) -> str:
             cache.commit()
             print(f"  references: {number}/{len(pictures)} ({time.perf_counter() - began:.0f} s)", flush=True)
     cache.commit()
+    local_index, local_ref_seconds = local_gallery([p.image for p in pictures])
     print(f"references: {len(refs)} ({computed} computed) in {time.perf_counter() - began:.0f} s", flush=True)
 
     people = sorted({p.person for p in pictures if p.name.startswith("lfw/")})
@@ -292,7 +375,14 @@ def run(args: argparse.Namespace) -> str:
             sources.append(i)
             seen.add(p.person)
     catalogue = edits.reupload_edits(backdrops())
+    if args.local_inliers:
+        local_limit, fit_line = args.local_inliers, f"Local features' threshold {args.local_inliers} inliers (given)."
+    else:
+        local_limit, fit_line = fit_local_threshold(encoder, fit_pictures, catalogue, args.fit_sources)
+    print(fit_line, flush=True)
     queries: list[tuple[int, edits.Edit, Faces, Hashes]] = []
+    q_local: list[LocalFeatures] = []
+    local_extract_seconds: list[float] = []
     edit_began = time.perf_counter()
     for number, source in enumerate(sources, 1):
         picture = pictures[source]
@@ -301,6 +391,9 @@ def run(args: argparse.Namespace) -> str:
             copy = edit.apply(picture.image, boxes)
             faces, hashes, _ = cache.get(encoder, copy, False, False, args.grid)
             queries.append((source, edit, faces, hashes))
+            t = time.perf_counter()
+            q_local.append(local_features.extract(copy))
+            local_extract_seconds.append(time.perf_counter() - t)
         cache.commit()
         if number % 10 == 0:
             print(f"  copies: {number}/{len(sources)} sources ({time.perf_counter() - edit_began:.0f} s)", flush=True)
@@ -326,6 +419,9 @@ def run(args: argparse.Namespace) -> str:
     ref_face = max_similarity([f.vectors for f in r_faces], [f.vectors for f in r_faces])
     ref_pdq = min_distances([h.pdq[:1] for h in r_hashes], [h.pdq for h in r_hashes])
     ref_windows = min_distances([h.windows[::8] for h in r_hashes], [h.windows for h in r_hashes])
+    local, local_match_seconds = local_matrix(local_index, q_local, len(refs))
+    ref_local, _ = local_matrix(local_index, [local_features.extract(p.image) for p in pictures], len(refs), True)
+    ref_local = np.maximum(ref_local, ref_local.T)
     print(f"comparisons in {time.perf_counter() - compare_began:.0f} s", flush=True)
 
     query_source = np.array([s for s, _, _, _ in queries])
@@ -342,13 +438,15 @@ def run(args: argparse.Namespace) -> str:
         "pdq": dist["pdq"] <= pdq_limit,
         "crop": (dist["trimmed"] <= pdq_limit) | (dist["windows"] <= window_limit),
     }
-    fired["combined"] = fired["face"] | fired["pdq"] | fired["crop"]
-    names = ["face, no fallback", "face", "pdq", "crop", "combined"]
+    fired["local"] = local >= local_limit
+    fired["combined"] = fired["face"] | fired["pdq"] | fired["crop"] | fired["local"]
+    names = ["face, no fallback", "face", "pdq", "crop", "local", "combined"]
     if args.grid:
         fired["grid"] = dist["grid"] <= pdq_limit
         fired["combined + grid"] = fired["combined"] | fired["grid"]
         names += ["grid", "combined + grid"]
-    hashes_only = {"pdq": fired["pdq"], "crop": fired["crop"], "combined": fired["pdq"] | fired["crop"]}
+    hashes_only = {"pdq": fired["pdq"], "crop": fired["crop"], "local": fired["local"],
+                   "combined": fired["pdq"] | fired["crop"] | fired["local"]}
     if args.grid:
         hashes_only.update({"grid": fired["grid"], "combined + grid": hashes_only["combined"] | fired["grid"]})
 
@@ -357,10 +455,12 @@ def run(args: argparse.Namespace) -> str:
              f"Python {platform.python_version()}. Model `{encoder.version}`, face threshold {threshold} (cosine); "
              f"PDQ distance {pdq_limit} (whole and trimmed pictures), window distance {window_limit} "
              f"(windows of {', '.join(f'{m}x' for m in crop_hashes.MULTIPLES)} the face's side); detector "
-             f"fallbacks: upscale below {args.upscale_below} px, rotations {tuple(args.rotations)}. "
+             f"fallbacks: upscale below {args.upscale_below} px, rotations {tuple(args.rotations)}; local features "
+             f"at {local_limit} inliers ({local_features.FEATURES} ORB keypoints at <= {local_features.MAX_SIDE} px). "
              f"{len(refs)} references; {len(sources)} sources ({len(sources) - 5} LFW people's first photo and the "
              f"5 shared photos) x {len(catalogue)} edits = {len(queries)} copies; "
-             f"{time.perf_counter() - began:.0f} s in all ({computed} references computed, the rest cached).", ""]
+             f"{time.perf_counter() - began:.0f} s in all ({computed} references computed, the rest cached).", "",
+             fit_line, ""]
     lines += ["Recall (share of copies that match their own source):", "",
               "| edit | family | " + " | ".join(names) + " |", "|---|---|" + "---:|" * len(names)]
     by_family: dict[str, dict[str, list[int]]] = defaultdict(lambda: defaultdict(lambda: [0, 0]))
@@ -382,10 +482,11 @@ def run(args: argparse.Namespace) -> str:
 
     upper = np.triu(np.ones((len(refs), len(refs)), bool), 1)
     ref_person = person[:, None] == person[None, :]
-    ref_fired = {"face": ref_face >= threshold, "pdq": ref_pdq <= pdq_limit, "crop": ref_windows <= window_limit}
-    ref_fired["combined"] = ref_fired["face"] | ref_fired["pdq"] | ref_fired["crop"]
-    ref_hashes_only = {"pdq": ref_fired["pdq"], "crop": ref_fired["crop"],
-                       "combined": ref_fired["pdq"] | ref_fired["crop"]}
+    ref_fired = {"face": ref_face >= threshold, "pdq": ref_pdq <= pdq_limit, "crop": ref_windows <= window_limit,
+                 "local": ref_local >= local_limit}
+    ref_fired["combined"] = ref_fired["face"] | ref_fired["pdq"] | ref_fired["crop"] | ref_fired["local"]
+    ref_hashes_only = {"pdq": ref_fired["pdq"], "crop": ref_fired["crop"], "local": ref_fired["local"],
+                       "combined": ref_fired["pdq"] | ref_fired["crop"] | ref_fired["local"]}
     lines += ["", "False matches: pairs where the signal fired, of the pairs compared. Other photos of the same "
               "person count for the image-hash signals only (a face match there is the identity match it is "
               "meant to be; a hash match would claim a re-upload).", "",
@@ -424,6 +525,11 @@ def run(args: argparse.Namespace) -> str:
     lines.append(f"Face: highest cosine of a copy against another person's picture {face[other_person].max():.3f}, "
                  f"of two originals of different people {ref_face[upper & ~ref_person].max():.3f} "
                  f"(threshold {threshold}).")
+    lines.append(f"Local features: highest inlier count of a copy against another person's picture "
+                 f"{int(local[other_person].max())}, against another photo of its own person "
+                 f"{int(local[same_person].max()) if same_person.any() else 0}, of two originals of different people "
+                 f"{int(ref_local[upper & ~ref_person].max())} (threshold {local_limit}); copies vs their source: "
+                 f"median {np.median(local[rows, query_source]):.0f}.")
 
     cost: dict[str, list[float]] = defaultdict(list)
     qcost: dict[str, list[float]] = defaultdict(list)
@@ -441,9 +547,15 @@ def run(args: argparse.Namespace) -> str:
                 "trim": np.mean([len(h.trimmed) for h in q_hashes]),
                 "windows": np.mean([len(h.windows) for h in q_hashes]),
                 "grid": np.mean([len(h.grid) for h in q_hashes])}
-    lines += ["", "Cost per picture (mean ms on this loaded machine; a reference hashes eight variants of each):", "",
-              "| step | reference | copy | hashes (or faces) per reference | per copy |", "|---|---:|---:|---:|---:|"]
-    for name in ("face", "pdq", "trim", "windows", *(("grid",) if args.grid else ())):
+    lines += ["", "Cost per picture (mean ms on this machine; a reference hashes eight variants of each; local: a "
+              "copy's keypoints and its search of every reference's by brute force, with RANSAC):", "",
+              "| step | reference | copy | hashes (faces, keypoints) per reference | per copy |",
+              "|---|---:|---:|---:|---:|"]
+    cost["local"], qcost["local"] = local_ref_seconds, [a + b for a, b in zip(local_extract_seconds,
+                                                                              local_match_seconds, strict=True)]
+    stored["local"] = np.mean([len(s) for s in local_index.sets]) * len(local_index.sets) / max(1, len(refs))
+    per_copy["local"] = np.mean([len(f) for f in q_local])
+    for name in ("face", "pdq", "trim", "windows", "local", *(("grid",) if args.grid else ())):
         lines.append(f"| {name} | {1000 * np.mean(cost[name]):.1f} | {1000 * np.mean(qcost[name]):.1f} | "
                      f"{stored[name]:.1f} | {per_copy[name]:.1f} |")
     fallback_faces = sum(1 for f in q_faces if f.fallback and all(f.fallback))
@@ -457,6 +569,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--lfw-people", type=int, default=60, help="LFW people whose first photo is a source")
     parser.add_argument("--pdq-distance", type=int, default=31)
     parser.add_argument("--window-distance", type=int, default=crop_hashes.MATCH_DISTANCE)
+    parser.add_argument("--local-inliers", type=int, default=0,
+                        help="the local features' threshold (default: fitted on the --fit-people held out)")
+    parser.add_argument("--fit-people", type=int, default=40,
+                        help="LFW people (the last in name order) held out of the measured set to fit the local "
+                             "features' threshold on")
+    parser.add_argument("--fit-sources", type=int, default=10, help="held-out people whose first photo is edited")
     parser.add_argument("--grid", action="store_true", help="also measure the grid of overlapping regions")
     parser.add_argument("--upscale-below", type=int, default=0, help="models.detector.fallbacks.upscale_below")
     parser.add_argument("--rotations", type=int, nargs="*", default=[], help="models.detector.fallbacks.rotations")
