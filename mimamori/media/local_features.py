@@ -23,7 +23,7 @@ Why ORB and not SIFT or a learned descriptor: binary descriptors compare by popc
 kind of index as PDQ's) and cost milliseconds to extract on a CPU.
 
 Plain functions on PIL images; ``FeatureGallery`` is an in-memory exact index of reference
-features. Brute force grows with the references: about a second a copy against 400 on this
+features. Brute force grows with the references: about a second a copy against 200 on this
 2-core machine; a binary ANN index (Milvus BIN_IVF_FLAT, one row per keypoint) would serve the
 same nearest-neighbour lists to ``verified_scores`` for larger galleries.
 """
