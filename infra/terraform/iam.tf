@@ -99,6 +99,16 @@ data "aws_iam_policy_document" "pipeline" {
     resources = ["${local.buckets["crops"]}/*"]
   }
   statement {
+    # The watchlist reads the cases' heads (issue 20) and reference images' keypoints (the crop
+    # signal), never a reference's thumbnail or original.
+    sid     = "ReadCaseModelsAndReferenceKeypoints"
+    actions = ["s3:GetObject"]
+    resources = [
+      "${local.buckets["references"]}/cases/*/models/*",
+      "${local.buckets["references"]}/cases/*/references/*/local-features.npz",
+    ]
+  }
+  statement {
     sid       = "FlinkCheckpoints"
     actions   = ["s3:GetObject", "s3:PutObject", "s3:DeleteObject"]
     resources = ["${local.buckets["flink"]}/*"]

@@ -467,11 +467,13 @@ class MatchingConfig(Section):
     reference_thumbnail_blur: int = Field(default=12, ge=0)
     # The crop-robust signal (mimamori.media.local_features): a scraped image matches a reference
     # image when one similarity transform explains at least ``local_min_inliers`` of their ORB
-    # keypoint matches. Reference images' keypoints are always kept; comparing them is off by
-    # default: a reference that itself carries an overlay (a site's watermark, meme captions)
-    # matches unrelated pictures with the same overlay (docs/quality.md, "Local features").
+    # keypoint matches. Off by default: a reference that itself carries an overlay (a site's
+    # watermark, meme captions) matches unrelated pictures with the same overlay (docs/quality.md,
+    # "Local features and shared overlays"). Off, no keypoints are kept either: they are partly
+    # invertible to a rough picture, so they are kept only where they are used.
     local_features: bool = False
-    local_min_inliers: int = Field(default=6, ge=1, le=500)
+    # Not under the 6 matches a reference needs before it is verified (local_features.LEAST_MATCHES).
+    local_min_inliers: int = Field(default=6, ge=6, le=500)
 
 
 # Issue 20 (M3): the per-case model that learns from reviewers (docs/matching.md, "Per-case model").

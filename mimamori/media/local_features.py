@@ -128,8 +128,20 @@ def to_bytes(variants: Sequence[LocalFeatures]) -> bytes:
 
 
 def from_bytes(data: bytes) -> list[LocalFeatures]:
-    """What ``to_bytes`` wrote; a file of another shape raises ValueError."""
-    with np.load(io.BytesIO(data), allow_pickle=False) as arrays:
+    """What ``to_bytes`` wrote; anything else (another shape, a damaged or truncated file) raises ValueError."""
+    try:
+        return _read_arrays(data)
+    except ValueError:
+        raise
+    except Exception as error:  # zipfile, zlib, EOF, a bare .npy: all the same damaged file
+        raise ValueError(f"not a local-features file: {error!r}") from error
+
+
+def _read_arrays(data: bytes) -> list[LocalFeatures]:
+    loaded = np.load(io.BytesIO(data), allow_pickle=False)
+    if not isinstance(loaded, np.lib.npyio.NpzFile):
+        raise ValueError("not an .npz file")
+    with loaded as arrays:
         count = len(arrays.files) // 3
         found = []
         for i in range(count):

@@ -43,7 +43,6 @@ from mimamori.services.reference_features import ReferenceFeatures
 from mimamori.services.watchlist import Watchlist, record_matches
 from mimamori.stores.cases import Match
 from mimamori.stores.image_hashes import ReferenceHashes, ReferenceHit, pdq_key
-from mimamori.stores.objects import object_client
 
 HASH_MODEL_VERSION = "pdq"  # Match.model_version of a match found by image hash alone
 
@@ -122,9 +121,8 @@ class MediaWatchlist(Watchlist):
         super().__init__(settings, model_version, **stores)
         self.matching = settings.matching
         self.references = references if references is not None else ReferenceHashes(settings)
-        objects = stores.get("objects")
-        self.local = ReferenceFeatures(self.sessions, lambda: objects if objects is not None else object_client(
-            settings), settings.minio.buckets.references.name) if settings.matching.local_features else None
+        self.local = ReferenceFeatures(self.sessions, self.objects_factory, settings.minio.buckets.references.name
+                                       ) if settings.matching.local_features else None
 
     def hash_candidates(self, media: list[HashedMedia], watched: dict[str, float] | None = None
                         ) -> list[HashCandidate]:
@@ -165,14 +163,14 @@ class MediaWatchlist(Watchlist):
         that picture's frame ms); keypoints are extracted only when a watched case has reference images."""
         if self.local is None or not any(m.images for m in media):
             return {}
-        gallery, owners = self.local.gallery_for(sorted(watched))
+        gallery, cases = self.local.gallery_for(sorted(watched))
         if not gallery.sets:
             return {}
         best: dict[tuple[str, str], tuple[int, int]] = {}
         for item in media:
             for frame_ms, image in item.images:
                 for owner, inliers in gallery.scores(extract(image)).items():
-                    key = (owners[owner][0], item.media_sha256)
+                    key = (cases[owner], item.media_sha256)
                     if inliers > best.get(key, (-1, 0))[0]:
                         best[key] = (inliers, frame_ms)
         return best

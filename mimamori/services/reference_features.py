@@ -1,11 +1,12 @@
 """Reference images' local features (issue 20): kept beside the reference, read by the watchlist.
 
-A reference image's ORB keypoints (mimamori.media.local_features, of the picture and its
-mirror) are computed at enrolment, when the picture is at hand (its original is not kept by
-default), and stored as one small .npz object under the reference's prefix in the references
-bucket. So withdrawal deletes them with the reference's other objects, and backups hold them
-with the bucket. References enrolled before keypoints were kept, imported hash lists and
-reference videos have none: they match by PDQ alone.
+While ``matching.local_features`` is on, a reference image's ORB keypoints
+(mimamori.media.local_features, of the picture and its mirror) are computed at enrolment, when the
+picture is at hand (its original is not kept by default), and stored as one small .npz object
+under the reference's prefix in the references bucket. So withdrawal deletes them with the
+reference's other objects, and backups hold them with the bucket. They are kept only while the
+signal is on because they are partly invertible to a rough picture. References enrolled while it
+was off, imported hash lists and reference videos have none: they match by PDQ alone.
 
 ``ReferenceFeatures`` is the watchlist's view: one small query per batch for the watched cases'
 reference images, each file read once per process, and one in-memory index rebuilt only when
@@ -16,7 +17,6 @@ from __future__ import annotations
 
 import io
 import logging
-import zipfile
 from collections.abc import Callable
 from typing import Any
 
@@ -43,36 +43,45 @@ def store_features(objects: Any, bucket: str, case_id: str, sha256: str, variant
                        content_type="application/octet-stream")
 
 
-Owner = tuple[str, str]  # (case id, reference sha256)
+Reference = tuple[str, str]  # (case id, reference sha256)
 
 
 class ReferenceFeatures:
-    """The watched cases' reference features in one index, for the watchlist."""
+    """The watched cases' reference features in one index, for the watchlist.
+
+    The index's owners are cases, not references: the ratio test takes its rival from another
+    owner, and two near-identical references of one case (an original and its resized copy, both
+    enrolled) would otherwise cancel each other. Two cases that enrolled the same picture still
+    do: each is then matched by PDQ alone.
+    """
 
     def __init__(self, sessions: sessionmaker, objects_factory: Callable[[], Any], bucket: str):
         self.sessions, self.objects_factory, self.bucket = sessions, objects_factory, bucket
         self._objects = None
-        self._files: dict[Owner, list[LocalFeatures] | None] = {}  # None: the reference has none
-        self._owners: list[Owner] = []
+        self._files: dict[Reference, list[LocalFeatures] | None] = {}  # None: the reference has none
+        self._references: list[Reference] = []
+        self._cases: list[str] = []
         self._gallery = FeatureGallery()
 
-    def gallery_for(self, case_ids: list[str]) -> tuple[FeatureGallery, list[Owner]]:
-        """The index of the reference images of these cases, and who each owner number is."""
+    def gallery_for(self, case_ids: list[str]) -> tuple[FeatureGallery, list[str]]:
+        """The index of the reference images of these cases, and which case each owner number is."""
         with self.sessions() as session:
             rows = session.execute(select(ReferenceMedia.case_id, ReferenceMedia.sha256).where(
                 ReferenceMedia.case_id.in_(case_ids), ReferenceMedia.kind == "image")).all() if case_ids else []
         wanted = sorted((case_id, sha) for case_id, sha in rows)
-        if wanted == self._owners:
-            return self._gallery, self._owners
-        for owner in wanted:
-            if owner not in self._files:
-                self._files[owner] = self._read(*owner)
-        self._files = {owner: self._files[owner] for owner in wanted}  # withdrawn cases' are dropped
+        if wanted == self._references:
+            return self._gallery, self._cases
+        for reference in wanted:
+            if reference not in self._files:
+                self._files[reference] = self._read(*reference)
+        self._files = {reference: self._files[reference] for reference in wanted}  # withdrawn cases' go
+        cases = sorted({case_id for case_id, _sha in wanted})
+        number = {case_id: i for i, case_id in enumerate(cases)}
         gallery = FeatureGallery()
-        for number, owner in enumerate(wanted):
-            gallery.add(number, self._files[owner] or [])
-        self._owners, self._gallery = wanted, gallery
-        return gallery, wanted
+        for reference in wanted:
+            gallery.add(number[reference[0]], self._files[reference] or [])
+        self._references, self._cases, self._gallery = wanted, cases, gallery
+        return gallery, cases
 
     def _read(self, case_id: str, sha256: str) -> list[LocalFeatures] | None:
         if self._objects is None:
@@ -80,13 +89,13 @@ class ReferenceFeatures:
         try:
             response = self._objects.get_object(self.bucket, features_key(case_id, sha256))
         except S3Error as error:
-            if error.code == "NoSuchKey":
+            # Without s3:ListBucket (the pipeline's role on AWS), a missing key reads as AccessDenied.
+            if error.code in ("NoSuchKey", "AccessDenied"):
                 return None
             raise
         try:
             return from_bytes(response.read())
-        except (ValueError, KeyError, OSError, zipfile.BadZipFile) as error:
-            # A damaged file: that reference matches by PDQ alone.
+        except ValueError as error:  # a damaged file: that reference matches by PDQ alone
             log.warning("local features of reference %s of case %s unreadable: %s", sha256[:12], case_id, error)
             return None
         finally:

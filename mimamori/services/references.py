@@ -6,10 +6,11 @@ is sampled at (the pipeline's own decoder and sampling), is hashed with PDQ in i
 dihedral variants (mirrors, 90/180/270° rotations) into the case's partition of the reference
 collection; an image with exactly one face also gives an enrolled face vector (the client's;
 with several faces none is taken, since the others are not the client); a small blurred
-thumbnail is kept for the reviewer, and an image's ORB keypoints (services/reference_features.py:
-the crop-robust signal, which no hash list carries). The original is stored only when the organisation turned
-``keep_reference_originals`` on. When the consent covers search, the hashes are searched
-against everything indexed before (a retro search, as at photo enrolment).
+thumbnail is kept for the reviewer, and, while ``matching.local_features`` is on, an image's ORB
+keypoints (services/reference_features.py: the crop signal, which no hash list carries). The
+original is stored only when the organisation turned ``keep_reference_originals`` on. When the
+consent covers search, the hashes are searched against everything indexed before (a retro
+search, as at photo enrolment).
 
 Hash lists: a case's hashes export in the formats ThreatExchange and HMA read
 (services/hash_lists.py; needs consent for takedown, since the list leaves the organisation), and
@@ -158,7 +159,7 @@ def _store(work: Workspace, actor: Actor, case_id: str, item: _Decoded, label: s
                            max_side=settings.reference_thumbnail_px)
     thumbnail_key = f"{prefix}/thumbnail.jpg"
     work.objects.put_object(bucket, thumbnail_key, io.BytesIO(thumbnail), len(thumbnail), content_type="image/jpeg")
-    if item.kind == "image":  # kept even while the signal is off, so turning it on covers these too
+    if item.kind == "image" and settings.local_features:  # only when used: keypoints are partly invertible
         store_features(work.objects, bucket, case_id, item.sha256, local_features.extract_reference(item.first_frame))
     original_key = None
     if keep_original:

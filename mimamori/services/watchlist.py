@@ -142,8 +142,10 @@ class Watchlist:
         self.enrolled = enrolled if enrolled is not None else EnrolledFaces(settings)
         self.producer = producer if producer is not None else shared_producer(settings.kafka)
         self.topic = settings.kafka.topics.matches.name
+        # The object store, made when first needed (the heads' weights, the references' keypoints).
+        self.objects_factory = lambda: objects if objects is not None else object_client(settings)
         # Per-case heads (issue 20): they re-score a watched case's candidates (services/case_models.py).
-        self.heads = HeadCache(self.sessions, lambda: objects if objects is not None else object_client(settings),
+        self.heads = HeadCache(self.sessions, self.objects_factory,
                                settings.minio.buckets.references.name) if settings.case_models.enabled else None
 
     def watched_cases(self) -> dict[str, float]:

@@ -102,8 +102,14 @@ def test_features_round_trip_through_their_file_and_a_damaged_file_is_refused(ph
     assert [f.size for f in again] == [f.size for f in variants]
     assert all(np.array_equal(a.descriptors, b.descriptors) and np.array_equal(a.points, b.points)
                for a, b in zip(again, variants, strict=True))
-    with pytest.raises(ValueError):
-        local_features.from_bytes(b"not an npz file")
+    import io
+
+    data = local_features.to_bytes(variants)
+    bare = io.BytesIO()
+    np.save(bare, variants[0].descriptors)
+    for damaged in (b"not an npz file", data[: len(data) // 2], data[:40] + bytes(200) + data[240:], bare.getvalue()):
+        with pytest.raises(ValueError):
+            local_features.from_bytes(damaged)
 
 
 def test_a_tight_cluster_of_matches_is_not_a_match() -> None:

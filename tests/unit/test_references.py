@@ -68,11 +68,8 @@ def test_a_reference_keeps_its_hashes_and_a_blurred_thumbnail_not_the_original(w
     assert sorted(h.variant for h in work.memory_references.of_case("c1")) == sorted(
         ["original", "rotate90", "rotate180", "rotate270", "flip_x", "flip_y", "flip_plus1", "flip_minus1"])
     bucket = work.settings.minio.buckets.references.name
-    features, key = work.memory_objects.keys(bucket)
+    [key] = work.memory_objects.keys(bucket)  # no keypoints either while the crop signal is off
     assert key == f"cases/c1/references/{view.sha256}/thumbnail.jpg"
-    assert features == f"cases/c1/references/{view.sha256}/local-features.npz"  # keypoints, not pixels
-    original, mirrored = from_bytes(work.memory_objects._get(bucket, features))
-    assert len(original) > 100 and len(mirrored) > 100
     thumbnail = Image.open(io.BytesIO(work.memory_objects._get(bucket, key)))
     assert max(thumbnail.size) == work.settings.matching.reference_thumbnail_px
     # blurred: far less detail than the same-size sharp picture
@@ -138,16 +135,29 @@ def test_a_tight_crop_with_its_faces_mosaicked_matches_by_local_features_alone(w
     """The crop-robust signal: PDQ and the face path both miss this re-upload; the keypoints find it."""
     from tests.support import edits
 
+    work.settings.matching.local_features = True
     open_case(work, "c1")
-    references.add_references(work, ADMIN, "c1", [("leak.jpg", jpeg(picture), "image/jpeg")])
+    # One picture enrolled twice (as a JPEG and as a PNG: two references with the same keypoints)
+    # must not cancel itself in the ratio test.
+    png = io.BytesIO()
+    picture.save(png, "PNG")
+    references.add_references(work, ADMIN, "c1", [("leak.jpg", jpeg(picture), "image/jpeg"),
+                                                  ("leak.png", png.getvalue(), "image/png")])
+    bucket = work.settings.minio.buckets.references.name
+    stored = [k for k in work.memory_objects.keys(bucket) if k.endswith("/local-features.npz")]
+    assert len(stored) == 2  # keypoints, not pixels: positions and descriptors of the picture and its mirror
+    original, mirrored = from_bytes(work.memory_objects._get(bucket, stored[0]))
+    assert len(original) > 100 and len(mirrored) > 100
     w, h = picture.size
     cropped = edits.crop(picture, 0.4)
     mosaicked = edits.mosaic_faces(cropped, [(w * 0.1, h * 0.1, w * 0.4, h * 0.4)], 8)
     copy = scraped(mosaicked, "d" * 64)
     assert watchlist(work).hash_candidates([copy]) == []  # by PDQ alone: too far
     copy = HashedMedia(**{**copy.__dict__, "images": ((0, mosaicked),)})
-    assert watchlist(work).hash_candidates([copy]) == []  # the signal is off by default
-    work.settings.matching.local_features = True
+    off = work.settings.model_copy(deep=True)
+    off.matching.local_features = False
+    assert MediaWatchlist(off, "memory/v1", sessions=work.sessions, enrolled=work.enrolled, producer=MemoryProducer(),
+                          references=work.memory_references, objects=work.memory_objects).hash_candidates([copy]) == []
     list_ = watchlist(work)
     stranger_image = Image.open(testdata / "faces" / "paul_rudd.jpg").convert("RGB")
     stranger = HashedMedia(**{**scraped(stranger_image, "e" * 64).__dict__, "images": ((0, stranger_image),)})
@@ -160,6 +170,7 @@ def test_a_tight_crop_with_its_faces_mosaicked_matches_by_local_features_alone(w
     assert 0.5 <= match.similarity < 1.0
     # Withdrawal deletes the keypoints with the reference's other objects; the next batch sees none.
     cases.withdraw(work, ADMIN, "c1")
+    assert not work.memory_objects.keys(bucket)
     open_case(work, "c1")
     assert list_.hash_candidates([copy]) == []
 
@@ -206,11 +217,11 @@ def test_exporting_hashes_needs_consent_for_takedown(work, picture):
         references.export_hash_list(work, ADMIN, "c1")
 
 
-def test_withdrawal_deletes_the_hashes_thumbnails_keypoints_and_rows(work, picture):
+def test_withdrawal_deletes_the_hashes_thumbnails_and_rows(work, picture):
     open_case(work, "c1")
     references.add_references(work, ADMIN, "c1", [("leak.jpg", jpeg(picture), "image/jpeg")])
     report = cases.withdraw(work, ADMIN, "c1")
-    assert report.vectors >= 8 and report.objects == 2  # the thumbnail and the keypoints
+    assert report.vectors >= 8 and report.objects == 1  # the thumbnail
     assert work.memory_references.count("c1") == 0
     assert not work.memory_objects.keys(work.settings.minio.buckets.references.name)
     with work.sessions() as session:
