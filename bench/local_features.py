@@ -33,9 +33,9 @@ from PIL import Image, ImageDraw, ImageFont
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench._cache import LFW, lfw_files
-from bench.matching import backdrops
+from bench.matching import backdrops, local_gallery
 from mimamori.core.config import MatchingConfig
-from mimamori.media.local_features import FeatureGallery, extract, extract_reference
+from mimamori.media.local_features import extract
 from tests.support import edits
 
 
@@ -59,9 +59,7 @@ def overlays(others: list[Image.Image]) -> dict[str, Callable[[Image.Image], Ima
 
 def worst(references: list[Image.Image], queries: list[Image.Image], threshold: int) -> tuple[int, int, int]:
     """(highest inlier count, pairs at or over the threshold, pairs) of queries against the references."""
-    gallery = FeatureGallery()
-    for owner, image in enumerate(references):
-        gallery.add(owner, extract_reference(image))
+    gallery, _ = local_gallery(references)
     scores = [gallery.scores(extract(query)) for query in queries]
     counts = [n for found in scores for n in found.values()]
     return max(counts, default=0), sum(n >= threshold for n in counts), len(references) * len(queries)

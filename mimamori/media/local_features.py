@@ -16,8 +16,7 @@ reference side is described mirrored too, since ORB is not mirror-invariant.
 What it cannot tell apart (bench/local_features.py): a reference that itself carries text or a
 logo (meme captions, a caption across the picture, a site's watermark) lines up with unrelated
 pictures carrying the same overlay, since ORB's keypoints gather on glyphs. Clean references do
-not. So the decision uses it
-only where ``matching.local_features`` is on (docs/matching.md).
+not. So the decision uses it only where ``matching.local_features`` is on (docs/matching.md).
 
 Why ORB and not SIFT or a learned descriptor: binary descriptors compare by popcount (the same
 kind of index as PDQ's) and cost milliseconds to extract on a CPU.
@@ -101,11 +100,6 @@ def inlier_mask(query: np.ndarray, reference: np.ndarray) -> np.ndarray:
     _, mask = _cv2().estimateAffinePartial2D(query, reference, method=_cv2().RANSAC,
                                               ransacReprojThreshold=REPROJECTION)
     return mask.ravel().astype(bool) if mask is not None else np.zeros(len(query), bool)
-
-
-def inliers(query: np.ndarray, reference: np.ndarray) -> int:
-    """How many matched point pairs one similarity transform explains; 0 if none fits."""
-    return int(inlier_mask(query, reference).sum())
 
 
 def spread(points: np.ndarray, size: tuple[int, int]) -> float:

@@ -84,8 +84,8 @@ def test_inliers_count_one_similarity_transform() -> None:
     rotation = scale * np.array([[np.cos(angle), -np.sin(angle)], [np.sin(angle), np.cos(angle)]])
     moved = points @ rotation.T + np.float32([30, -12])
     moved[30:] = rng.uniform(0, 400, (10, 2))  # a quarter of the pairs are chance matches
-    assert 28 <= local_features.inliers(points, moved.astype(np.float32)) <= 32
-    assert local_features.inliers(points[:2], moved[:2].astype(np.float32)) == 0
+    assert 28 <= local_features.inlier_mask(points, moved.astype(np.float32)).sum() <= 32
+    assert local_features.inlier_mask(points[:2], moved[:2].astype(np.float32)).sum() == 0
 
 
 def test_an_empty_gallery_scores_nothing(photos: list[Image.Image]) -> None:
