@@ -2,6 +2,7 @@
 
     .venv/bin/python bench/pipeline.py [--images 40] [--runner prism] [--detector fast|facenet]
                                        [--compare-detectors [--rounds 2]] [--loop-only] [--device cpu|cuda]
+                                       [--signals [--references 20]]
 
 Both sides process the same images in one process each (Prism's LOOPBACK workers run in
 this process), with the same models and settings:
@@ -18,6 +19,15 @@ FastMTCNN in interleaved rounds (facenet, fast, facenet, fast, ...) on the same 
 prints each side's best round and their ratio; ``--loop-only`` stops there (no stack needed).
 ``--device cuda`` runs the models on the GPU (``models.device``), unchanged otherwise.
 
+``--signals`` turns issue 20's signals on in the pipeline: the detection fallbacks (quarter
+turns, thumbnail upscale), the local features (``matching.local_features``), and one watched case
+with ``--references`` reference images (LFW photos, none of them in the bench images, so nothing
+matches: the steady state of a scrape). Every image then gets its PDQ hash searched against the
+case's reference hashes and its keypoints scored against the references'. The bare loop stays
+decode -> detect -> align -> embed (the ratio the issue asks for); the signals' own work on the same
+images (PDQ, keypoints, scoring) is timed beside it, so the pipeline's overhead can be told apart
+from what the signals cost.
+
 Per-stage times come from the pipeline's own Prometheus histograms; the CPU seconds that
 this process, the runner and each service of the local stack used in each phase come from
 ``/proc``. The printed Markdown goes into docs/benchmarks.md with the command that made it.
@@ -26,6 +36,7 @@ this process, the runner and each service of the local stack used in each phase 
 from __future__ import annotations
 
 import argparse
+import datetime as dt
 import io
 import json
 import os
@@ -91,6 +102,52 @@ def bare_loop(settings, images: list[bytes], encoder=None) -> dict[str, float]:
     elapsed = time.perf_counter() - began
     return {"seconds": elapsed, "images_per_s": len(images) / elapsed, "faces": faces,
             "cpu": cpu_used(cpu_before, cpu_seconds(settings.stack.home)), **timings}
+
+
+def reference_photos(count: int) -> list[Path]:
+    """LFW photos for a case's references: the first photo of each of the last ``count`` people."""
+    people = sorted(p for p in (TESTDATA / "lfw").iterdir() if p.is_dir())
+    return [sorted(person.glob("*.jpg"))[0] for person in people[-count:]]
+
+
+def enrol_references(settings, count: int) -> int:
+    """One case whose consent covers the watchlist, with ``count`` reference images; returns how many
+    reference hashes it has (through the service layer, as the API and the CLI enrol them)."""
+    from mimamori.services import cases, references
+    from mimamori.services.audit import Actor
+    from mimamori.services.consent import ConsentRecord, record_consent
+    from mimamori.services.workspace import Workspace
+
+    work, actor, now = Workspace(settings), Actor("bench", "admin"), dt.datetime.now(dt.UTC)
+    cases.create_case(work, actor, "bench-case", "Bench client")
+    record_consent(work, actor, "bench-case", ConsentRecord.model_validate({
+        "given_by": "bench", "given_at": (now - dt.timedelta(days=1)).isoformat(),
+        "scope": ["search", "watchlist", "takedown"], "recorded_by": "bench"}))
+    uploads = [(path.name, path.read_bytes(), "image/jpeg") for path in reference_photos(count)]
+    result = references.add_references(work, actor, "bench-case", uploads, "bench")
+    return sum(view.hashes for view in result.references)
+
+
+def signal_work(images: list[bytes], count: int) -> dict[str, float]:
+    """The signals' own work on the bench images outside the pipeline: PDQ of each frame, and its
+    keypoints scored against ``count`` reference images' (as the writer's watchlist does)."""
+    from mimamori.media import local_features
+    from mimamori.media.decode import decode_media
+    from mimamori.media.pdq import frame_hashes
+
+    gallery = local_features.FeatureGallery()
+    for path in reference_photos(count):  # one case: one owner, as the pipeline's index has it
+        gallery.add(0, local_features.extract_reference(Image.open(path).convert("RGB")))
+    frames = [decode_media(data, "image/jpeg").frames[0].image for data in images]
+    timings = {"pdq": 0.0, "keypoints": 0.0}
+    for frame in frames:
+        t = time.perf_counter()
+        frame_hashes([(0, frame)])
+        timings["pdq"] += time.perf_counter() - t
+        t = time.perf_counter()
+        gallery.scores(local_features.extract(frame))
+        timings["keypoints"] += time.perf_counter() - t
+    return timings
 
 
 def pipeline_run(settings, images: list[bytes], runner: str) -> dict[str, float]:
@@ -231,6 +288,10 @@ def main() -> None:
     parser.add_argument("--loop-only", action="store_true", help="only --compare-detectors: no stack, no pipeline")
     parser.add_argument("--device", choices=["auto", "cpu", "cuda"], default=None,
                         help="models.device for the loop and the pipeline's workers (default: the configuration's)")
+    parser.add_argument("--signals", action="store_true",
+                        help="issue 20's signals on: detection fallbacks, local features, one watched case with "
+                             "--references reference images")
+    parser.add_argument("--references", type=int, default=20, help="reference images of --signals' case")
     args = parser.parse_args()
     images = bench_images(args.images)
     base = load_settings("local")
@@ -238,6 +299,10 @@ def main() -> None:
         base.models.detector.implementation = args.detector
     if args.device:
         base.models.device = args.device
+    if args.signals:
+        base.models.detector.fallbacks.rotations = (90, 180, 270)
+        base.models.detector.fallbacks.upscale_below = 160
+        base.matching.local_features = True
     if args.loop_only:
         print_comparison(compare_detectors(base, images, args.rounds), args.images, args.rounds)
         return
@@ -246,7 +311,9 @@ def main() -> None:
         settings.pipeline.near_duplicate_distance = -1  # every image is embedded, as in the loop
         if args.compare_detectors:
             print_comparison(compare_detectors(settings, images, args.rounds), args.images, args.rounds)
+        hashes = enrol_references(settings, args.references) if args.signals else 0
         loop = bare_loop(settings, images)
+        signals = signal_work(images, args.references) if args.signals else {}
         run = pipeline_run(settings, images, args.runner)
     ratio = run["images_per_s"] / loop["images_per_s"]
     print(f"| {args.images} images, {platform.machine()}, {torch.get_num_threads()} torch thread(s), "
@@ -255,6 +322,14 @@ def main() -> None:
     print(f"| bare detect+align+embed loop | {loop['images_per_s']:.2f} |")
     print(f"| pipeline, Kafka in -> Milvus written ({args.runner}) | {run['images_per_s']:.2f} |")
     print(f"| ratio pipeline / loop | {ratio:.2f} |")
+    if signals:
+        with_signals = args.images / (loop["seconds"] + sum(signals.values()))
+        print(f"| loop plus the signals' own work (PDQ {signals['pdq']:.2f} s, keypoints and scoring "
+              f"{signals['keypoints']:.2f} s) | {with_signals:.2f} |")
+        print(f"| ratio pipeline / (loop plus signals) | {run['images_per_s'] / with_signals:.2f} |")
+        print(f"\nsignals on: fallbacks {settings.models.detector.fallbacks.rotations}, upscale below "
+              f"{settings.models.detector.fallbacks.upscale_below} px, local features; one watched case with "
+              f"{args.references} reference images ({hashes} PDQ hashes)")
     print()
     print("| stage | loop s | pipeline s |")
     print("| --- | --- | --- |")

@@ -10,13 +10,16 @@ was off, imported hash lists and reference videos have none: they match by PDQ a
 
 ``ReferenceFeatures`` is the watchlist's view: one small query per batch for the watched cases'
 reference images, each file read once per process, and one in-memory index rebuilt only when
-that set changes.
+that set changes. A file found missing (a picture enrolled while the signal was off) is asked for
+again after ``retry_missing_s``: enrolling the same picture again with the signal on writes it
+under the same reference, which the set of references alone would not show.
 """
 
 from __future__ import annotations
 
 import io
 import logging
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -55,10 +58,13 @@ class ReferenceFeatures:
     do: each is then matched by PDQ alone.
     """
 
-    def __init__(self, sessions: sessionmaker, objects_factory: Callable[[], Any], bucket: str):
+    def __init__(self, sessions: sessionmaker, objects_factory: Callable[[], Any], bucket: str,
+                 retry_missing_s: float = 300.0, clock: Callable[[], float] = time.monotonic):
         self.sessions, self.objects_factory, self.bucket = sessions, objects_factory, bucket
+        self.retry_missing_s, self.clock = retry_missing_s, clock
         self._objects = None
         self._files: dict[Reference, list[LocalFeatures] | None] = {}  # None: the reference has none
+        self._missing_since: dict[Reference, float] = {}  # when a file was last found missing
         self._references: list[Reference] = []
         self._cases: list[str] = []
         self._gallery = FeatureGallery()
@@ -69,12 +75,15 @@ class ReferenceFeatures:
             rows = session.execute(select(ReferenceMedia.case_id, ReferenceMedia.sha256).where(
                 ReferenceMedia.case_id.in_(case_ids), ReferenceMedia.kind == "image")).all() if case_ids else []
         wanted = sorted((case_id, sha) for case_id, sha in rows)
-        if wanted == self._references:
+        found_again = self._read_missing_again(wanted)
+        if wanted == self._references and not found_again:
             return self._gallery, self._cases
         for reference in wanted:
             if reference not in self._files:
-                self._files[reference] = self._read(*reference)
+                self._files[reference] = self._read_file(reference)
         self._files = {reference: self._files[reference] for reference in wanted}  # withdrawn cases' go
+        self._missing_since = {reference: self._missing_since[reference] for reference in wanted
+                               if reference in self._missing_since}
         cases = sorted({case_id for case_id, _sha in wanted})
         number = {case_id: i for i, case_id in enumerate(cases)}
         gallery = FeatureGallery()
@@ -82,6 +91,25 @@ class ReferenceFeatures:
             gallery.add(number[reference[0]], self._files[reference] or [])
         self._references, self._cases, self._gallery = wanted, cases, gallery
         return gallery, cases
+
+    def _read_missing_again(self, wanted: list[Reference]) -> bool:
+        """Ask again for the files found missing over ``retry_missing_s`` ago; True if one is there now."""
+        now, found = self.clock(), False
+        for reference in wanted:
+            since = self._missing_since.get(reference)
+            if since is not None and now - since >= self.retry_missing_s:
+                self._files[reference] = self._read_file(reference)
+                found = found or self._files[reference] is not None
+        return found
+
+    def _read_file(self, reference: Reference) -> list[LocalFeatures] | None:
+        """A reference's features (None: it has none), noting when a file was found missing."""
+        features = self._read(*reference)
+        if features is None:
+            self._missing_since[reference] = self.clock()
+        else:
+            self._missing_since.pop(reference, None)
+        return features
 
     def _read(self, case_id: str, sha256: str) -> list[LocalFeatures] | None:
         if self._objects is None:

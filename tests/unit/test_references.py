@@ -314,3 +314,24 @@ def test_a_damaged_keypoints_file_leaves_the_reference_to_pdq(work, picture, cap
     [candidate] = watchlist(work).hash_candidates([copy])
     assert candidate.decision.fired == ("pdq",) and "crop" not in candidate.decision.scores
     assert "unreadable" in caplog.text
+
+
+def test_keypoints_written_by_a_later_enrolment_are_found_after_the_retry_interval(work, picture):
+    """A picture enrolled while the signal was off has no keypoints file; enrolled again with it on,
+    the file appears under the same reference, and the watchlist asks for it again after a while."""
+    from tests.support import edits
+
+    open_case(work, "c1")
+    references.add_references(work, ADMIN, "c1", [("leak.jpg", jpeg(picture), "image/jpeg")])  # signal off
+    work.settings.matching.local_features = True
+    list_, now = watchlist(work), [1000.0]
+    list_.local.clock = lambda: now[0]
+    cropped = edits.crop(picture, 0.4)
+    copy = HashedMedia(**{**scraped(cropped, "d" * 64).__dict__, "images": ((0, cropped),)})
+    assert list_.hash_candidates([copy]) == []  # no keypoints to score against: found missing
+    references.add_references(work, ADMIN, "c1", [("leak.jpg", jpeg(picture), "image/jpeg")])  # signal on
+    now[0] += list_.local.retry_missing_s - 1
+    assert list_.hash_candidates([copy]) == []  # not asked again yet
+    now[0] += 1
+    [candidate] = list_.hash_candidates([copy])
+    assert candidate.decision.fired == ("crop",)
