@@ -119,17 +119,19 @@ def _rows(hashes: list[PdqHash]) -> np.ndarray:
     return np.frombuffer(b"".join(h.bits for h in hashes), np.uint8).reshape(len(hashes), 32)
 
 
-def hash_picture(image: Image.Image, boxes, reference: bool, grid: bool) -> Hashes:
+def hash_picture(image: Image.Image, boxes, reference: bool, grid: bool, scraped_side: int = 0) -> Hashes:
+    """A picture's hashes; a copy's whole-picture hashes as the pipeline makes a scraped picture's
+    (scaled to fit ``scraped_side``), a reference's of the full picture."""
     seconds = {}
     t = time.perf_counter()
-    whole = pdq_dihedral(image) if reference else [pdq_hash(image)]
+    whole = pdq_dihedral(image) if reference else [pdq_hash(image, scraped_side)]
     seconds["pdq"] = time.perf_counter() - t
     t = time.perf_counter()
     trimmed = []
     if not reference:
         inner = crop_hashes.trim_border(image)
         if inner is not None:
-            trimmed = [pdq_hash(inner)]
+            trimmed = [pdq_hash(inner, scraped_side)]
     seconds["trim"] = time.perf_counter() - t
     t = time.perf_counter()
     windows = [h for found in crop_hashes.window_hashes(image, boxes, reference) for h in found.hashes]
@@ -148,10 +150,10 @@ def hash_picture(image: Image.Image, boxes, reference: bool, grid: bool) -> Hash
 class Cache:
     """Faces and hashes by the picture's pixels and the settings that made them, in one SQLite file."""
 
-    def __init__(self, path: Path, faces_key: str, hashes_key: str):
+    def __init__(self, path: Path, faces_key: str, hashes_key: str, scraped_side: int = 0):
         self.db = sqlite3.connect(path, timeout=120)  # two runs may fill one cache at once
         self.db.execute("CREATE TABLE IF NOT EXISTS features (key TEXT PRIMARY KEY, value BLOB)")
-        self.faces_key, self.hashes_key = faces_key, hashes_key
+        self.faces_key, self.hashes_key, self.scraped_side = faces_key, f"{hashes_key}|{scraped_side}", scraped_side
 
     def _get(self, key: str, make):
         row = self.db.execute("SELECT value FROM features WHERE key = ?", (key,)).fetchone()
@@ -167,7 +169,7 @@ class Cache:
         faces, hit = self._get(f"faces|{self.faces_key}|{central_only}|{pixels}",
                                lambda: encode_faces(encoder, image, central_only))
         hashes, hashed = self._get(f"hashes|{self.hashes_key}|{reference}|{grid}|{faces.boxes}|{pixels}",
-                                   lambda: hash_picture(image, faces.boxes, reference, grid))
+                                   lambda: hash_picture(image, faces.boxes, reference, grid, self.scraped_side))
         return faces, hashes, hit and hashed
 
     def commit(self) -> None:
@@ -342,7 +344,8 @@ def run(args: argparse.Namespace) -> str:
     faces_key = f"{CODE_VERSION}|{encoder.version}|{settings.models.detector.model_dump_json()}"
     hashes_key = (f"{CODE_VERSION}|{crop_hashes.MULTIPLES}|{crop_hashes.MAX_OUTSIDE}|{crop_hashes.WINDOW_SIDE}|"
                   f"{crop_hashes.MIN_FACE_SIDE}|{crop_hashes.MIN_QUALITY}|{crop_hashes.BORDER_TOLERANCE}|{GRID_SCALES}")
-    cache = Cache(cache_dir() / "matching-features.sqlite", faces_key, hashes_key)
+    scraped_side = settings.matching.scraped_pdq_max_side if args.scraped_pdq_side is None else args.scraped_pdq_side
+    cache = Cache(cache_dir() / "matching-features.sqlite", faces_key, hashes_key, scraped_side)
     began = time.perf_counter()
 
     pictures = gallery()
@@ -453,7 +456,8 @@ def run(args: argparse.Namespace) -> str:
     lines = [f"Command: `.venv/bin/python bench/matching.py {' '.join(sys.argv[1:])}` on "
              f"{time.strftime('%Y-%m-%d')}, {platform.machine()} CPU (2 cores shared with other work), "
              f"Python {platform.python_version()}. Model `{encoder.version}`, face threshold {threshold} (cosine); "
-             f"PDQ distance {pdq_limit} (whole and trimmed pictures), window distance {window_limit} "
+             f"PDQ distance {pdq_limit} (whole and trimmed pictures; copies hashed scaled to fit {scraped_side} px, "
+             f"as the pipeline hashes scraped pictures, 0: full size), window distance {window_limit} "
              f"(windows of {', '.join(f'{m}x' for m in crop_hashes.MULTIPLES)} the face's side); detector "
              f"fallbacks: upscale below {args.upscale_below} px, rotations {tuple(args.rotations)}; local features "
              f"at {local_limit} inliers ({local_features.FEATURES} ORB keypoints at <= {local_features.MAX_SIDE} px). "
@@ -568,6 +572,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--lfw-people", type=int, default=60, help="LFW people whose first photo is a source")
     parser.add_argument("--pdq-distance", type=int, default=31)
+    parser.add_argument("--scraped-pdq-side", type=int, default=None,
+                        help="copies' PDQ from a picture scaled to fit this side (default: "
+                             "matching.scraped_pdq_max_side; 0: the full picture)")
     parser.add_argument("--window-distance", type=int, default=crop_hashes.MATCH_DISTANCE)
     parser.add_argument("--local-inliers", type=int, default=0,
                         help="the local features' threshold (default: fitted on the --fit-people held out)")

@@ -8,7 +8,8 @@ search instead.
 
 Media that goes on to be indexed leaves here with the PDQ hash of each of its frames
 (``MediaItem.pdq``, what the writer stores and the image-hash watchlist searches); hashing
-it here rather than at decoding spares the sightings a full-resolution hash they never use.
+it here rather than at decoding spares the sightings a hash they never use. Large pictures are
+hashed scaled to fit ``matching.scraped_pdq_max_side`` (mimamori.media.pdq).
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ class Dedupe(Stage):
     def __init__(self, settings: Settings, backends: Backends = PRODUCTION):
         self.settings = settings
         self.reprocess = settings.pipeline.reprocess_indexed
+        self.pdq_max_side = settings.matching.scraped_pdq_max_side
         self.backends = backends
 
     def setup(self) -> None:
@@ -60,5 +62,5 @@ class Dedupe(Stage):
             return
         self.in_bundle[sha] = item.event.media_id
         # The PDQ of every frame (issue 20), for media that is indexed: a sighting's would be thrown away.
-        item.pdq = frame_hashes((frame.time_ms, frame.image) for frame in item.media.frames)
+        item.pdq = frame_hashes(((frame.time_ms, frame.image) for frame in item.media.frames), self.pdq_max_side)
         yield item

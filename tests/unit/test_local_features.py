@@ -117,3 +117,18 @@ def test_a_tight_cluster_of_matches_is_not_a_match() -> None:
     assert local_features.spread(cluster, (640, 480)) < local_features.MIN_SPREAD
     spread_out = np.float32([[0, 0], [320, 240], [100, 50]])
     assert local_features.spread(spread_out, (640, 480)) == 0.25
+
+
+def test_the_cross_check_asks_only_for_the_paired_descriptors_and_agrees_with_the_whole_set(
+        photos: list[Image.Image]) -> None:
+    import cv2
+
+    reference = extract(photos[0])
+    query = extract(edits.crop(photos[0], 0.3))
+    near = cv2.BFMatcher(cv2.NORM_HAMMING).knnMatch(query.descriptors, reference.descriptors, k=2)
+    pairs = [(m.queryIdx, m.trainIdx) for m, _ in near] + [(5, 7), (9, 7)]  # and two that cannot both hold
+    whole = {m.queryIdx: m.trainIdx for m in cv2.BFMatcher(cv2.NORM_HAMMING).match(reference.descriptors,
+                                                                                     query.descriptors)}
+    expected = [(q, t) for q, t in pairs if whole.get(t) == q]
+    assert 50 < len(expected) < len(pairs)
+    assert local_features.mutual(query, reference, pairs) == expected

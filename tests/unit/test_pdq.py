@@ -89,3 +89,19 @@ def test_rotations_and_mirrors_land_on_a_dihedral_hash(testdata: Path, name: str
 def test_flat_image_has_low_quality() -> None:
     assert pdq_hash(Image.new("RGB", (200, 200), (120, 120, 120))).quality < 50
     assert pdq_hash(Image.new("L", (64, 64), 10)).quality < 50  # any mode: converted to RGB first
+
+
+def test_a_scraped_picture_is_hashed_scaled_to_fit_and_stays_within_matching_distance(testdata: Path) -> None:
+    """``max_side`` (matching.scraped_pdq_max_side): large pictures are hashed from a copy that fits it,
+    aspect kept; pictures that fit are hashed as they are, bit for bit."""
+    from mimamori.media.pdq import DEFAULT_MAX_DISTANCE, fitted
+
+    small = Image.open(sorted((testdata / "lfw").glob("*/*_0001.jpg"))[0]).convert("RGB")
+    assert pdq_hash(small, 512) == pdq_hash(small)
+    for name in FACES:
+        image = Image.open(testdata / "faces" / f"{name}.jpg").convert("RGB")
+        scaled = fitted(image, 512)
+        assert max(scaled.size) == 512 and abs(scaled.width / scaled.height - image.width / image.height) < 0.01
+        assert pdq_hash(image, 512) == pdq_hash(scaled)
+        assert hamming(pdq_hash(image, 512), pdq_hash(image)) < DEFAULT_MAX_DISTANCE, name
+    assert fitted(small, 0) is small
