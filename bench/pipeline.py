@@ -78,24 +78,24 @@ def bare_loop(settings, images: list[bytes], encoder=None) -> dict[str, float]:
     from mimamori.models.face_encoder import FaceEncoder
 
     encoder = encoder or FaceEncoder(settings)
-    timings = {"decode": 0.0, "detect": 0.0, "align": 0.0, "embed": 0.0}
+    timings: dict[str, float] = {}
+
+    def timed(stage: str, work):
+        wall, cpu = time.perf_counter(), time.thread_time()
+        result = work()
+        timings[stage] = timings.get(stage, 0.0) + time.perf_counter() - wall
+        timings[f"{stage} cpu"] = timings.get(f"{stage} cpu", 0.0) + time.thread_time() - cpu
+        return result
+
     faces = 0
     cpu_before = cpu_seconds(settings.stack.home)
     began = time.perf_counter()
     for data in images:
-        t = time.perf_counter()
-        frame = decode_media(data, "image/jpeg").frames[0].image
-        timings["decode"] += time.perf_counter() - t
-        t = time.perf_counter()
-        found = encoder.detect(frame)
-        timings["detect"] += time.perf_counter() - t
-        t = time.perf_counter()
-        aligned = encoder.align(frame, found)
-        timings["align"] += time.perf_counter() - t
+        frame = timed("decode", lambda data=data: decode_media(data, "image/jpeg").frames[0].image)
+        found = timed("detect", lambda frame=frame: encoder.detect(frame))
+        aligned = timed("align", lambda frame=frame, found=found: encoder.align(frame, found))
         if aligned:
-            t = time.perf_counter()
-            encoder.embed([crop for crop, _ in aligned])
-            timings["embed"] += time.perf_counter() - t
+            timed("embed", lambda aligned=aligned: encoder.embed([crop for crop, _ in aligned]))
         faces += len(aligned)
     if encoder.device.type == "cuda":
         torch.cuda.synchronize()
@@ -128,9 +128,10 @@ def enrol_references(settings, count: int) -> int:
     return sum(view.hashes for view in result.references)
 
 
-def signal_work(images: list[bytes], count: int) -> dict[str, float]:
-    """The signals' own work on the bench images outside the pipeline: PDQ of each frame, and its
-    keypoints scored against ``count`` reference images' (as the writer's watchlist does)."""
+def signal_work(settings, images: list[bytes], count: int) -> dict[str, float]:
+    """The signals' own work on the bench images outside the pipeline: PDQ of each frame (as Dedupe
+    hashes it), and its keypoints scored against ``count`` reference images' (as the writer's watchlist
+    does)."""
     from mimamori.media import local_features
     from mimamori.media.decode import decode_media
     from mimamori.media.pdq import frame_hashes
@@ -142,7 +143,7 @@ def signal_work(images: list[bytes], count: int) -> dict[str, float]:
     timings = {"pdq": 0.0, "keypoints": 0.0}
     for frame in frames:
         t = time.perf_counter()
-        frame_hashes([(0, frame)])
+        frame_hashes([(0, frame)], settings.matching.scraped_pdq_max_side)
         timings["pdq"] += time.perf_counter() - t
         t = time.perf_counter()
         gallery.scores(local_features.extract(frame))
@@ -214,6 +215,10 @@ def pipeline_run(settings, images: list[bytes], runner: str) -> dict[str, float]
         for sample in family.samples:
             if sample.name.endswith("_sum"):
                 stage_seconds[sample.labels["stage"]] = sample.value
+    for family in metrics.STAGE_CPU_SECONDS.collect():
+        for sample in family.samples:
+            if sample.name.endswith("_total"):
+                stage_seconds[f"{sample.labels['stage']} cpu"] = sample.value
     seconds = marks["last"] - marks["first"]
     return {"wall_seconds": time.perf_counter() - began, "seconds": seconds, "images_per_s": len(images) / seconds,
             "cpu": cpu_used(cpu["first"], cpu["last"]), **stage_seconds}
@@ -313,7 +318,7 @@ def main() -> None:
             print_comparison(compare_detectors(settings, images, args.rounds), args.images, args.rounds)
         hashes = enrol_references(settings, args.references) if args.signals else 0
         loop = bare_loop(settings, images)
-        signals = signal_work(images, args.references) if args.signals else {}
+        signals = signal_work(settings, images, args.references) if args.signals else {}
         run = pipeline_run(settings, images, args.runner)
     ratio = run["images_per_s"] / loop["images_per_s"]
     print(f"| {args.images} images, {platform.machine()}, {torch.get_num_threads()} torch thread(s), "
@@ -331,10 +336,11 @@ def main() -> None:
               f"{settings.models.detector.fallbacks.upscale_below} px, local features; one watched case with "
               f"{args.references} reference images ({hashes} PDQ hashes)")
     print()
-    print("| stage | loop s | pipeline s |")
-    print("| --- | --- | --- |")
+    print("| stage | loop s | pipeline s | loop, CPU s of its thread | pipeline, CPU s of its thread |")
+    print("| --- | --- | --- | --- | --- |")
     for stage in ("parse", "decode", "dedupe", "detect", "align", "embed", "write"):
-        print(f"| {stage} | {loop.get(stage, 0.0):.2f} | {run.get(stage, 0.0):.2f} |")
+        print(f"| {stage} | {loop.get(stage, 0.0):.2f} | {run.get(stage, 0.0):.2f} | "
+              f"{loop.get(f'{stage} cpu', 0.0):.2f} | {run.get(f'{stage} cpu', 0.0):.2f} |")
     print(f"\npipeline {run['seconds']:.1f} s from the first message parsed to the last media row written "
           f"({run['wall_seconds']:.1f} s with start-up and the 5 s idle end); "
           f"loop {loop['seconds']:.1f} s for {loop['faces']} faces\n")

@@ -10,7 +10,6 @@ back per item. Vectors are L2-normalised; the model version goes with every one 
 from __future__ import annotations
 
 import contextlib
-import time
 from collections.abc import Iterable, Sequence
 from typing import Any
 
@@ -41,15 +40,14 @@ def _faces_in(element: Any) -> int:
 def embed_batch(batch: Sequence[torch.Tensor], model: torch.nn.Module, device: str,
                 inference_args: dict[str, Any] | None = None, model_id: str | None = None
                 ) -> Iterable[PredictionResult]:
-    began = time.perf_counter()
     counts = [t.shape[0] for t in batch]
     metrics.BATCH_SIZE.labels(stage="embed").observe(sum(counts))
     target = torch.device(device) if isinstance(device, str) else device
-    vectors = embed_chips(model, torch.cat(list(batch)), target)
-    if target.type == "cuda":
-        _sample_gpu_utilization(target)
-    outputs = np.split(vectors, np.cumsum(counts)[:-1])
-    metrics.STAGE_SECONDS.labels(stage="embed").observe(time.perf_counter() - began)
+    with metrics.stage_timer("embed"):
+        vectors = embed_chips(model, torch.cat(list(batch)), target)
+        if target.type == "cuda":
+            _sample_gpu_utilization(target)
+        outputs = np.split(vectors, np.cumsum(counts)[:-1])
     metrics.STAGE_ELEMENTS.labels(stage="embed").inc(len(batch))  # media items, as the other stages count
     return [PredictionResult(example, inference, model_id) for example, inference in zip(batch, outputs, strict=True)]
 

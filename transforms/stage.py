@@ -12,7 +12,6 @@ committed for it.
 from __future__ import annotations
 
 import logging
-import time
 import traceback
 from collections.abc import Iterator
 from typing import Any
@@ -47,10 +46,10 @@ class Stage(beam.DoFn):
     def process(self, element: Any) -> Iterator[Any]:
         # Outputs are collected before they are passed on: in a fused stage, yielding runs the
         # downstream transforms inline, and their time must not count as this stage's.
-        began = time.perf_counter()
         try:
-            outputs = with_retries(lambda: list(self.handle(element)), f"{self.stage} of {_origin(element)[1]}",
-                                   store=self.store, operation=self.stage)
+            with metrics.stage_timer(self.stage):
+                outputs = with_retries(lambda: list(self.handle(element)), f"{self.stage} of {_origin(element)[1]}",
+                                       store=self.store, operation=self.stage)
         except (Unavailable, Misconfigured):
             raise  # a broken installation stops the bundle: retried, never dead-lettered
         except Exception as error:
@@ -64,7 +63,6 @@ class Stage(beam.DoFn):
             text = f"{type(error).__name__}: {error}"
             outputs = [pvalue.TaggedOutput(DEAD_LETTER, dead_letter(record, reason, self.stage, text, media_id))]
         finally:
-            metrics.STAGE_SECONDS.labels(stage=self.stage).observe(time.perf_counter() - began)
             metrics.STAGE_ELEMENTS.labels(stage=self.stage).inc()
         yield from outputs
 

@@ -15,7 +15,6 @@ from __future__ import annotations
 import io
 import json
 import logging
-import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any
@@ -169,10 +168,9 @@ class _BatchingWriter(beam.DoFn):
 
     def _flush(self) -> None:
         if self.buffer:
-            began = time.perf_counter()
-            self.write(self.buffer)
+            with metrics.stage_timer("write"):
+                self.write(self.buffer)
             metrics.BATCH_SIZE.labels(stage=type(self).__name__).observe(len(self.buffer))
-            metrics.STAGE_SECONDS.labels(stage="write").observe(time.perf_counter() - began)
             metrics.STAGE_ELEMENTS.labels(stage="write").inc(len(self.buffer))
         self.buffer, self.rows = [], 0
 

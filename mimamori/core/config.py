@@ -457,9 +457,10 @@ class MatchingConfig(Section):
     pdq_max_distance: int = Field(default=31, ge=0, le=128)
     pdq_min_quality: int = Field(default=50, ge=0, le=100)
     # Scraped pictures are PDQ-hashed from a copy scaled to fit this side (Meta's C++ tool scales to
-    # 512 too): ten times cheaper for large photos, about 10 bits from the full picture's hash
-    # (docs/matching.md). 0: the full picture, equal to HMA's hash. References are always full.
-    scraped_pdq_max_side: int = Field(default=512, ge=0)
+    # 512): about four times cheaper for 2-4 megapixel photos, about 4 bits from the full picture's
+    # hash; 512 is ten times cheaper but 10 bits off (docs/matching.md, bench/pdq_scale.py). 0: the
+    # full picture, equal to HMA's hash. Reference hashes are always of the full picture.
+    scraped_pdq_max_side: int = Field(default=1024, ge=0)
     # The scraped collection's index: BIN_IVF_FLAT (Milvus 2.3.5 has BIN_FLAT and BIN_IVF_FLAT for
     # binary vectors); the reference collection is small and searched exactly (BIN_FLAT).
     pdq_nlist: int = Field(default=1024, ge=1)

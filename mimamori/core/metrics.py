@@ -6,8 +6,11 @@ port, written to the log). Metric objects are module-level, one per process.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
+import time
+from collections.abc import Iterator
 
 from prometheus_client import Counter, Gauge, Histogram, start_http_server
 
@@ -16,6 +19,10 @@ log = logging.getLogger(__name__)
 STAGE_SECONDS = Histogram("mimamori_stage_duration_seconds", "Time spent per element in a pipeline stage",
                           ["stage"], buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30))
 STAGE_ELEMENTS = Counter("mimamori_stage_elements_total", "Elements processed by a pipeline stage", ["stage"])
+# The CPU time of the thread that ran the stage: its duration less this is time spent waiting (for
+# a core, for the interpreter lock, or for a service), which tells a starved worker from a slow model.
+STAGE_CPU_SECONDS = Counter("mimamori_stage_cpu_seconds", "CPU time of the thread running a pipeline stage",
+                            ["stage"])
 MEDIA = Counter("mimamori_media_total", "Media items by outcome", ["outcome"])
 FACES_PER_MEDIA = Histogram("mimamori_faces_per_media", "Faces found in one media item",
                             buckets=(0, 1, 2, 3, 5, 10, 20, 50, 100))
@@ -95,3 +102,14 @@ def serve_metrics(port: int, address: str = "127.0.0.1") -> int:
             _server_port = server.server_port
             log.info("metrics on http://%s:%d/metrics", address, _server_port)
         return _server_port
+
+
+@contextlib.contextmanager
+def stage_timer(stage: str) -> Iterator[None]:
+    """Time a stage's work: its duration (``STAGE_SECONDS``) and its thread's CPU time (``STAGE_CPU_SECONDS``)."""
+    began, cpu = time.perf_counter(), time.thread_time()
+    try:
+        yield
+    finally:
+        STAGE_SECONDS.labels(stage=stage).observe(time.perf_counter() - began)
+        STAGE_CPU_SECONDS.labels(stage=stage).inc(time.thread_time() - cpu)

@@ -3,8 +3,9 @@
 PDQ is what StopNCII and Meta's Hasher-Matcher-Actioner (HMA) exchange: two pictures are the
 same one when their hashes are within 31 bits (Hamming) of each other, HMA's default. Hashing
 here follows the ``threatexchange`` library's PDQ signal (the one HMA runs): the decoded RGB
-pixels at full resolution, no pre-scaling, into ``pdqhash.compute``; so a hash computed by
-mimamori equals the one a partner's HMA computes for the same image, and the hex text is
+pixels at full resolution, no pre-scaling, into ``pdqhash.compute`` (unless ``max_side`` is given,
+below); so a hash computed by mimamori equals the one a partner's HMA computes for the same image,
+and the hex text is
 ThreatExchange's (64 lowercase hex digits, the hash's most significant bit first).
 
 Quality (0-100) says how much structure the image has: a flat or nearly blank image gets a
@@ -14,11 +15,12 @@ The eight dihedral variants (rotations by 90°, 180°, 270° and four mirrors) o
 image are hashed in one pass: a mirrored or rotated re-upload matches one of them exactly.
 
 Scraped media may be hashed from a copy scaled to fit ``max_side`` (``matching.scraped_pdq_max_side``,
-512 px by default, with an area filter), as Meta's own C++ tool does (pdq/cpp/io/pdqio.cpp resizes anything larger to
-512x512 first: "the two-pass Jarosz filter is prohibitively expensive for larger images"). That is
-about ten times cheaper for a 2-4 megapixel photo and moves the hash by about 10 bits of the 31 a
-match allows (docs/matching.md, "PDQ of scraped pictures"). Reference hashes, which are exported
-and compared by partners, are always of the full picture, as HMA computes them.
+1024 px by default, with an area filter), as Meta's own C++ tool scales (pdq/cpp/io/pdqio.cpp
+resizes anything larger to 512x512 first: "the two-pass Jarosz filter is prohibitively expensive
+for larger images"). At 1024 px that is about four times cheaper for a 2-4 megapixel photo and
+moves the hash by about 4 bits of the 31 a match allows (docs/matching.md, "PDQ of scraped
+pictures"). Reference hashes, which are exported and compared by partners, are always of the full
+picture, as HMA computes them.
 """
 
 from __future__ import annotations
