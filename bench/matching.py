@@ -454,7 +454,7 @@ def run(args: argparse.Namespace) -> str:
         hashes_only.update({"grid": fired["grid"], "combined + grid": hashes_only["combined"] | fired["grid"]})
 
     lines = [f"Command: `.venv/bin/python bench/matching.py {' '.join(sys.argv[1:])}` on "
-             f"{time.strftime('%Y-%m-%d')}, {platform.machine()} CPU (2 cores shared with other work), "
+             f"{time.strftime('%Y-%m-%d')}, {platform.machine()} CPU (2 cores), "
              f"Python {platform.python_version()}. Model `{encoder.version}`, face threshold {threshold} (cosine); "
              f"PDQ distance {pdq_limit} (whole and trimmed pictures; copies hashed scaled to fit {scraped_side} px, "
              f"as the pipeline hashes scraped pictures, 0: full size), window distance {window_limit} "

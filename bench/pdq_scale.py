@@ -11,7 +11,7 @@ boxes from the detector):
   variants, within the match distance), and how close it comes to the other sources' references;
 * the cost per picture.
 
-    .venv/bin/python bench/pdq_scale.py [--side 512]
+    .venv/bin/python bench/pdq_scale.py [--side 1024]   (default: matching.scraped_pdq_max_side)
 """
 
 from __future__ import annotations
@@ -62,7 +62,7 @@ def pictures() -> list[tuple[int, str, Image.Image]]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--side", type=int, default=512)
+    parser.add_argument("--side", type=int, default=load_settings("local").matching.scraped_pdq_max_side)
     args = parser.parse_args()
     items = pictures()
     sources = sorted({number for number, _, _ in items})

@@ -96,6 +96,8 @@ def fitted(image: Image.Image, max_side: int) -> Image.Image:
     """The picture scaled down (area filter, aspect kept) to fit ``max_side``; as it is if it fits or 0."""
     if not max_side or max(image.size) <= max_side:
         return image
+    if image.mode not in ("RGB", "L"):  # resampled in the colours pdqhash reads (a palette would not be)
+        image = image.convert("RGB")
     scale = max_side / max(image.size)
     return image.resize((max(1, round(image.width * scale)), max(1, round(image.height * scale))),
                         Image.Resampling.BOX)

@@ -57,7 +57,6 @@ class RecheckOptions:
     phash_distance: int = 8
     pdq_distance: int = 31
     pdq_min_quality: int = 50
-    pdq_max_side: int = 0  # hash the page's picture as the scraped media's was (matching.scraped_pdq_max_side)
     batch: int = 200
 
 
@@ -178,7 +177,7 @@ def _hash_match(reference: Reference, image: Any, options: RecheckOptions) -> di
             from mimamori.media import pdq
         except ImportError:  # PDQ (issue 20) not installed: pHash and SHA-256 decide
             return None
-        hashed = pdq.pdq_hash(image, options.pdq_max_side)
+        hashed = pdq.pdq_hash(image)
         distance = _hamming(hashed.bits, reference.pdq)
         if hashed.quality >= options.pdq_min_quality and distance <= options.pdq_distance:
             return {"matched": "pdq", "distance": distance}
@@ -443,11 +442,10 @@ def _count(result: Any, target: Any, verdict: Verdict, summary: RunSummary) -> N
 
 
 # -- wiring ----------------------------------------------------------------------------------------
-def options_from(config: Any, pdq_max_side: int = 0) -> RecheckOptions:
-    """The run's options from ``Settings.rechecks`` (and ``matching.scraped_pdq_max_side``)."""
+def options_from(config: Any) -> RecheckOptions:
+    """The run's options from ``Settings.rechecks``."""
     return RecheckOptions(workers=config.workers, per_host=config.per_host, max_images=config.max_images,
-                          phash_distance=config.phash_distance, pdq_distance=config.pdq_distance,
-                          pdq_max_side=pdq_max_side, batch=config.batch)
+                          phash_distance=config.phash_distance, pdq_distance=config.pdq_distance, batch=config.batch)
 
 
 def fetcher_from(config: Any) -> Any:
@@ -472,7 +470,7 @@ def recheck_due(work: Any, *, fetcher: Fetches | None = None, clock: Callable[[]
                 stop: threading.Event | None = None) -> RunSummary:
     """One pass over every due takedown of ``work``'s case database (``mimamori rechecks run-once``)."""
     config = work.settings.rechecks
-    options = options_from(config, work.settings.matching.scraped_pdq_max_side)
+    options = options_from(config)
     check = checker(fetcher or fetcher_from(config), options, config.max_bytes)
     return run_once(TakedownRecords(work), check, options, clock or (lambda: dt.datetime.now(dt.UTC)), stop)
 

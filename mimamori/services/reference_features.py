@@ -11,8 +11,10 @@ was off, imported hash lists and reference videos have none: they match by PDQ a
 ``ReferenceFeatures`` is the watchlist's view: one small query per batch for the watched cases'
 reference images, each file read once per process, and one in-memory index rebuilt only when
 that set changes. A file found missing (a picture enrolled while the signal was off) is asked for
-again after ``retry_missing_s``: enrolling the same picture again with the signal on writes it
-under the same reference, which the set of references alone would not show.
+again after ``retry_missing_s``, then after twice as long each time it is still missing, up to
+``retry_missing_max_s``: enrolling the same picture again with the signal on writes it under the
+same reference, which the set of references alone would not show, while thousands of references
+enrolled with the signal off are not all fetched again every few minutes.
 """
 
 from __future__ import annotations
@@ -59,12 +61,13 @@ class ReferenceFeatures:
     """
 
     def __init__(self, sessions: sessionmaker, objects_factory: Callable[[], Any], bucket: str,
-                 retry_missing_s: float = 300.0, clock: Callable[[], float] = time.monotonic):
+                 retry_missing_s: float = 300.0, retry_missing_max_s: float = 6 * 3600.0,
+                 clock: Callable[[], float] = time.monotonic):
         self.sessions, self.objects_factory, self.bucket = sessions, objects_factory, bucket
-        self.retry_missing_s, self.clock = retry_missing_s, clock
+        self.retry_missing_s, self.retry_missing_max_s, self.clock = retry_missing_s, retry_missing_max_s, clock
         self._objects = None
         self._files: dict[Reference, list[LocalFeatures] | None] = {}  # None: the reference has none
-        self._missing_since: dict[Reference, float] = {}  # when a file was last found missing
+        self._missing: dict[Reference, tuple[float, float]] = {}  # a missing file: (when to ask again, the wait)
         self._references: list[Reference] = []
         self._cases: list[str] = []
         self._gallery = FeatureGallery()
@@ -82,8 +85,7 @@ class ReferenceFeatures:
             if reference not in self._files:
                 self._files[reference] = self._read_file(reference)
         self._files = {reference: self._files[reference] for reference in wanted}  # withdrawn cases' go
-        self._missing_since = {reference: self._missing_since[reference] for reference in wanted
-                               if reference in self._missing_since}
+        self._missing = {reference: self._missing[reference] for reference in wanted if reference in self._missing}
         cases = sorted({case_id for case_id, _sha in wanted})
         number = {case_id: i for i, case_id in enumerate(cases)}
         gallery = FeatureGallery()
@@ -93,22 +95,23 @@ class ReferenceFeatures:
         return gallery, cases
 
     def _read_missing_again(self, wanted: list[Reference]) -> bool:
-        """Ask again for the files found missing over ``retry_missing_s`` ago; True if one is there now."""
+        """Ask again for the missing files whose wait is over; True if one is there now."""
         now, found = self.clock(), False
         for reference in wanted:
-            since = self._missing_since.get(reference)
-            if since is not None and now - since >= self.retry_missing_s:
+            if reference in self._missing and now >= self._missing[reference][0]:
                 self._files[reference] = self._read_file(reference)
                 found = found or self._files[reference] is not None
         return found
 
     def _read_file(self, reference: Reference) -> list[LocalFeatures] | None:
-        """A reference's features (None: it has none), noting when a file was found missing."""
+        """A reference's features (None: it has none); a missing file's next wait doubles."""
         features = self._read(*reference)
         if features is None:
-            self._missing_since[reference] = self.clock()
+            previous = self._missing.get(reference)
+            wait = min(self.retry_missing_max_s, previous[1] * 2) if previous else self.retry_missing_s
+            self._missing[reference] = (self.clock() + wait, wait)
         else:
-            self._missing_since.pop(reference, None)
+            self._missing.pop(reference, None)
         return features
 
     def _read(self, case_id: str, sha256: str) -> list[LocalFeatures] | None:

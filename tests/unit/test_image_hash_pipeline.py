@@ -88,3 +88,18 @@ def test_a_cropped_reupload_with_its_faces_mosaicked_is_matched_by_its_keypoints
     assert match.signals["scores"]["crop"] >= offline_settings.matching.local_min_inliers
     assert match.model_version == "pdq" and match.image_key in stores.objects.keys(
         offline_settings.minio.buckets.crops.name)
+
+
+def test_a_large_scraped_picture_is_hashed_scaled_to_fit_the_configured_side(offline_settings, stores,
+                                                                             testdata: Path):
+    """Dedupe hashes what it passes on as ``matching.scraped_pdq_max_side`` says (the C++ tool's speed-up)."""
+    from mimamori.media.decode import decode_media
+    from mimamori.media.pdq import pdq_hash
+
+    side = offline_settings.matching.scraped_pdq_max_side
+    data = (testdata / "faces" / "shea_whigham.jpg").read_bytes()  # 2048 x 1991
+    picture = decode_media(data, "image/jpeg").frames[0].image
+    assert max(picture.size) > side > 0
+    run(offline_settings, stores, records(stores, offline_settings, [Sample("big", data, "image/jpeg", "x")], "p"))
+    [row] = stores.pdq.rows.values()
+    assert bytes(row["pdq"]) == pdq_hash(picture, side).bits != pdq_hash(picture).bits

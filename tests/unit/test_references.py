@@ -328,10 +328,17 @@ def test_keypoints_written_by_a_later_enrolment_are_found_after_the_retry_interv
     list_.local.clock = lambda: now[0]
     cropped = edits.crop(picture, 0.4)
     copy = HashedMedia(**{**scraped(cropped, "d" * 64).__dict__, "images": ((0, cropped),)})
+    reads = []
+    read = list_.local._read
+    list_.local._read = lambda *reference: reads.append(now[0]) or read(*reference)
     assert list_.hash_candidates([copy]) == []  # no keypoints to score against: found missing
+    wait = list_.local.retry_missing_s
+    now[0] += wait
+    assert list_.hash_candidates([copy]) == []  # asked again, still missing: the next wait doubles
+    now[0] += 2 * wait - 1
+    list_.hash_candidates([copy])
+    assert reads == [1000.0, 1000.0 + wait]  # not asked a third time before its wait is over
     references.add_references(work, ADMIN, "c1", [("leak.jpg", jpeg(picture), "image/jpeg")])  # signal on
-    now[0] += list_.local.retry_missing_s - 1
-    assert list_.hash_candidates([copy]) == []  # not asked again yet
     now[0] += 1
     [candidate] = list_.hash_candidates([copy])
-    assert candidate.decision.fired == ("crop",)
+    assert candidate.decision.fired == ("crop",) and len(reads) == 3
