@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -33,7 +34,7 @@ from mimamori.media.pdq import DEFAULT_MAX_DISTANCE, fitted, hamming, pdq_dihedr
 from tests.support import edits  # noqa: E402
 
 
-def scalings(side: int) -> dict[str, object]:
+def scalings(side: int) -> dict[str, Callable[[Image.Image], Image.Image]]:
     """Ways to get a picture down to ``side``: the pipeline's (area filter, aspect kept) and the C++ tool's."""
     def squashed(image: Image.Image, resample: Image.Resampling) -> Image.Image:
         return image if max(image.size) <= side else image.resize((side, side), resample)

@@ -5,8 +5,7 @@ same one when their hashes are within 31 bits (Hamming) of each other, HMA's def
 here follows the ``threatexchange`` library's PDQ signal (the one HMA runs): the decoded RGB
 pixels at full resolution, no pre-scaling, into ``pdqhash.compute`` (unless ``max_side`` is given,
 below); so a hash computed by mimamori equals the one a partner's HMA computes for the same image,
-and the hex text is
-ThreatExchange's (64 lowercase hex digits, the hash's most significant bit first).
+and the hex text is ThreatExchange's (64 lowercase hex digits, the hash's most significant bit first).
 
 Quality (0-100) says how much structure the image has: a flat or nearly blank image gets a
 low score and a hash that matches many others, so matches are taken only above a floor.
