@@ -1,10 +1,12 @@
-"""Face detection with MTCNN and facenet-pytorch's weights (they ship inside its wheel).
+"""Face detection with MTCNN and facenet-pytorch's weights (they ship inside its wheel), or YuNet.
 
 Large frames are detected on a downscaled copy (MTCNN's cost grows with the pixel count,
 and faces in a 4000-pixel photo are not small), then boxes and landmarks are mapped back
 to full resolution for alignment. ``models.detector.implementation`` picks facenet-pytorch's
 own MTCNN (frames of one size in one batch) or ``FastMTCNN`` (models/fast_mtcnn.py: the
-same outputs, every frame of the item in one call).
+same outputs, every frame of the item in one call). The model in the registry says which
+detector (``EmbedderSpec.detector``): YuNet (models/yunet.py) finds other faces, so it is a
+model of its own with its own collections, never a setting beside MTCNN.
 """
 
 from __future__ import annotations
@@ -65,12 +67,30 @@ def _mapped_back(detection: Detection, scale: float, rotation: int, size: tuple[
     return Detection(box, landmarks, detection.score, how)
 
 
+DETECTORS = ("mtcnn", "yunet")
+
+
 class FaceDetector:
-    def __init__(self, config: DetectorConfig, device: torch.device, max_side: int = 1280):
+    def __init__(self, config: DetectorConfig, device: torch.device, max_side: int = 1280,
+                 detector: str = "mtcnn"):
+        if detector not in DETECTORS:
+            raise ValueError(f"unknown detector {detector!r}; known: {', '.join(DETECTORS)}")
         self.config = config
         self.max_side = max_side
         self.fast = None
-        if config.implementation == "fast":
+        self.yunet = None
+        self.min_score = config.min_confidence
+        if detector == "yunet":
+            from mimamori.models.fast_mtcnn import FastMTCNN
+            from mimamori.models.yunet import YuNet
+
+            # OpenCV's wheel has no CUDA: YuNet runs on the CPU, with the worker's thread budget.
+            self.yunet = YuNet(config.yunet_score_threshold, threads=torch.get_num_threads())
+            self.min_score = config.yunet_score_threshold
+            # YuNet's own landmarks scatter twice as widely as MTCNN's in dlib's chip frame and
+            # lost re-uploads (docs/models.md); MTCNN's O-Net places them on YuNet's boxes.
+            self.landmarks = FastMTCNN(device, min_face_size=MTCNN_MIN_FACE_SIZE, thresholds=config.thresholds)
+        elif config.implementation == "fast":
             from mimamori.models.fast_mtcnn import FastMTCNN
 
             self.fast = FastMTCNN(device, min_face_size=MTCNN_MIN_FACE_SIZE, thresholds=config.thresholds)
@@ -127,9 +147,15 @@ class FaceDetector:
         return results
 
     def _detect(self, frames: list[Image.Image]) -> list[list[Detection]]:
-        if self.fast is not None:
+        batched = self.yunet or self.fast
+        if batched is not None:
             small = [self._small(frame) for frame in frames]
-            found = self.fast.detect([image for image, _ in small])
+            found = batched.detect([image for image, _ in small])
+            if self.yunet is not None:  # YuNet's boxes and scores, O-Net's landmarks
+                refined = self.landmarks.refine([image for image, _ in small],
+                                                [np.zeros((0, 4)) if b is None else b for b, _, _ in found])
+                found = [(b, p, None if b is None else points)
+                         for (b, p, _), (_, _, points) in zip(found, refined, strict=True)]
             return [self._keep(boxes, probs, points, scale)
                     for (boxes, probs, points), (_, scale) in zip(found, small, strict=True)]
         results: list[list[Detection]] = [[] for _ in frames]
@@ -160,7 +186,7 @@ class FaceDetector:
             score = float(prob)
             box = np.asarray(box, dtype=np.float64) / scale
             side = min(box[2] - box[0], box[3] - box[1])
-            if score < self.config.min_confidence or side < self.config.min_face_size:
+            if score < self.min_score or side < self.config.min_face_size:
                 continue
             found.append(Detection(box, np.asarray(pts, dtype=np.float64) / scale, score))
         found.sort(key=lambda d: d.score, reverse=True)

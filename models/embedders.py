@@ -56,7 +56,7 @@ class FaceNetEmbedder(torch.nn.Module):
 
 def packaged_weights(spec: EmbedderSpec) -> Path | None:
     """Weights that ship in an installed package (dlib's ResNet), if there are any."""
-    if spec.name != DLIB_RESNET.name:
+    if spec.network != DLIB_RESNET.name:
         return None
     try:
         import face_recognition_models
@@ -103,7 +103,7 @@ def check_weights(config: EmbedderConfig) -> None:
 
 def _random_module(spec: EmbedderSpec) -> torch.nn.Module:
     torch.manual_seed(RANDOM_INIT_SEED)
-    return FaceNetEmbedder() if spec.name == FACENET_VGGFACE2.name else DlibFaceResNet()
+    return FaceNetEmbedder() if spec.network == FACENET_VGGFACE2.name else DlibFaceResNet()
 
 
 def load_embedder(config: EmbedderConfig) -> LoadedEmbedder:
@@ -112,7 +112,7 @@ def load_embedder(config: EmbedderConfig) -> LoadedEmbedder:
     path = weights_file(config)
     if path is None:
         module = _random_module(spec)
-    elif spec.name == DLIB_RESNET.name:
+    elif spec.network == DLIB_RESNET.name:
         module = DlibFaceResNet.from_dat(path)
     else:
         module = FaceNetEmbedder.from_state_dict(path)

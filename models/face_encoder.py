@@ -33,9 +33,9 @@ class FaceEncoder:
     def __init__(self, settings: Settings, embedder: EmbedderConfig | None = None):
         self.device = pick_device(settings.models.device)
         limit_torch_threads(self.device)
-        self.detector = FaceDetector(settings.models.detector, self.device)
         loaded = load_embedder(embedder or settings.models.embedder)
         self.spec, self.version = loaded.spec, loaded.version
+        self.detector = FaceDetector(settings.models.detector, self.device, detector=self.spec.detector)
         self.module = prepare_for_device(loaded.module, self.device)
 
     def detect(self, frame: Image.Image) -> list[Detection]:

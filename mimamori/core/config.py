@@ -175,7 +175,9 @@ class DetectorConfig(Section):
     # quality score stored with each face records the size for searches that want more.
     min_face_size: int = 16
     thresholds: tuple[float, float, float] = (0.6, 0.7, 0.7)
-    min_confidence: float = 0.95
+    min_confidence: float = 0.95  # MTCNN's score
+    # YuNet's score (models with detector "yunet"; its scale is not MTCNN's: models/yunet.py).
+    yunet_score_threshold: float = 0.6
     max_faces_per_image: int = 64
     # Which MTCNN computes the detections: facenet-pytorch's own ("facenet"), or the same
     # network, weights and outputs computed in fewer, larger operations (models/fast_mtcnn.py;
