@@ -192,3 +192,34 @@ def test_promote_switches_search_to_another_models_collection_and_rollback_switc
         running.follow_alias()
         assert running.model == "dlib-resnet"
         assert search_alias(s).endswith("_search")
+
+
+def test_a_replay_with_the_yunet_model_backfills_its_own_collection_once(stack, settings, testdata, tmp_path, capsys):
+    """Switching detector is switching model (issue 21): `replay --model dlib-resnet-yunet` indexes
+    the same media again into that model's collection, with its version; a second replay adds nothing."""
+    import numpy as np
+
+    from mimamori.models.registry import DLIB_RESNET_YUNET
+    from mimamori.stores.faces import ensure_face_collection
+    from tests.integration.helpers import query_all
+
+    with isolated_settings(settings) as s:
+        now = int(time.time() * 1000)
+        publish(s, portraits(testdata, "paul_rudd", "kate_siegel"), "yunet", timestamp_ms=now - 60_000)
+        run_pipeline(s, s.kafka.consumer_group)
+        cli = site_config(s, tmp_path)
+        window = ["--from", iso(now - HOUR_MS), "--to", "now"]
+        assert main([*cli, "replay", *window, "--model", DLIB_RESNET_YUNET.name]) == 0
+        assert "2 faces written" in capsys.readouterr().out
+        assert main([*cli, "replay", *window, "--model", DLIB_RESNET_YUNET.name]) == 0
+        assert "0 faces written" in capsys.readouterr().out  # already indexed for that model
+        fields = ["media_sha256", "model_version", "embedding"]
+        mtcnn = {r["media_sha256"]: r for r in query_all(ensure_face_collection(s), fields)}
+        yunet_collection = ensure_face_collection(s, DLIB_RESNET_YUNET.name)
+        yunet = {r["media_sha256"]: r for r in query_all(yunet_collection, fields)}
+        assert yunet_collection.name != ensure_face_collection(s).name
+        assert set(yunet) == set(mtcnn) and len(yunet) == 2
+        for sha, row in yunet.items():
+            assert row["model_version"].startswith(DLIB_RESNET_YUNET.version + "@")
+            # the same face, aligned from O-Net's landmarks on YuNet's box: the same person's vector
+            assert float(np.dot(row["embedding"], mtcnn[sha]["embedding"])) > DLIB_RESNET_YUNET.match_threshold
