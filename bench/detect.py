@@ -1,4 +1,4 @@
-"""MTCNN detection speed: facenet-pytorch's MTCNN against FastMTCNN, measured in one run.
+"""Detection speed: facenet-pytorch's MTCNN against FastMTCNN and YuNet, measured in one run.
 
     .venv/bin/python bench/detect.py [--device cpu|cuda] [--threads 1,all] [--rounds 3] [--half]
 
@@ -11,7 +11,10 @@ shared: the best round is the one least disturbed), and the ratio is of those tw
 It also prints each image set's arithmetic (multiply-adds of P-Net on every pyramid level,
 R-Net and O-Net on the candidates FastMTCNN saw; 2 FLOPs each), the share of the CPU's
 peak (a large float32 matrix product on the same threads) that each side reaches, whether
-both found the same number of faces, and the JPEG decode options (full decode, and
+both found the same number of faces, YuNet's speed (with O-Net's landmarks, as the
+``dlib-resnet-yunet`` model detects) beside them, the faces each keeps after the pipeline's
+filters (score, ``min_face_size``; FastMTCNN for MTCNN; frames not scaled down as the pipeline
+scales them to 1280 px), and the JPEG decode options (full decode, and
 ``PIL.Image.draft`` decoding at 1/2 to 1/8 scale) on the shared photos.
 """
 
@@ -161,6 +164,11 @@ def main() -> None:
     facenet = MTCNN(keep_all=True, device=device, min_face_size=MTCNN_MIN_FACE_SIZE, thresholds=list(thresholds),
                     post_process=False, select_largest=False)
     fast = FastMTCNN(device, min_face_size=MTCNN_MIN_FACE_SIZE, thresholds=thresholds, half=args.half)
+    from mimamori.models.detector import FaceDetector
+
+    # Face counts through the pipeline's own filters (score, min_face_size), at the set's own size.
+    yunet = FaceDetector(DetectorConfig(), device, max_side=100_000, detector="yunet")
+    mtcnn_kept = FaceDetector(DetectorConfig(), device, max_side=100_000)
     sets = image_sets()
     if args.sets:
         sets = {k: v for k, v in sets.items() if k in args.sets.split(",")}
@@ -168,9 +176,9 @@ def main() -> None:
     threads = [cores if t == "all" else int(t) for t in args.threads.split(",")]
 
     # Arithmetic per image and whether both find the same faces (FastMTCNN's candidate counts).
-    work, same = {}, {}
+    work, same, yunet_found = {}, {}, {}
     for name, images in sets.items():
-        macs, agree = 0, 0
+        macs, agree, found = 0, 0, [0, 0]
         for image in images:
             boxes = fast.detect([image])[0][0]
             counts = fast.last_counts
@@ -178,26 +186,35 @@ def main() -> None:
             macs += counts["onet_crops"] * ONET_MACS
             reference = facenet.detect(image)[0]
             agree += (0 if reference is None else len(reference)) == len(boxes)
+            found[0] += len(mtcnn_kept.detect([image])[0])
+            found[1] += len(yunet.detect([image])[0])
         work[name], same[name] = 2 * macs / len(images), f"{agree}/{len(images)}"
+        yunet_found[name] = f"{found[0]} / {found[1]}"
 
     print(f"device {device}{' (float16 nets)' if args.half and device.type == 'cuda' else ''}, "
           f"torch {torch.__version__}, {cores} core(s), best of {args.rounds} interleaved rounds\n")
     print("| threads | images | GFLOP/image | facenet-pytorch img/s | FastMTCNN img/s | ratio (wall) | "
-          "ratio (CPU s) | share of peak (facenet / fast) | same face count |")
-    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- |")
+          "ratio (CPU s) | share of peak (facenet / fast) | same face count | YuNet img/s | YuNet / facenet "
+          "(wall) | faces found, MTCNN / YuNet |")
+    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
     peaks = {}
     for n in threads:
         if device.type == "cpu":
             torch.set_num_threads(n)
+        import cv2
+
+        cv2.setNumThreads(n)
         peaks[n] = peak_flops(device)
         for name, images in sets.items():
             best, cpu = measure({"facenet": lambda im: facenet.detect(im, landmarks=True),
-                                 "fast": lambda im: fast.detect([im])}, images, args.rounds, device)
+                                 "fast": lambda im: fast.detect([im]),
+                                 "yunet": lambda im: yunet.detect([im])}, images, args.rounds, device)
             rate = {k: len(images) / v for k, v in best.items()}
             share = {k: work[name] * r / peaks[n] for k, r in rate.items()}
             print(f"| {n} | {name} | {work[name] / 1e9:.2f} | {rate['facenet']:.2f} | {rate['fast']:.2f} | "
                   f"**{best['facenet'] / best['fast']:.2f}** | {cpu['facenet'] / cpu['fast']:.2f} | "
-                  f"{share['facenet']:.0%} / {share['fast']:.0%} | {same[name]} |")
+                  f"{share['facenet']:.0%} / {share['fast']:.0%} | {same[name]} | {rate['yunet']:.2f} | "
+                  f"**{best['facenet'] / best['yunet']:.2f}** | {yunet_found[name]} |")
     print()
     for n, peak in peaks.items():
         print(f"measured peak, {n} thread(s): {peak / 1e9:.0f} GFLOP/s (float32 2048x2048 matrix product)")

@@ -1,6 +1,6 @@
 """Pipeline throughput against a bare detect+align+embed loop, measured in one run.
 
-    .venv/bin/python bench/pipeline.py [--images 40] [--runner prism] [--detector fast|facenet]
+    .venv/bin/python bench/pipeline.py [--images 40] [--runner prism] [--detector fast|facenet] [--model NAME]
                                        [--compare-detectors [--rounds 2]] [--loop-only] [--device cpu|cuda]
                                        [--signals [--references 20]]
 
@@ -13,10 +13,12 @@ this process), with the same models and settings:
   media row written, so start-up is not counted, as it is not in the loop.
 * **bare loop**: decode -> detect -> align -> embed in a plain Python loop, no I/O.
 
-``--detector`` picks the MTCNN implementation both sides use (``models.detector.implementation``).
-``--compare-detectors`` first runs the bare loop with facenet-pytorch's MTCNN and with
-FastMTCNN in interleaved rounds (facenet, fast, facenet, fast, ...) on the same images and
-prints each side's best round and their ratio; ``--loop-only`` stops there (no stack needed).
+``--detector`` picks the MTCNN implementation both sides use (``models.detector.implementation``);
+``--model dlib-resnet-yunet`` runs both sides with that model (YuNet's faces, issue 21).
+``--compare-detectors`` first runs the bare loop with facenet-pytorch's MTCNN, with FastMTCNN and
+with YuNet (the ``dlib-resnet-yunet`` model) in interleaved rounds (facenet, fast, yunet, facenet,
+...) on the same images and prints each side's best round and the ratios; ``--loop-only`` stops
+there (no stack needed).
 ``--device cuda`` runs the models on the GPU (``models.device``), unchanged otherwise.
 
 ``--signals`` turns issue 20's signals on in the pipeline: the detection fallbacks (quarter
@@ -225,13 +227,15 @@ def pipeline_run(settings, images: list[bytes], runner: str) -> dict[str, float]
 
 
 def compare_detectors(settings, images: list[bytes], rounds: int) -> dict[str, dict[str, float]]:
-    """The bare loop with each MTCNN implementation, in interleaved rounds; each side's best round."""
+    """The bare loop with each MTCNN implementation and with YuNet, in interleaved rounds; each side's best round."""
     from mimamori.models.face_encoder import FaceEncoder
+    from mimamori.models.registry import DLIB_RESNET, DLIB_RESNET_YUNET
 
     encoders = {}
-    for implementation in ("facenet", "fast"):
+    for implementation, model in (("facenet", DLIB_RESNET), ("fast", DLIB_RESNET), ("yunet", DLIB_RESNET_YUNET)):
         variant = settings.model_copy(deep=True)
-        variant.models.detector.implementation = implementation
+        variant.models.detector.implementation = "fast" if implementation == "yunet" else implementation
+        variant.models.embedder.name = model.name
         encoders[implementation] = (variant, FaceEncoder(variant))
     best: dict[str, dict[str, float]] = {}
     for _ in range(rounds):
@@ -249,10 +253,11 @@ def print_comparison(best: dict[str, dict[str, float]], images: int, rounds: int
     for implementation, loop in best.items():
         print(f"| {implementation} | {loop['images_per_s']:.2f} | {loop['detect']:.2f} | "
               f"{loop['cpu']['this process']:.1f} | {loop['faces']} |")
-    ratio = best["fast"]["images_per_s"] / best["facenet"]["images_per_s"]
-    detect = best["facenet"]["detect"] / best["fast"]["detect"]
-    cpu = best["facenet"]["cpu"]["this process"] / best["fast"]["cpu"]["this process"]
-    print(f"| speed-up, fast over facenet | **{ratio:.2f}** (loop) | **{detect:.2f}** (detect) | {cpu:.2f} | |")
+    for other in ("fast", "yunet"):
+        ratio = best[other]["images_per_s"] / best["facenet"]["images_per_s"]
+        detect = best["facenet"]["detect"] / best[other]["detect"]
+        cpu = best["facenet"]["cpu"]["this process"] / best[other]["cpu"]["this process"]
+        print(f"| speed-up, {other} over facenet | **{ratio:.2f}** (loop) | **{detect:.2f}** (detect) | {cpu:.2f} | |")
     print()
 
 
@@ -287,6 +292,8 @@ def main() -> None:
                              "for its interpreter lock")
     parser.add_argument("--detector", choices=["fast", "facenet"], default=None,
                         help="MTCNN implementation for the loop and the pipeline (default: the configuration's)")
+    parser.add_argument("--model", default=None,
+                        help="the registry's model for both sides, e.g. dlib-resnet-yunet (default: configured)")
     parser.add_argument("--compare-detectors", action="store_true",
                         help="first the bare loop with each implementation, interleaved, on the same images")
     parser.add_argument("--rounds", type=int, default=2, help="rounds of --compare-detectors")
@@ -302,6 +309,8 @@ def main() -> None:
     base = load_settings("local")
     if args.detector:
         base.models.detector.implementation = args.detector
+    if args.model:
+        base.models.embedder.name = args.model
     if args.device:
         base.models.device = args.device
     if args.signals:
@@ -322,7 +331,8 @@ def main() -> None:
         run = pipeline_run(settings, images, args.runner)
     ratio = run["images_per_s"] / loop["images_per_s"]
     print(f"| {args.images} images, {platform.machine()}, {torch.get_num_threads()} torch thread(s), "
-          f"device {settings.models.device}, detector {settings.models.detector.implementation} | images/s |")
+          f"device {settings.models.device}, model {settings.models.embedder.name}, detector "
+          f"{settings.models.detector.implementation} | images/s |")
     print("| --- | --- |")
     print(f"| bare detect+align+embed loop | {loop['images_per_s']:.2f} |")
     print(f"| pipeline, Kafka in -> Milvus written ({args.runner}) | {run['images_per_s']:.2f} |")
