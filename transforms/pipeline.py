@@ -26,6 +26,7 @@ from mimamori.transforms.detect import DetectFaces
 from mimamori.transforms.elements import Incoming, MediaItem
 from mimamori.transforms.embed import EmbedFaces
 from mimamori.transforms.parse import ParseMediaEvent
+from mimamori.transforms.read_ahead import read_ahead
 from mimamori.transforms.stage import DEAD_LETTER
 from mimamori.transforms.write import WriteDeadLetters, WriteIndexedMedia, WriteSightings
 
@@ -130,8 +131,9 @@ def build_pipeline(pipeline: beam.Pipeline, settings: Settings, source: SourceOp
         return outputs
 
     parsed = stage(raw, "Parse", ParseMediaEvent(), output_type=Incoming)
-    decoded = stage(parsed.main, "FetchAndDecode", FetchAndDecode(settings, backends))
-    deduped = stage(decoded.main, "Dedupe", Dedupe(settings, backends), SIGHTING)
+    ahead = settings.pipeline.read_ahead
+    decoded = stage(parsed.main, "FetchAndDecode", read_ahead(FetchAndDecode(settings, backends), ahead))
+    deduped = stage(decoded.main, "Dedupe", read_ahead(Dedupe(settings, backends), ahead), SIGHTING)
     deduped[SIGHTING].element_type = MediaItem
     deduped[SIGHTING] | "WriteSightings" >> beam.ParDo(WriteSightings(settings, backends))
     detected = stage(deduped.main, "DetectFaces", DetectFaces(settings))

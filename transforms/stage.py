@@ -44,6 +44,10 @@ class Stage(beam.DoFn):
         raise NotImplementedError
 
     def process(self, element: Any) -> Iterator[Any]:
+        yield from self.outputs(element)
+
+    def outputs(self, element: Any) -> list[Any]:
+        """The element's outputs, its dead letter included; raises only what must fail the bundle."""
         # Outputs are collected before they are passed on: in a fused stage, yielding runs the
         # downstream transforms inline, and their time must not count as this stage's.
         try:
@@ -64,7 +68,7 @@ class Stage(beam.DoFn):
             outputs = [pvalue.TaggedOutput(DEAD_LETTER, dead_letter(record, reason, self.stage, text, media_id))]
         finally:
             metrics.STAGE_ELEMENTS.labels(stage=self.stage).inc()
-        yield from outputs
+        return outputs
 
 
 def _origin(element: Any) -> tuple[KafkaRecord, str | None]:

@@ -277,6 +277,10 @@ class PipelineConfig(Section):
     # Seconds between handing the worker's free C heap back to the system (core/native_heap.py):
     # without it a worker's memory stays at the high-water mark of the largest media it saw. 0: never.
     heap_trim_interval_s: float = 30.0
+    # Elements of a bundle that fetching and decoding, and dedupe (pHash lookup, PDQ), may work
+    # ahead of detection, each in a background thread (transforms/read_ahead.py): their waits and
+    # C code overlap detection on another core. Each holds a decoded media item. 0: in line.
+    read_ahead: int = Field(default=4, ge=0)
 
 
 class RunnerConfig(Section):

@@ -23,6 +23,10 @@ STAGE_ELEMENTS = Counter("mimamori_stage_elements_total", "Elements processed by
 # a core, for the interpreter lock, or for a service), which tells a starved worker from a slow model.
 STAGE_CPU_SECONDS = Counter("mimamori_stage_cpu_seconds", "CPU time of the thread running a pipeline stage",
                             ["stage"])
+# Time the pipeline's thread waited for a read-ahead stage's result (transforms/read_ahead.py):
+# near zero while the read-ahead keeps up; growing, it is that stage, not detection, that sets the pace.
+READ_AHEAD_WAIT_SECONDS = Counter("mimamori_read_ahead_wait_seconds", "Time waited for a read-ahead stage's result",
+                                  ["stage"])
 MEDIA = Counter("mimamori_media_total", "Media items by outcome", ["outcome"])
 FACES_PER_MEDIA = Histogram("mimamori_faces_per_media", "Faces found in one media item",
                             buckets=(0, 1, 2, 3, 5, 10, 20, 50, 100))
