@@ -16,6 +16,7 @@ while (demos and tests: ``until_idle_s``).
 from __future__ import annotations
 
 import logging
+import math
 import sys
 import time
 from collections.abc import Iterator
@@ -87,6 +88,10 @@ def plan_partition_reads(
         return [PartitionRead(topic, tp.partition, starts[tp], stops[tp]) for tp in tps]
     finally:
         consumer.close()
+
+
+# A range's ``last_activity`` while the records of the bundle that read it are still being processed.
+ACTIVE_UNTIL_NEXT_BUNDLE = math.inf
 
 
 class _PartitionRange(OffsetRange):
@@ -192,6 +197,8 @@ class _ReadPartition(beam.DoFn):
     ) -> Iterator[beam.window.TimestampedValue]:
         tp = TopicPartition(element.topic, element.partition)
         restriction = tracker.current_restriction()
+        if restriction.last_activity == ACTIVE_UNTIL_NEXT_BUNDLE:
+            restriction.last_activity = time.time()  # the bundle that read last has ended
         # A new reader bootstraps from the broker: while it is away, wait for it (not a failed job).
         reader = with_retries(lambda: self._clients.reader(tp, self.max_records), "connect to the Kafka broker",
                               store="kafka", operation="connect")
@@ -224,10 +231,12 @@ class _ReadPartition(beam.DoFn):
                 finished = True
         if claimed:
             OUTAGES.recovered("kafka")
-            # Idle time counts from here, after the fused stages downstream have processed what
-            # was read (a slow bundle is not idleness). The time lives on the tracker's live
-            # range, so it goes with the residual at the checkpoint.
-            tracker.current_restriction().last_activity = time.time()
+            # Idle time counts from the start of the next bundle, once the fused stages
+            # downstream have processed what was read: a slow bundle is not idleness, and the
+            # read-ahead (transforms/read_ahead.py) passes the last records on only after this
+            # generator has ended. The mark lives on the tracker's live range, so it goes with
+            # the residual at the checkpoint.
+            tracker.current_restriction().last_activity = ACTIVE_UNTIL_NEXT_BUNDLE
 
         _report_lag(reader)
         # Runs once the runner has committed this bundle's work: the writes are done. Registered

@@ -30,7 +30,7 @@ from apache_beam import pvalue
 from apache_beam.utils.windowed_value import WindowedValue
 
 from mimamori.core import metrics
-from mimamori.transforms.stage import Stage
+from mimamori.transforms.stage import Stage, counted
 
 
 class ReadAhead(beam.DoFn):
@@ -49,10 +49,18 @@ class ReadAhead(beam.DoFn):
         self._waiting: deque[tuple[WindowedValue, Future]] = deque()
 
     def start_bundle(self) -> None:
-        self._waiting.clear()  # a failed bundle's leftovers are not this bundle's
+        # A failed bundle's leftovers are not this bundle's: stopped before the stage starts afresh.
+        leftovers = [future for _, future in self._waiting]
+        self._waiting.clear()
+        for future in leftovers:
+            future.cancel()
+        wait(leftovers)
         self.stage.start_bundle()
 
-    def process(self, element: Any, windowed=beam.DoFn.WindowedValueParam) -> Iterator[Any]:
+    def process(self, element: Any, windowed=beam.DoFn.WindowedValueParam,
+                window=beam.DoFn.WindowParam) -> Iterator[Any]:
+        # ``window`` is unused, but asking for it makes Beam call this once per window of an element
+        # in several, so ``windowed`` holds one window and its outputs are not multiplied.
         self._waiting.append((windowed, self._pool.submit(self.stage.outputs, element)))
         # One out for one in: passing on every finished element at once would leave nothing in
         # work, and the next few arrivals would then wait for theirs.
@@ -76,7 +84,7 @@ class ReadAhead(beam.DoFn):
             wait((outputs,))
             metrics.READ_AHEAD_WAIT_SECONDS.labels(stage=self.stage.stage).inc(time.perf_counter() - began)
         # Outputs carry their own element's timestamp and window: they leave after newer elements came in.
-        for output in outputs.result():
+        for output in counted(outputs.result()):
             if isinstance(output, pvalue.TaggedOutput):
                 yield pvalue.TaggedOutput(output.tag, windowed.with_value(output.value))
             else:

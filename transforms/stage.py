@@ -30,8 +30,16 @@ DEAD_LETTER = "dead_letter"
 
 
 def dead_letter(record: KafkaRecord, reason: str, stage: str, error: str, media_id: str | None) -> DeadLetter:
-    count_dead_letter(reason, stage)
     return DeadLetter(reason=reason, stage=stage, error=error, original=record.describe(), media_id=media_id)
+
+
+def counted(outputs: list[Any]) -> list[Any]:
+    """``outputs``, their dead letters counted: in the bundle's thread, because Beam keeps its
+    counters per thread and drops those of a thread it does not know (a read-ahead thread)."""
+    for output in outputs:
+        if isinstance(output, pvalue.TaggedOutput) and output.tag == DEAD_LETTER:
+            count_dead_letter(output.value.reason, output.value.stage)
+    return outputs
 
 
 class Stage(beam.DoFn):
@@ -44,10 +52,11 @@ class Stage(beam.DoFn):
         raise NotImplementedError
 
     def process(self, element: Any) -> Iterator[Any]:
-        yield from self.outputs(element)
+        yield from counted(self.outputs(element))
 
     def outputs(self, element: Any) -> list[Any]:
-        """The element's outputs, its dead letter included; raises only what must fail the bundle."""
+        """The element's outputs, its dead letter included (not yet counted: ``counted``); raises
+        only what must fail the bundle."""
         # Outputs are collected before they are passed on: in a fused stage, yielding runs the
         # downstream transforms inline, and their time must not count as this stage's.
         try:
