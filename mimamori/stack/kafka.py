@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import uuid
 from pathlib import Path
 
@@ -22,6 +23,16 @@ log4j.logger.kafka=INFO
 log4j.logger.org.apache.kafka=INFO
 log4j.logger.state.change.logger=WARN
 """
+
+
+def new_cluster_id() -> str:
+    """A KRaft cluster id: a random UUID in URL-safe base64, 22 characters, as Kafka's ``Uuid.randomUuid``
+    makes them, and like it never starting with "-" (the storage tool would read one as an option:
+    one id in 64 did, and failed a stack's first start)."""
+    while True:
+        cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+        if not cluster_id.startswith("-"):
+            return cluster_id
 
 
 def _host_port(address: str) -> tuple[str, int]:
@@ -83,17 +94,16 @@ class KafkaService(Service):
         if (self.data_dir / "meta.properties").exists():
             return
         cluster_id_file = self.home / "cluster.id"
-        if not cluster_id_file.exists():
-            # A KRaft cluster id is a base64 UUID of 22 characters.
-            import base64
-
-            cluster_id_file.write_text(base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("="))
+        cluster_id = cluster_id_file.read_text().strip() if cluster_id_file.exists() else ""
+        if not cluster_id or cluster_id.startswith("-"):  # an earlier version's could start with "-"
+            cluster_id = new_cluster_id()
+            cluster_id_file.write_text(cluster_id)
         import subprocess
 
         result = subprocess.run(
             [java, "-cp", f"{self.libs}/*", f"-Dlog4j.configuration=file:{self.home / 'log4j.properties'}",
              "kafka.tools.StorageTool", "format", "--ignore-formatted",
-             "-t", cluster_id_file.read_text().strip(), "-c", str(properties)],
+             "-t", cluster_id, "-c", str(properties)],
             capture_output=True, text=True,
         )
         if result.returncode != 0:
