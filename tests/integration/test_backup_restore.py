@@ -37,7 +37,7 @@ from mimamori.stores.objects import object_client
 from tests.integration import samples as sample_sets
 from tests.integration.helpers import publish, run_pipeline, snapshot
 from tests.support import edits
-from tests.support.own_stack import private_settings
+from tests.support.own_stack import private_settings, start
 from tests.support.stack_cli import mimamori, site_environment
 from tests.support.workspace import consent_record
 
@@ -88,7 +88,7 @@ def stack_settings(tmp_path_factory, testdata):
     settings.backup.destination = str(folder / "backups")
     settings.backup.key_file = folder / "backup.key"
     create_key(settings.backup.key_file)
-    Stack(settings).up()
+    start(Stack(settings))
     yield settings
     close_database(settings.database_url())
     disconnect(settings)

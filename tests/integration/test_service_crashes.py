@@ -48,7 +48,7 @@ from mimamori.stores.media import ensure_media_collections
 from mimamori.stores.objects import object_client
 from tests.integration import samples as sample_sets
 from tests.integration.helpers import publish, query_all, run_pipeline
-from tests.support.own_stack import listening_ports, private_settings, wipe
+from tests.support.own_stack import listening_ports, private_settings, start, wipe
 from tests.support.scratch import scratch_settings
 from tests.support.stack_cli import CLI, child_environment, mimamori, site_environment
 
@@ -68,7 +68,7 @@ def private_stack(settings):
     stack = Stack(own)
     stack.down()  # what an interrupted earlier run left (our pidfiles, our processes only)
     wipe(HOME)
-    stack.up()
+    start(stack)
     yield stack
     from mimamori.streams.producer import close_all
 

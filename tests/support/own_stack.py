@@ -51,6 +51,16 @@ def private_settings(base: Settings, home: Path, offset: int) -> Settings:
     return s
 
 
+def start(stack) -> None:
+    """``stack.up()``; if it fails half-way, what it had started is stopped before the error goes on:
+    a fixture whose setup fails never reaches its teardown (a MinIO was left running so)."""
+    try:
+        stack.up()
+    except BaseException:
+        stack.down()
+        raise
+
+
 def listening_ports(settings: Settings) -> set[int]:
     """Every host port the stack of these settings listens on."""
     from mimamori.stack.stack import Stack
