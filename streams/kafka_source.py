@@ -231,11 +231,8 @@ class _ReadPartition(beam.DoFn):
                 finished = True
         if claimed:
             OUTAGES.recovered("kafka")
-            # Idle time counts from the start of the next bundle, once the fused stages
-            # downstream have processed what was read: a slow bundle is not idleness, and the
-            # read-ahead (transforms/read_ahead.py) passes the last records on only after this
-            # generator has ended. The mark lives on the tracker's live range, so it goes with
-            # the residual at the checkpoint.
+            # Idleness counts from the next bundle's start: the stages below (read-ahead's finish_bundle)
+            # are still at work after this generator ends. The mark goes with the residual.
             tracker.current_restriction().last_activity = ACTIVE_UNTIL_NEXT_BUNDLE
 
         _report_lag(reader)
