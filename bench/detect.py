@@ -30,12 +30,13 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+import cv2  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 from PIL import Image, ImageOps, features  # noqa: E402
 
 from mimamori.core.config import DetectorConfig  # noqa: E402
-from mimamori.models.detector import MTCNN_MIN_FACE_SIZE  # noqa: E402
+from mimamori.models.detector import MTCNN_MIN_FACE_SIZE, FaceDetector  # noqa: E402
 from mimamori.models.devices import pick_device  # noqa: E402
 from mimamori.models.fast_mtcnn import FastMTCNN, level_size, pyramid_scales  # noqa: E402
 
@@ -164,8 +165,6 @@ def main() -> None:
     facenet = MTCNN(keep_all=True, device=device, min_face_size=MTCNN_MIN_FACE_SIZE, thresholds=list(thresholds),
                     post_process=False, select_largest=False)
     fast = FastMTCNN(device, min_face_size=MTCNN_MIN_FACE_SIZE, thresholds=thresholds, half=args.half)
-    from mimamori.models.detector import FaceDetector
-
     # Face counts through the pipeline's own filters (score, min_face_size), at the set's own size.
     yunet = FaceDetector(DetectorConfig(), device, max_side=100_000, detector="yunet")
     mtcnn_kept = FaceDetector(DetectorConfig(), device, max_side=100_000)
@@ -201,8 +200,6 @@ def main() -> None:
     for n in threads:
         if device.type == "cpu":
             torch.set_num_threads(n)
-        import cv2
-
         cv2.setNumThreads(n)
         peaks[n] = peak_flops(device)
         for name, images in sets.items():

@@ -152,10 +152,10 @@ class FaceDetector:
             small = [self._small(frame) for frame in frames]
             found = batched.detect([image for image, _ in small])
             if self.yunet is not None:  # YuNet's boxes and scores, O-Net's landmarks
-                refined = self.landmarks.refine([image for image, _ in small],
-                                                [np.zeros((0, 4)) if b is None else b for b, _, _ in found])
+                placed = self.landmarks.onet_landmarks([image for image, _ in small],
+                                                       [np.zeros((0, 4)) if b is None else b for b, _, _ in found])
                 found = [(b, p, None if b is None else points)
-                         for (b, p, _), (_, _, points) in zip(found, refined, strict=True)]
+                         for (b, p, _), points in zip(found, placed, strict=True)]
             return [self._keep(boxes, probs, points, scale)
                     for (boxes, probs, points), (_, scale) in zip(found, small, strict=True)]
         results: list[list[Detection]] = [[] for _ in frames]

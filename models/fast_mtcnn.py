@@ -404,40 +404,30 @@ class FastMTCNN:
         return results
 
     @torch.inference_mode()
-    def refine(self, images, boxes: list[np.ndarray]) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
-        """O-Net on boxes another detector found: (boxes, O-Net's face probabilities, landmarks) per image.
+    def onet_landmarks(self, images, boxes: list[np.ndarray]) -> list[np.ndarray]:
+        """O-Net's five landmarks (K x 5 x 2) for each of the K boxes another detector found in each image.
 
-        The boxes are squared as MTCNN squares R-Net's before O-Net, then O-Net regresses
-        them and places its five landmarks; no threshold and no NMS here (the caller's
-        detector already made those choices), one row out for each box in, in order.
+        The boxes are squared as MTCNN squares R-Net's before O-Net, which places the landmarks
+        in them; no threshold and no NMS here (the caller's detector already made those
+        choices), one row out for each box in, in order.
         """
-        from facenet_pytorch.models.utils.detect_face import bbreg, rerec
+        from facenet_pytorch.models.utils.detect_face import rerec
 
-        empty = (np.zeros((0, 4), np.float32), np.zeros((0,), np.float32), np.zeros((0, 5, 2), np.float32))
         arrays = [_as_uint8_hwc(image) for image in images]
         if not any(len(b) for b in boxes):
-            return [empty for _ in arrays]
+            return [np.zeros((0, 5, 2), np.float32) for _ in arrays]
         columns = [self._prepare(torch.from_numpy(a if a.flags.writeable else a.copy()).to(self.device))
                    for a in arrays]
         widths = np.array([a.shape[1] for a in arrays])
         heights = np.array([a.shape[0] for a in arrays])
         rows = torch.as_tensor(np.concatenate([np.asarray(b, np.float32)[:, :4] for b in boxes if len(b)]),
                                device=self.device)
-        image_inds = torch.as_tensor(np.concatenate([np.full(len(b), i) for i, b in enumerate(boxes) if len(b)]),
-                                     device=self.device)
+        inds = np.concatenate([np.full(len(b), i) for i, b in enumerate(boxes)])
         squared = rerec(torch.cat((rows, torch.ones(len(rows), 1, device=self.device)), dim=1))
-        inds = image_inds.cpu().numpy()
         y, ey, x, ex = self._pad(squared, widths[inds], heights[inds])
         out = self._batched(self.onet, self._crops(*self._integrals(columns), inds, y, ey, x, ex, 48))
-        score = out[2][:, 1]
         points = self._landmarks(squared, out[1].permute(1, 0)).cpu().numpy()
-        regressed = bbreg(torch.cat((squared[:, :4], score.unsqueeze(1)), dim=1), out[0]).cpu().numpy()
-        results = []
-        for b in range(len(arrays)):
-            mine = np.where(inds == b)[0]
-            results.append(empty if len(mine) == 0 else (regressed[mine, :4].copy(), regressed[mine, 4].copy(),
-                                                         points[mine].copy()))
-        return results
+        return [points[inds == i].copy() for i in range(len(arrays))]
 
     def _pnet_outputs(self, columns, shapes, passes) -> dict[Level, tuple[torch.Tensor, torch.Tensor]]:
         """P-Net's face probability (h, w) and box regression (h, w, 4) for every level."""
