@@ -14,6 +14,7 @@ Hits are filtered here by the match distance: Milvus returns the nearest, whatev
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 from dataclasses import dataclass
 
@@ -23,7 +24,7 @@ from mimamori.core.config import Settings
 from mimamori.media.pdq import PDQ_BITS, PdqHash
 from mimamori.stores.enrolled import case_partition
 from mimamori.stores.media import int64_key
-from mimamori.stores.milvus import ensure_collection
+from mimamori.stores.milvus import ensure_collection, seen_writes
 
 SCHEMA_VERSION = 1
 MAX_LIMIT = 16384  # Milvus's top-k ceiling
@@ -111,6 +112,7 @@ class ReferenceHashes:
 
     def __init__(self, settings: Settings, collection: Collection | None = None):
         self.collection = collection if collection is not None else ensure_reference_collection(settings)
+        self.clock_skew_s = settings.milvus.clock_skew_s
 
     def _partitions(self) -> set[str]:
         return {partition.name for partition in self.collection.partitions}
@@ -133,10 +135,12 @@ class ReferenceHashes:
         return len(hashes)
 
     def nearest(self, hashes: list[bytes], case_ids: list[str], max_distance: int,
-                top_k: int) -> list[list[ReferenceHit]]:
+                top_k: int, written_by: dt.datetime | None = None) -> list[list[ReferenceHit]]:
         """For each hash, the reference hashes of these cases within ``max_distance`` bits, nearest first.
 
-        Strong consistency: a frame scraped just after an enrolment must see its references.
+        A frame scraped just after an enrolment must see its references: ``written_by`` is when the
+        newest of these cases' reference hashes were written (``ReferenceMedia.hashes_written_at``),
+        and the search sees every write up to then (``seen_writes``); None: every write up to now.
         """
         existing = self._partitions()
         partitions = [p for p in map(case_partition, case_ids) if p in existing]
@@ -146,7 +150,7 @@ class ReferenceHashes:
                                          limit=min(top_k, MAX_LIMIT), partition_names=partitions,
                                          output_fields=["case_id", "reference_sha256", "frame_ms", "variant",
                                                         "quality", "pdq"],
-                                         consistency_level="Strong")
+                                         **seen_writes(written_by, self.clock_skew_s))
         return [[ReferenceHit(_reference(hit.entity), int(hit.distance)) for hit in hits
                  if hit.distance <= max_distance] for hits in results]
 

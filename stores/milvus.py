@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import uuid
 from collections.abc import Sequence
@@ -85,6 +86,22 @@ def ensure_collection(settings: Settings, name: str, schema: CollectionSchema, v
             collection.create_index(field, {"index_type": "Trie"}, index_name=field)
     collection.load()
     return collection
+
+
+def seen_writes(written_by: dt.datetime | None, clock_skew_s: float) -> dict[str, Any]:
+    """A search's consistency options that see every write acknowledged by ``written_by``.
+
+    Strong consistency sees every write up to now, and pays for it: the query waits for the
+    next time tick (about 0.3 s a search on the local stack). Where the caller knows when the
+    writes it must see were acknowledged, a guarantee timestamp of that moment (Milvus's hybrid
+    timestamp: milliseconds since the epoch, shifted by 18 logical bits) costs nothing once it
+    has passed. ``clock_skew_s`` is added: the most the clock of the host that noted the moment
+    may lag Milvus's own. ``None`` (not known): Strong.
+    """
+    if written_by is None:
+        return {"consistency_level": "Strong"}
+    physical_ms = int((written_by.timestamp() + clock_skew_s) * 1000)
+    return {"consistency_level": "Customized", "guarantee_timestamp": physical_ms << 18}
 
 
 def count_entities(collection: Collection, expression: str = "", consistency_level: str | None = None) -> int:

@@ -37,3 +37,6 @@ class ReferenceMedia(Base):
     original_key: Mapped[str | None] = mapped_column(String(300), nullable=True)  # only if the organisation keeps them
     added_by: Mapped[str] = mapped_column(String(200))
     added_at: Mapped[dt.datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    # When its hashes were last written to Milvus (after the write was acknowledged): what the
+    # pipeline's image-hash search must see (stores/image_hashes.py, ``ReferenceHashes.nearest``)
+    hashes_written_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime(), nullable=True)

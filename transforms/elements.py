@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import pickle
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 import apache_beam as beam
@@ -17,6 +18,7 @@ from PIL import Image
 from mimamori.media.decode import DecodedMedia
 from mimamori.media.pdq import PdqHash
 from mimamori.models.detector import Detection
+from mimamori.services.image_matches import HashedMedia, LocalScores
 from mimamori.stores.media import KnownMedia
 from mimamori.streams.events import KafkaRecord, MediaEvent
 
@@ -40,10 +42,20 @@ class MediaItem:
     faces: list[Face] = field(default_factory=list)
     embeddings: np.ndarray | None = None  # one row per face, after the embedder
     pdq: list[tuple[int, PdqHash]] = field(default_factory=list)  # (frame ms, PDQ) of every frame (issue 20)
+    local_scores: LocalScores | None = None  # an image's crop-robust scores, computed ahead of the writer
 
     @property
     def key(self) -> str:
         return f"{self.media.sha256}:{self.event.media_id}"
+
+
+def hashed_media(item: MediaItem) -> HashedMedia:
+    """What the image-hash watchlist compares with the cases' reference hashes and images (an image's
+    picture for its local features; a video's frames are matched by PDQ alone)."""
+    images = tuple((frame.time_ms, frame.image) for frame in item.media.frames) if item.media.kind == "image" else ()
+    return HashedMedia(item.media.sha256, list(item.pdq), item.event.media_id, item.event.source_url,
+                       item.event.platform, datetime.fromisoformat(item.event.scraped_at),
+                       item.phash.hex() if item.phash else None, images, item.local_scores)
 
 
 @dataclass(frozen=True)

@@ -25,6 +25,7 @@ from mimamori.transforms.dedupe import SIGHTING, Dedupe
 from mimamori.transforms.detect import DetectFaces
 from mimamori.transforms.elements import Incoming, MediaItem
 from mimamori.transforms.embed import EmbedFaces
+from mimamori.transforms.local_scores import ScoreLocalFeatures
 from mimamori.transforms.parse import ParseMediaEvent
 from mimamori.transforms.read_ahead import read_ahead
 from mimamori.transforms.stage import DEAD_LETTER
@@ -136,7 +137,10 @@ def build_pipeline(pipeline: beam.Pipeline, settings: Settings, source: SourceOp
     deduped = stage(decoded.main, "Dedupe", read_ahead(Dedupe(settings, backends), ahead), SIGHTING)
     deduped[SIGHTING].element_type = MediaItem
     deduped[SIGHTING] | "WriteSightings" >> beam.ParDo(WriteSightings(settings, backends))
-    detected = stage(deduped.main, "DetectFaces", DetectFaces(settings))
+    new = deduped.main
+    if settings.matching.local_features:  # the crop-robust signal's scores, beside detection (issue 20)
+        new = stage(new, "ScoreLocalFeatures", read_ahead(ScoreLocalFeatures(settings, backends), ahead)).main
+    detected = stage(new, "DetectFaces", DetectFaces(settings))
     aligned = stage(detected.main, "AlignFaces", AlignFaces(settings))
     routed = aligned.main | "RouteByFaces" >> beam.FlatMap(_route_by_faces).with_output_types(
         MediaItem).with_outputs(WITH_FACES, main="none")

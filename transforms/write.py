@@ -28,14 +28,13 @@ from mimamori.core import metrics
 from mimamori.core.config import Settings
 from mimamori.core.retry import watching, with_retries
 from mimamori.models.embedders import embedder_version
-from mimamori.services.image_matches import HashedMedia
 from mimamori.services.watchlist import IndexedFace
 from mimamori.stores.image_hashes import pdq_row
 from mimamori.stores.media import int64_key, stored_page_url
 from mimamori.stores.writer import MilvusWriter
 from mimamori.streams.events import DeadLetter, epoch_seconds, face_indexed_json
 from mimamori.transforms.backends import PRODUCTION, Backends
-from mimamori.transforms.elements import Face, MediaItem
+from mimamori.transforms.elements import Face, MediaItem, hashed_media
 from mimamori.transforms.totals import count_faces, count_media
 
 log = logging.getLogger(__name__)
@@ -111,15 +110,6 @@ def indexed_face(row: dict[str, Any], item: MediaItem, vector: np.ndarray) -> In
     return IndexedFace(row["face_id"], item.media.sha256, vector, item.event.media_id, item.event.source_url,
                        item.event.platform, datetime.fromisoformat(item.event.scraped_at),
                        item.phash.hex() if item.phash else None)
-
-
-def hashed_media(item: MediaItem) -> HashedMedia:
-    """What the image-hash watchlist compares with the cases' reference hashes and images (an image's
-    picture for its local features; a video's frames are matched by PDQ alone)."""
-    images = tuple((frame.time_ms, frame.image) for frame in item.media.frames) if item.media.kind == "image" else ()
-    return HashedMedia(item.media.sha256, list(item.pdq), item.event.media_id, item.event.source_url,
-                       item.event.platform, datetime.fromisoformat(item.event.scraped_at),
-                       item.phash.hex() if item.phash else None, images)
 
 
 def frame_thumbnail(image: Image.Image, max_side: int = 256) -> bytes:

@@ -39,10 +39,11 @@ from mimamori.services.match_signals import (
     local_similarity,
     pdq_similarity,
 )
-from mimamori.services.reference_features import ReferenceFeatures
+from mimamori.services.reference_features import ReferenceFeatures, WatchedGallery
 from mimamori.services.watchlist import Watchlist, record_matches
 from mimamori.stores.cases import Match
 from mimamori.stores.image_hashes import ReferenceHashes, ReferenceHit, pdq_key
+from mimamori.stores.references import ReferenceMedia
 
 HASH_MODEL_VERSION = "pdq"  # Match.model_version of a match found by image hash alone
 
@@ -66,6 +67,18 @@ class HashedMedia:
     # (frame ms, picture) whose local features are compared with the reference images' (an image's
     # one frame; empty where the pictures are not at hand, as in a retro search)
     images: tuple[tuple[int, Image.Image], ...] = ()
+    # Those pictures' scores, if computed ahead of the writer (transforms/local_scores.py)
+    local: LocalScores | None = None
+
+
+@dataclass(frozen=True)
+class LocalScores:
+    """A medium's local-feature scores against the watched cases' reference images: case -> (inliers,
+    frame ms) for the cases with enough verified matches, valid where the gallery is built from
+    ``built_from`` (services/reference_features.WatchedGallery)."""
+
+    built_from: tuple[tuple[str, str, bool], ...]
+    best: dict[str, tuple[int, int]]
 
 
 @dataclass(frozen=True)
@@ -102,6 +115,18 @@ def best_hits(frames: list[tuple[str, int, PdqHash]], hits: list[list[ReferenceH
             key = (hit.reference.case_id, sha)
             if key not in best or hit.distance < best[key][0].distance:
                 best[key] = (hit, frame_ms, hashed.quality)
+    return best
+
+
+def picture_scores(item: HashedMedia, gallery: WatchedGallery) -> dict[str, tuple[int, int]]:
+    """Case -> (the best inlier count of any of ``item``'s pictures against the case's reference
+    images, that picture's frame ms), for the cases with enough verified matches."""
+    best: dict[str, tuple[int, int]] = {}
+    for frame_ms, image in item.images:
+        for owner, inliers in gallery.index.scores(extract(image)).items():
+            case_id = gallery.cases[owner]
+            if inliers > best.get(case_id, (-1, 0))[0]:
+                best[case_id] = (inliers, frame_ms)
     return best
 
 
@@ -152,27 +177,43 @@ class MediaWatchlist(Watchlist):
         frames = [(m.media_sha256, ms, h) for m in media for ms, h in m.frames if h.quality >= floor]
         if not frames:
             return {}
+        # Read after the frames were written (the writer stores them first): an enrolment that
+        # completes after this read finds these frames by its retro search instead.
+        with self.sessions() as session:
+            written = session.scalars(select(ReferenceMedia.hashes_written_at).where(
+                ReferenceMedia.case_id.in_(sorted(watched)))).all()
+        # Not known (no row, or one from before its time was kept): every write up to now.
+        written_by = None if not written or None in written else max(written)
         hits = self.references.nearest([h.bits for _sha, _ms, h in frames], sorted(watched),
-                                       self.matching.pdq_max_distance, self.matching.top_k)
+                                       self.matching.pdq_max_distance, self.matching.top_k, written_by)
         return {key: PdqScore(hit.distance, min(quality, hit.reference.hash.quality), hit.reference.variant, frame_ms)
                 for key, (hit, frame_ms, quality) in best_hits(frames, hits).items()}
+
+    def local_scores(self, item: HashedMedia, watched: dict[str, float]) -> LocalScores | None:
+        """``item``'s local-feature scores against the reference images of the ``watched`` cases, for
+        the writer to use (transforms/local_scores.py computes them ahead of it, off its path); None
+        where the signal is off."""
+        if self.local is None:
+            return None
+        gallery = self.local.gallery_for(sorted(watched))
+        return LocalScores(gallery.built_from, picture_scores(item, gallery) if gallery.index.sets else {})
 
     def _local_scores(self, media: list[HashedMedia], watched: dict[str, float]
                       ) -> dict[tuple[str, str], tuple[int, int]]:
         """(case, media) -> (the best inlier count of any picture against the case's reference images,
-        that picture's frame ms); keypoints are extracted only when a watched case has reference images."""
+        that picture's frame ms). Scores computed ahead against the same gallery are taken as they
+        are; the others (none computed, or the references changed since) are computed here, and
+        keypoints are extracted only when a watched case has reference images."""
         if self.local is None or not any(m.images for m in media):
             return {}
-        gallery, cases = self.local.gallery_for(sorted(watched))
-        if not gallery.sets:
+        gallery = self.local.gallery_for(sorted(watched))
+        if not gallery.index.sets:
             return {}
         best: dict[tuple[str, str], tuple[int, int]] = {}
         for item in media:
-            for frame_ms, image in item.images:
-                for owner, inliers in gallery.scores(extract(image)).items():
-                    key = (cases[owner], item.media_sha256)
-                    if inliers > best.get(key, (-1, 0))[0]:
-                        best[key] = (inliers, frame_ms)
+            ahead = item.local is not None and item.local.built_from == gallery.built_from
+            scores = item.local.best if ahead else picture_scores(item, gallery)
+            best.update({(case_id, item.media_sha256): score for case_id, score in scores.items()})
         return best
 
     def record_hash_matches(self, candidates: list[HashCandidate], media: list[HashedMedia]) -> list[Match]:

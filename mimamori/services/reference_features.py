@@ -23,6 +23,7 @@ import io
 import logging
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 from minio.error import S3Error
@@ -35,6 +36,18 @@ from mimamori.stores.references import ReferenceMedia
 log = logging.getLogger(__name__)
 
 FILE_NAME = "local-features.npz"
+
+
+@dataclass(frozen=True)
+class WatchedGallery:
+    """The watched cases' reference features in one index (``FeatureGallery``), which case each of its
+    owner numbers is, and what it was built from: (case, reference sha256, has features) in order.
+    Two galleries built from the same references give the same scores, so a score computed ahead of
+    the writer (transforms/local_scores.py) stands where ``built_from`` is the writer's."""
+
+    index: FeatureGallery
+    cases: list[str]
+    built_from: tuple[tuple[str, str, bool], ...]
 
 
 def features_key(case_id: str, sha256: str) -> str:
@@ -69,10 +82,9 @@ class ReferenceFeatures:
         self._files: dict[Reference, list[LocalFeatures] | None] = {}  # None: the reference has none
         self._missing: dict[Reference, tuple[float, float]] = {}  # a missing file: (when to ask again, the wait)
         self._references: list[Reference] = []
-        self._cases: list[str] = []
-        self._gallery = FeatureGallery()
+        self._gallery = WatchedGallery(FeatureGallery(), [], ())
 
-    def gallery_for(self, case_ids: list[str]) -> tuple[FeatureGallery, list[str]]:
+    def gallery_for(self, case_ids: list[str]) -> WatchedGallery:
         """The index of the reference images of these cases, and which case each owner number is."""
         with self.sessions() as session:
             rows = session.execute(select(ReferenceMedia.case_id, ReferenceMedia.sha256).where(
@@ -80,7 +92,7 @@ class ReferenceFeatures:
         wanted = sorted((case_id, sha) for case_id, sha in rows)
         found_again = self._read_missing_again(wanted)
         if wanted == self._references and not found_again:
-            return self._gallery, self._cases
+            return self._gallery
         for reference in wanted:
             if reference not in self._files:
                 self._files[reference] = self._read_file(reference)
@@ -91,8 +103,9 @@ class ReferenceFeatures:
         gallery = FeatureGallery()
         for reference in wanted:
             gallery.add(number[reference[0]], self._files[reference] or [])
-        self._references, self._cases, self._gallery = wanted, cases, gallery
-        return gallery, cases
+        built_from = tuple((case_id, sha, self._files[(case_id, sha)] is not None) for case_id, sha in wanted)
+        self._references, self._gallery = wanted, WatchedGallery(gallery, cases, built_from)
+        return self._gallery
 
     def _read_missing_again(self, wanted: list[Reference]) -> bool:
         """Ask again for the missing files whose wait is over; True if one is there now."""

@@ -43,7 +43,7 @@ from mimamori.services.reference_features import store_features
 from mimamori.services.review_images import safe_image
 from mimamori.services.users import organisation_settings
 from mimamori.services.workspace import Workspace
-from mimamori.stores.cases import get_case
+from mimamori.stores.cases import get_case, utcnow
 from mimamori.stores.image_hashes import ReferenceHash
 from mimamori.stores.references import ReferenceMedia
 
@@ -176,6 +176,7 @@ def _store(work: Workspace, actor: Actor, case_id: str, item: _Decoded, label: s
         row.kind, row.label, row.frames, row.hashes = item.kind, label or row.label, len(item.frames), len(hashes)
         row.min_quality, row.face_vectors = min(qualities), max(face_vectors, row.face_vectors or 0)
         row.thumbnail_key, row.original_key = thumbnail_key, original_key or row.original_key
+        row.hashes_written_at = utcnow()  # after the hashes' write returned: they are acknowledged
         session.flush()
         return ReferenceView.of(row)
 
@@ -251,6 +252,7 @@ def import_hash_list(work: Workspace, actor: Actor, case_id: str, text: str, lab
                 session.add(row)
             row.label, row.frames, row.hashes = label or row.label, len(references), len(references)
             row.min_quality = min(r.hash.quality for r in references)
+            row.hashes_written_at = utcnow()  # after the hashes' write returned: they are acknowledged
             session.flush()
             result = ReferenceResult(case_id, [ReferenceView.of(row)], skipped=parsed.skipped)
         if retro:

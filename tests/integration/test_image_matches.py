@@ -86,3 +86,19 @@ def test_a_face_mosaicked_rotated_reupload_is_matched_by_pdq_and_withdrawal_dele
         with work.sessions() as session:
             assert session.scalars(select(ReferenceMedia)).first() is None
             assert session.scalars(select(Match)).first() is None
+
+
+def test_a_reference_hash_is_found_by_a_search_made_right_after_its_write_was_noted(stack, settings):
+    """``ReferenceHashes.nearest`` with the moment the write was noted (a guarantee timestamp, not
+    Strong consistency) sees the hash at once, as the pipeline's writer must right after an enrolment."""
+    from mimamori.media.pdq import PdqHash
+    from mimamori.stores.image_hashes import ReferenceHash
+
+    with isolated_settings(settings) as s:
+        hashes = ReferenceHashes(s)
+        for i in range(3):  # each time a new hash, searched for at once
+            bits = bytes((i * 37 + j * 11) % 256 for j in range(32))
+            hashes.add([ReferenceHash(CASE, f"{i:064x}", 0, "original", PdqHash(bits, 100))])
+            noted = dt.datetime.now(dt.UTC)
+            [hits] = hashes.nearest([bits], [CASE], 0, 5, noted)
+            assert [(h.reference.reference_sha256, h.distance) for h in hits] == [(f"{i:064x}", 0)]

@@ -11,6 +11,7 @@ same stores again.
 
 from __future__ import annotations
 
+import datetime as dt
 import functools
 import io
 import json
@@ -246,6 +247,7 @@ class MemoryReferenceHashes:
 
     def __init__(self):
         self.rows: dict[int, ReferenceHash] = {}
+        self.written_by: list[dt.datetime | None] = []  # what each search was asked to see
 
     def add(self, hashes: list[ReferenceHash]) -> int:
         for item in hashes:
@@ -253,7 +255,8 @@ class MemoryReferenceHashes:
         return len(hashes)
 
     def nearest(self, hashes: list[bytes], case_ids: list[str], max_distance: int,
-                top_k: int) -> list[list[ReferenceHit]]:
+                top_k: int, written_by: dt.datetime | None = None) -> list[list[ReferenceHit]]:
+        self.written_by.append(written_by)
         watched = [r for r in self.rows.values() if r.case_id in case_ids]
         found = []
         for query in hashes:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -53,11 +54,13 @@ def test_a_rotated_reupload_of_a_reference_picture_is_matched_by_its_hash(offlin
 
 
 def test_a_cropped_reupload_with_its_faces_mosaicked_is_matched_by_its_keypoints(offline_settings, stores,
-                                                                                  testdata: Path):
-    """The crop-robust signal in the pipeline: neither PDQ nor a face finds this copy."""
+                                                                                  testdata: Path, monkeypatch):
+    """The crop-robust signal in the pipeline: neither PDQ nor a face finds this copy. Its keypoints are
+    scored once, ahead of the writer, in ScoreLocalFeatures' read-ahead thread."""
     from mimamori.media.local_features import extract_reference
     from mimamori.models.detector import FaceDetector
     from mimamori.models.devices import pick_device
+    from mimamori.services import image_matches
     from mimamori.services.reference_features import store_features
     from mimamori.stores.references import ReferenceMedia
 
@@ -79,8 +82,17 @@ def test_a_cropped_reupload_with_its_faces_mosaicked_is_matched_by_its_keypoints
     [face] = detector.detect([cropped])[0]
     copy = edits.mosaic_faces(cropped, [face.box], 6)  # the face in 6 x 6 blocks: no face is found in it
     assert detector.detect([copy])[0] == []
+    scored_in: list[str] = []
+
+    def picture_scores(*args):
+        scored_in.append(threading.current_thread().name)
+        return real_picture_scores(*args)
+
+    real_picture_scores = image_matches.picture_scores
+    monkeypatch.setattr(image_matches, "picture_scores", picture_scores)
     run(offline_settings, stores, records(stores, offline_settings,
                                           [Sample("crop", encode(copy, "JPEG", quality=85), "image/jpeg", "x")], "p"))
+    assert len(scored_in) == 1 and scored_in[0].startswith("read-ahead-local_scores"), scored_in
 
     with stores.sessions() as session:
         [match] = session.scalars(select(Match))

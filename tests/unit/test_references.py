@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+import datetime as dt
 import io
 from pathlib import Path
 
@@ -175,6 +177,39 @@ def test_a_tight_crop_with_its_faces_mosaicked_matches_by_local_features_alone(w
     assert list_.hash_candidates([copy]) == []
 
 
+def test_scores_computed_ahead_stand_only_for_the_references_they_were_computed_against(work, picture, testdata):
+    """The pipeline scores a picture's keypoints before the writer (transforms/local_scores.py); the
+    writer takes those scores where its gallery has the same references and scores afresh otherwise."""
+    work.settings.matching.local_features = True
+    open_case(work, "c1")
+    references.add_references(work, ADMIN, "c1", [("leak.jpg", jpeg(picture), "image/jpeg")])
+    stranger_image = Image.open(testdata / "faces" / "paul_rudd.jpg").convert("RGB")
+    stranger = HashedMedia(**{**scraped(stranger_image, "e" * 64).__dict__, "images": ((0, stranger_image),)})
+    list_ = watchlist(work)
+    watched = list_.watched_cases()
+    ahead = list_.local_scores(stranger, watched)
+    assert ahead is not None  # another person's picture: too few verified matches
+    assert ahead.best.get("c1", (0, 0))[0] < work.settings.matching.local_min_inliers
+    assert [c for c, _sha, has in ahead.built_from] == ["c1"] and all(has for *_k, has in ahead.built_from)
+    # A score computed ahead is taken as it is (here a forged one, to show the writer does not redo it) ...
+    forged = dataclasses.replace(ahead, best={"c1": (40, 0)})
+    [candidate] = list_.hash_candidates([dataclasses.replace(stranger, local=forged)], watched)
+    assert candidate.decision.fired == ("crop",) and candidate.decision.scores["crop"] == 40
+    # ... but not once the case's references have changed since: the writer scores the picture itself.
+    references.add_references(work, ADMIN, "c1", [("other.jpg", jpeg(edits_mirror(picture)), "image/jpeg")])
+    assert list_.hash_candidates([dataclasses.replace(stranger, local=forged)], watched) == []
+    # Off, there is nothing to compute ahead.
+    off = work.settings.model_copy(deep=True)
+    off.matching.local_features = False
+    assert MediaWatchlist(off, "memory/v1", sessions=work.sessions, enrolled=work.enrolled, producer=MemoryProducer(),
+                          references=work.memory_references, objects=work.memory_objects
+                          ).local_scores(stranger, watched) is None
+
+
+def edits_mirror(image: Image.Image) -> Image.Image:
+    return image.transpose(Image.Transpose.FLIP_LEFT_RIGHT).resize((image.width // 2, image.height // 2))
+
+
 def test_a_case_without_watchlist_consent_is_not_watched(work, picture):
     open_case(work, "c1", scope=["search"])
     references.add_references(work, ADMIN, "c1", [("leak.jpg", jpeg(picture), "image/jpeg")])
@@ -342,3 +377,27 @@ def test_keypoints_written_by_a_later_enrolment_are_found_after_the_retry_interv
     now[0] += 1
     [candidate] = list_.hash_candidates([copy])
     assert candidate.decision.fired == ("crop",) and len(reads) == 3
+
+
+def test_the_writers_hash_search_sees_writes_up_to_the_newest_reference_of_the_watched_cases(work, picture):
+    """Not Strong consistency (a wait for Milvus's next time tick in every bundle): a guarantee
+    timestamp of when the references' hashes were written, plus the clocks' allowed skew."""
+    from mimamori.stores.milvus import seen_writes
+
+    open_case(work, "c1")
+    references.add_references(work, ADMIN, "c1", [("leak.jpg", jpeg(picture), "image/jpeg")])
+    with work.sessions() as session:
+        [row] = session.scalars(select(ReferenceMedia))
+    assert row.hashes_written_at is not None
+    assert watchlist(work).hash_candidates([scraped(picture, "d" * 64)])  # the picture itself matches
+    assert work.memory_references.written_by[-1] == row.hashes_written_at
+    with work.sessions.begin() as session:  # a row from before the time was kept: every write up to now
+        session.scalars(select(ReferenceMedia)).one().hashes_written_at = None
+    assert watchlist(work).hash_candidates([scraped(picture, "d" * 64)])
+    assert work.memory_references.written_by[-1] is None
+
+    assert seen_writes(None, 1.0) == {"consistency_level": "Strong"}
+    moment = dt.datetime(2026, 12, 3, 14, 0, tzinfo=dt.UTC)
+    options = seen_writes(moment, 1.5)
+    assert options["consistency_level"] == "Customized"
+    assert options["guarantee_timestamp"] >> 18 == int(moment.timestamp() * 1000) + 1500
