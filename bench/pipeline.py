@@ -348,7 +348,8 @@ def main() -> None:
     print()
     print("| stage | loop s | pipeline s | loop, CPU s of its thread | pipeline, CPU s of its thread |")
     print("| --- | --- | --- | --- | --- |")
-    for stage in ("parse", "decode", "dedupe", "detect", "align", "embed", "write"):
+    stages = ("parse", "decode", "dedupe", "local_scores", "detect", "align", "embed", "write")
+    for stage in (name for name in stages if name in run or name in loop):
         print(f"| {stage} | {loop.get(stage, 0.0):.2f} | {run.get(stage, 0.0):.2f} | "
               f"{loop.get(f'{stage} cpu', 0.0):.2f} | {run.get(f'{stage} cpu', 0.0):.2f} |")
     print(f"\npipeline {run['seconds']:.1f} s from the first message parsed to the last media row written "
