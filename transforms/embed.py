@@ -77,6 +77,20 @@ class FaceEmbeddingHandler(PytorchModelHandlerTensor):
         return prepare_for_device(load_embedder(self.settings.models.embedder).module, self._device)
 
 
+class ItemKeyedHandler(KeyedModelHandler):
+    """The face handler keyed by the media item whose faces a tensor holds.
+
+    Beam's KeyedModelHandler counts a batch's bytes (for its inference_batch_byte_size metric) by
+    pickling its keys: here media items with their decoded frames, megabytes each, pickled only to
+    be measured, holding the interpreter's lock beside detection. The keys never leave this fused
+    stage, so only the face tensors' bytes are counted (all of them: Beam's tensor handler counts
+    one element's size a row).
+    """
+
+    def get_num_bytes(self, batch: Sequence[tuple[MediaItem, torch.Tensor]]) -> int:
+        return sum(faces.element_size() * faces.nelement() for _item, faces in batch)
+
+
 class EmbedFaces(beam.PTransform):
     """MediaItem (with aligned faces) -> the same item with ``embeddings`` set."""
 
@@ -89,7 +103,7 @@ class EmbedFaces(beam.PTransform):
             items
             | "KeyByItem" >> beam.Map(lambda item: (item, faces_tensor(item))).with_output_types(
                 beam.typehints.Tuple[MediaItem, Any])
-            | "RunInference" >> RunInference(KeyedModelHandler(FaceEmbeddingHandler(self.settings)))
+            | "RunInference" >> RunInference(ItemKeyedHandler(FaceEmbeddingHandler(self.settings)))
             | "AttachEmbeddings" >> beam.MapTuple(_attach)
         )
 

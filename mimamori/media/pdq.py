@@ -20,12 +20,20 @@ for larger images"). At 1024 px that is about four times cheaper for a 2-4 megap
 moves the hash by about 4 bits of the 31 a match allows (docs/matching.md, "PDQ of scraped
 pictures"). Reference hashes, which are exported and compared by partners, are always of the full
 picture, as HMA computes them.
+
+The single hash of a picture calls the C++ that ``pdqhash`` compiled through ``ctypes``
+(``_gil_free_hasher``): pdqhash's own binding holds Python's global lock for the whole C++ call
+(about 15 ms a 1-megapixel picture), and the pipeline's detection thread, beside it, stalls that
+long each time it next needs the lock. ``ctypes`` lets the lock go for the call. It is the same
+compiled function of the same pinned package, fed the same luma, so the same bits (tests); where
+the symbol is not there (another pdqhash build) the binding's ``compute`` is used.
 """
 
 from __future__ import annotations
 
+import ctypes
 import re
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 import numpy as np
@@ -102,9 +110,45 @@ def fitted(image: Image.Image, max_side: int) -> Image.Image:
                         Image.Resampling.BOX)
 
 
+# pdqhash's compiled facebook::pdq::hashing::pdqHash256FromFloatLuma (its C++ name, mangled).
+_HASH_FROM_LUMA = "_ZN8facebook3pdq7hashing23pdqHash256FromFloatLumaEPfS2_iiPA64_fS4_PA16_fRNS1_7Hash256ERi"
+_FLOATS = ctypes.POINTER(ctypes.c_float)
+_BIT = np.arange(PDQ_BITS)
+
+
+def _gil_free_hasher() -> Callable[[np.ndarray], tuple[np.ndarray, int]] | None:
+    """``pdqhash.compute`` with the global lock let go during the C++ call; None where the binding
+    does not export the function."""
+    try:
+        function = getattr(ctypes.CDLL(pdqhash.bindings.__file__), _HASH_FROM_LUMA)
+    except (AttributeError, OSError):
+        return None
+    function.argtypes = [_FLOATS, _FLOATS, ctypes.c_int, ctypes.c_int, _FLOATS, _FLOATS, _FLOATS,
+                         ctypes.POINTER(ctypes.c_uint16), ctypes.POINTER(ctypes.c_int)]
+    function.restype = None
+
+    def compute(pixels: np.ndarray) -> tuple[np.ndarray, int]:
+        # The luma exactly as pdqhash's binding computes it (float64 sums, then float32).
+        luma = np.ascontiguousarray(
+            (pixels[:, :, 0] * 0.299 + pixels[:, :, 1] * 0.587 + pixels[:, :, 2] * 0.114).astype("float32"))
+        scratch = np.zeros_like(luma)
+        buffers = [np.zeros(shape, np.float32) for shape in ((64, 64), (16, 64), (16, 16))]
+        words, quality = (ctypes.c_uint16 * 16)(), ctypes.c_int()
+        function(*(array.ctypes.data_as(_FLOATS) for array in (luma, scratch)), luma.shape[0], luma.shape[1],
+                 *(array.ctypes.data_as(_FLOATS) for array in buffers), words, ctypes.byref(quality))
+        # Hash256's sixteen 16-bit words to pdqhash's vector (bit k of the hash at index 255 - k).
+        vector = (np.array(words, np.int64)[_BIT >> 4] >> (_BIT & 15)) & 1
+        return vector[::-1], quality.value
+
+    return compute
+
+
+_compute = _gil_free_hasher() or pdqhash.compute
+
+
 def pdq_hash(image: Image.Image, max_side: int = 0) -> PdqHash:
     """PDQ hash and quality of one image (or video frame); ``max_side``: hash a copy scaled to fit it."""
-    vector, quality = pdqhash.compute(_pixels(fitted(image, max_side)))
+    vector, quality = _compute(_pixels(fitted(image, max_side)))
     return PdqHash(_packed(vector), int(quality))
 
 

@@ -107,3 +107,31 @@ def test_a_scraped_picture_is_hashed_scaled_to_fit_and_stays_within_matching_dis
         assert pdq_hash(image, side) == pdq_hash(scaled)
         assert hamming(pdq_hash(image, side), pdq_hash(image)) <= 12, name  # of the 31 a match allows
     assert fitted(small, 0) is small
+
+
+def test_the_hash_computed_without_the_global_lock_equals_pdqhashs_binding(testdata: Path) -> None:
+    """pdq_hash calls pdqhash's compiled C++ through ctypes, which lets Python's lock go (the binding
+    holds it): the same bits and quality as ``pdqhash.compute``, at every shape the pipeline hashes,
+    from a 4-pixel strip (too small: a cleared hash) to a full photo, and on a flat picture."""
+    import numpy as np
+    import pdqhash
+
+    from mimamori.media import pdq
+
+    assert pdq._compute is not pdqhash.compute  # the pinned pdqhash exports the function
+    photos = [Image.open(path).convert("RGB") for path in sorted((testdata / "lfw").glob("*/*_0001.jpg"))[:30]]
+    photos += [Image.open(testdata / "faces" / f"{name}.jpg").convert("RGB") for name in FACES]
+    shapes = [photo.resize(size) for size in ((4, 300), (5, 5), (64, 64), (333, 71)) for photo in photos[:3]]
+    for image in [*photos, *shapes, photos[0].rotate(9, expand=True), Image.new("RGB", (90, 60), (7, 7, 7))]:
+        pixels = pdq._pixels(image)
+        vector, quality = pdq._compute(pixels)
+        expected_vector, expected_quality = pdqhash.compute(pixels)
+        assert quality == expected_quality and np.array_equal(vector, expected_vector), image.size
+
+
+def test_without_the_exported_function_the_binding_hashes(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Another pdqhash build that does not export the C++ function: the binding's own compute."""
+    from mimamori.media import pdq
+
+    monkeypatch.setattr(pdq, "_HASH_FROM_LUMA", "no_such_symbol")
+    assert pdq._gil_free_hasher() is None
