@@ -238,9 +238,14 @@ class FeatureGallery:
     def neighbours(self, descriptors: np.ndarray, k: int) -> list[list[Neighbour]]:
         """For each descriptor, its ``k`` nearest reference descriptors, nearest first (ties: in the
         order they were added)."""
-        if self._index is None:
-            import faiss  # faiss-cpu; imported here, as cv2 is, so the rest of mimamori.media does not need it
+        import faiss  # faiss-cpu; imported here, as cv2 is, so the rest of mimamori.media does not need it
 
+        # One thread: faiss's OpenMP team spins while it waits, and beside the pipeline's other
+        # threads on a small box a search took 2.5 times the CPU on two threads as on one
+        # (docs/benchmarks.md). The pipeline's parallelism is its stages' threads. The setting is
+        # per calling thread in OpenMP, so it is made here, in the thread that searches.
+        faiss.omp_set_num_threads(1)
+        if self._index is None:
             self._index = faiss.IndexBinaryFlat(8 * DESCRIPTOR_BYTES)
             self._index.add(np.ascontiguousarray(np.concatenate([s.descriptors for s in self.sets])))
             self._starts = np.cumsum([0] + [len(s) for s in self.sets])
