@@ -80,11 +80,11 @@ class FaceEmbeddingHandler(PytorchModelHandlerTensor):
 class ItemKeyedHandler(KeyedModelHandler):
     """The face handler keyed by the media item whose faces a tensor holds.
 
-    Beam's KeyedModelHandler counts a batch's bytes (for its inference_batch_byte_size metric) by
+    Beam's KeyedModelHandler counts a batch's bytes (for its inference_request_batch_byte_size metric) by
     pickling its keys: here media items with their decoded frames, megabytes each, pickled only to
     be measured, holding the interpreter's lock beside detection. The keys never leave this fused
     stage, so only the face tensors' bytes are counted (all of them: Beam's tensor handler counts
-    one element's size a row).
+    one element's size a row). One model only: Beam's per-key model mappings are not used here.
     """
 
     def get_num_bytes(self, batch: Sequence[tuple[MediaItem, torch.Tensor]]) -> int:

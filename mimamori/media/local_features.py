@@ -241,9 +241,10 @@ class FeatureGallery:
         import faiss  # faiss-cpu; imported here, as cv2 is, so the rest of mimamori.media does not need it
 
         # One thread: faiss's OpenMP team spins while it waits, and beside the pipeline's other
-        # threads on a small box a search took 2.5 times the CPU on two threads as on one
-        # (docs/benchmarks.md). The pipeline's parallelism is its stages' threads. The setting is
-        # per calling thread in OpenMP, so it is made here, in the thread that searches.
+        # threads on a small box a picture's scoring took about twice the CPU on two threads as on
+        # one (107-124 ms against 55-58 ms, docs/benchmarks.md). The pipeline's parallelism is its
+        # stages' threads. The setting is per calling thread in OpenMP, so it is made here, in the
+        # thread that searches.
         faiss.omp_set_num_threads(1)
         if self._index is None:
             self._index = faiss.IndexBinaryFlat(8 * DESCRIPTOR_BYTES)

@@ -3,7 +3,7 @@
 PDQ is what StopNCII and Meta's Hasher-Matcher-Actioner (HMA) exchange: two pictures are the
 same one when their hashes are within 31 bits (Hamming) of each other, HMA's default. Hashing
 here follows the ``threatexchange`` library's PDQ signal (the one HMA runs): the decoded RGB
-pixels at full resolution, no pre-scaling, into ``pdqhash.compute`` (unless ``max_side`` is given,
+pixels at full resolution, no pre-scaling, into pdqhash's C++ hash (unless ``max_side`` is given,
 below); so a hash computed by mimamori equals the one a partner's HMA computes for the same image,
 and the hex text is ThreatExchange's (64 lowercase hex digits, the hash's most significant bit first).
 
@@ -143,7 +143,11 @@ def _gil_free_hasher() -> Callable[[np.ndarray], tuple[np.ndarray, int]] | None:
     return compute
 
 
-_compute = _gil_free_hasher() or pdqhash.compute
+def _hasher() -> Callable[[np.ndarray], tuple[np.ndarray, int]]:
+    return _gil_free_hasher() or pdqhash.compute
+
+
+_compute = _hasher()
 
 
 def pdq_hash(image: Image.Image, max_side: int = 0) -> PdqHash:

@@ -111,7 +111,7 @@ def test_a_scraped_picture_is_hashed_scaled_to_fit_and_stays_within_matching_dis
 
 def test_the_hash_computed_without_the_global_lock_equals_pdqhashs_binding(testdata: Path) -> None:
     """pdq_hash calls pdqhash's compiled C++ through ctypes, which lets Python's lock go (the binding
-    holds it): the same bits and quality as ``pdqhash.compute``, at every shape the pipeline hashes,
+    holds it): the same bits and quality as ``pdqhash.compute``, at a range of shapes the pipeline hashes,
     from a 4-pixel strip (too small: a cleared hash) to a full photo, and on a flat picture."""
     import numpy as np
     import pdqhash
@@ -131,7 +131,10 @@ def test_the_hash_computed_without_the_global_lock_equals_pdqhashs_binding(testd
 
 def test_without_the_exported_function_the_binding_hashes(monkeypatch: pytest.MonkeyPatch) -> None:
     """Another pdqhash build that does not export the C++ function: the binding's own compute."""
+    import pdqhash
+
     from mimamori.media import pdq
 
     monkeypatch.setattr(pdq, "_HASH_FROM_LUMA", "no_such_symbol")
     assert pdq._gil_free_hasher() is None
+    assert pdq._hasher() is pdqhash.compute
