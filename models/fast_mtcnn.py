@@ -123,33 +123,6 @@ def pack_levels(sizes: list[tuple[int, int, int, int, float]]) -> tuple[list[Lev
     return levels, height, width
 
 
-class _PNetTrunk(torch.nn.Module):
-    """P-Net without its softmax: box regression (4 channels), then the two face logits."""
-
-    def __init__(self, pnet: torch.nn.Module):
-        super().__init__()
-        self.net = pnet
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        p = self.net
-        x = p.prelu3(p.conv3(p.prelu2(p.conv2(p.pool1(p.prelu1(p.conv1(x)))))))
-        return torch.cat([p.conv4_2(x), p.conv4_1(x)], dim=1)
-
-
-def _optimised_for_cpu(module: torch.nn.Module) -> torch.nn.Module | None:
-    """TorchScript's frozen inference graph (oneDNN's blocked layout from the first convolution to the
-    last): P-Net in about two thirds of the eager time on this project's CPUs. None where TorchScript
-    is not there any more (it is deprecated) or fails."""
-    import warnings
-
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            return torch.jit.optimize_for_inference(torch.jit.freeze(torch.jit.script(module.eval())))
-    except Exception:
-        return None
-
-
 def _as_uint8_hwc(image) -> np.ndarray:
     if isinstance(image, Image.Image):
         image = np.asarray(image.convert("RGB"))
@@ -164,8 +137,7 @@ class FastMTCNN:
 
     def __init__(self, device: torch.device | str = "cpu", min_face_size: float = 20,
                  thresholds: tuple[float, float, float] = (0.6, 0.7, 0.7), factor: float = 0.709,
-                 half: bool = False, crop_batch: int = 256, pack_pixels: int | None = None,
-                 optimise: bool = True):
+                 half: bool = False, crop_batch: int = 256, pack_pixels: int | None = None):
         from facenet_pytorch.models.mtcnn import ONet, PNet, RNet
 
         self.device = torch.device(device)
@@ -191,13 +163,6 @@ class FastMTCNN:
         self._p_head_b = torch.cat([p.conv4_2.bias, p.conv4_1.bias])
         self._layouts: dict[tuple, tuple] = {}
         self.last_counts: dict[str, int] = {}
-        self._pnet_level = None  # one level at a time, NCHW in, (1, 6, h, w) out
-        if self.device.type == "cpu" and self.dtype == torch.float32 and optimise:
-            from facenet_pytorch.models.mtcnn import PNet
-
-            plain = PNet(pretrained=False)
-            plain.load_state_dict(self.pnet.state_dict())
-            self._pnet_level = _optimised_for_cpu(_PNetTrunk(plain))
 
     # ---- stage 1: pyramid, canvas, P-Net -------------------------------------------------
 
@@ -436,12 +401,8 @@ class FastMTCNN:
             if outside is None:
                 lv = group[0]
                 level = self._level(columns[lv.image], *shapes[lv.image], lv).to(self.dtype)
-                if self._pnet_level is not None:
-                    y = self._pnet_level(level.permute(2, 0, 1).unsqueeze(0).contiguous())[0].permute(1, 2, 0)
-                    outputs[lv] = (torch.sigmoid(y[..., 5] - y[..., 4]), y[..., :4])
-                else:
-                    reg, probs = self._pnet(level.permute(2, 0, 1).unsqueeze(0), None)
-                    outputs[lv] = (probs, reg)
+                reg, probs = self._pnet(level.permute(2, 0, 1).unsqueeze(0), None)
+                outputs[lv] = (probs, reg)
                 continue
             reg, probs = self._pnet(self._canvas(columns, shapes, group, height, width), outside)
             for lv in group:
