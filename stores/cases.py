@@ -89,6 +89,10 @@ class Case(Base):
     threshold_model: Mapped[str | None] = mapped_column(String(100), nullable=True)
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime(), default=utcnow)
     created_by: Mapped[str] = mapped_column(String(200))
+    # When the newest of the case's face vectors (enrolled photos, reference media's faces, either
+    # model) was acknowledged by Milvus: the watchlist's search sees every write up to it
+    # (stores/milvus.seen_writes) instead of waiting for Strong consistency. None: none written.
+    faces_written_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime(), nullable=True)
 
     consents: Mapped[list[Consent]] = relationship(back_populates="case", cascade="all, delete-orphan")
     photos: Mapped[list[EnrolledPhoto]] = relationship(back_populates="case", cascade="all, delete-orphan")

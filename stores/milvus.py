@@ -104,6 +104,16 @@ def seen_writes(written_by: dt.datetime | None, clock_skew_s: float) -> dict[str
     return {"consistency_level": "Customized", "guarantee_timestamp": physical_ms << 18}
 
 
+def newest_write(times: list[dt.datetime | None], unknown_is_strong: bool) -> dt.datetime | None:
+    """The moment a search must see writes up to, from the times the rows it searches were written:
+    the newest. Where a row's time is None and ``unknown_is_strong``, or no time is known, None
+    (Strong); else rows without a time are ones with nothing written."""
+    known = [t for t in times if t is not None]
+    if not known or (unknown_is_strong and len(known) < len(times)):
+        return None
+    return max(known)
+
+
 def count_entities(collection: Collection, expression: str = "", consistency_level: str | None = None) -> int:
     """Rows of a loaded collection (matching ``expression``); deleted rows are not counted."""
     options = {"consistency_level": consistency_level} if consistency_level else {}

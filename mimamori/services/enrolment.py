@@ -23,7 +23,7 @@ from mimamori.services.audit import Actor, begin_attempt, record, refusals_audit
 from mimamori.services.consent import ENROLMENT_SCOPES, ConsentRecord, active_consent, record_consent, require_consent
 from mimamori.services.watchlist import record_matches
 from mimamori.services.workspace import Workspace
-from mimamori.stores.cases import EnrolledPhoto, get_case
+from mimamori.stores.cases import EnrolledPhoto, get_case, utcnow
 
 if TYPE_CHECKING:  # torch: imported when the first face is encoded, not when the API starts
     from mimamori.models.face_encoder import EncodedFace
@@ -91,7 +91,7 @@ def _store(work: Workspace, actor: Actor, case_id: str, photo: Photo, sha: str, 
     crop = io.BytesIO()
     face.aligned.save(crop, "JPEG", quality=90)
     work.objects.put_object(bucket, crop_key, io.BytesIO(crop.getvalue()), crop.tell(), content_type="image/jpeg")
-    face_id = work.enrolled_for().add(case_id, sha, version, face.vector)
+    face_id = add_enrolled_face(work, case_id, sha, face.vector)
     with work.sessions.begin() as session:
         exists = session.scalars(select(EnrolledPhoto).where(
             EnrolledPhoto.case_id == case_id, EnrolledPhoto.sha256 == sha,
@@ -100,6 +100,15 @@ def _store(work: Workspace, actor: Actor, case_id: str, photo: Photo, sha: str, 
             session.add(EnrolledPhoto(case_id=case_id, sha256=sha, object_key=photo_key, crop_key=crop_key,
                                       face_id=face_id, model_version=version, enrolled_by=actor.name))
     return sha
+
+
+def add_enrolled_face(work: Workspace, case_id: str, sha: str, vector: np.ndarray, model: str | None = None) -> int:
+    """A face vector of the case in ``model``'s enrolled collection (idempotent), then the moment Milvus
+    acknowledged it on the case: the watchlist's search sees every write up to ``Case.faces_written_at``."""
+    face_id = work.enrolled_for(model).add(case_id, sha, work.encoder_for(model).version, vector)
+    with work.sessions.begin() as session:
+        get_case(session, case_id).faces_written_at = utcnow()
+    return face_id
 
 
 def case_vectors(work: Workspace, case_id: str, model: str | None = None) -> np.ndarray:
@@ -113,7 +122,7 @@ def case_vectors(work: Workspace, case_id: str, model: str | None = None) -> np.
         for photo in {p.sha256: p for p in photos}.values():
             data = work.objects.get_object(bucket, photo.object_key).read()
             _sha, face = face_of_photo(work, (photo.object_key, data, "image/jpeg"), model)
-            enrolled.add(case_id, photo.sha256, work.encoder_for(model).version, face.vector)
+            add_enrolled_face(work, case_id, photo.sha256, face.vector, model)
         vectors = enrolled.vectors(case_id)
     if len(vectors) == 0:
         raise PhotoRejected("nothing_enrolled", f"case {case_id} has no enrolled photo yet")

@@ -43,6 +43,7 @@ from mimamori.services.reference_features import ReferenceFeatures, WatchedGalle
 from mimamori.services.watchlist import Watchlist, record_matches
 from mimamori.stores.cases import Match
 from mimamori.stores.image_hashes import ReferenceHashes, ReferenceHit, pdq_key
+from mimamori.stores.milvus import newest_write
 from mimamori.stores.references import ReferenceMedia
 
 HASH_MODEL_VERSION = "pdq"  # Match.model_version of a match found by image hash alone
@@ -183,7 +184,7 @@ class MediaWatchlist(Watchlist):
             written = session.scalars(select(ReferenceMedia.hashes_written_at).where(
                 ReferenceMedia.case_id.in_(sorted(watched)))).all()
         # Not known (no row, or one from before its time was kept): every write up to now.
-        written_by = None if not written or None in written else max(written)
+        written_by = newest_write(written, unknown_is_strong=True)
         hits = self.references.nearest([h.bits for _sha, _ms, h in frames], sorted(watched),
                                        self.matching.pdq_max_distance, self.matching.top_k, written_by)
         return {key: PdqScore(hit.distance, min(quality, hit.reference.hash.quality), hit.reference.variant, frame_ms)

@@ -36,6 +36,7 @@ from mimamori.media.pdq import DIHEDRAL, PdqHash, pdq_dihedral
 from mimamori.services.access import require_case_access
 from mimamori.services.audit import Actor, record, refusals_audited
 from mimamori.services.consent import ENROLMENT_SCOPES, active_consent, require_consent
+from mimamori.services.enrolment import add_enrolled_face
 from mimamori.services.hash_lists import ListedHash, format_hash_list, parse_hash_list
 from mimamori.services.image_matches import HashCandidate, hash_thresholds, record_hash_candidates
 from mimamori.services.match_signals import PdqScore, combine
@@ -149,7 +150,7 @@ def _store(work: Workspace, actor: Actor, case_id: str, item: _Decoded, label: s
     if item.kind == "image":
         faces = work.encoder_for().encode(item.first_frame)
         if len(faces) == 1:
-            work.enrolled_for().add(case_id, item.sha256, work.encoder_for().version, faces[0].vector)
+            add_enrolled_face(work, case_id, item.sha256, faces[0].vector)
             face_vectors = 1
     bucket, prefix = work.settings.minio.buckets.references.name, f"cases/{case_id}/references/{item.sha256}"
     settings = work.settings.matching

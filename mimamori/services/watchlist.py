@@ -38,6 +38,7 @@ from mimamori.stores.cases import (
     utcnow,
 )
 from mimamori.stores.enrolled import EnrolledFaces
+from mimamori.stores.milvus import newest_write
 from mimamori.stores.objects import object_client
 from mimamori.streams.events import match_json
 from mimamori.streams.producer import shared_producer
@@ -160,6 +161,13 @@ class Watchlist:
                     watched[consent.case_id] = thresholds[consent.case_id]
         return watched
 
+    def _faces_written_by(self, case_ids: list[str]) -> dt.datetime | None:
+        """When the newest face vector of these cases was written. Read after the faces being checked
+        were indexed: an enrolment noted after this read finds them by its own retro search."""
+        with self.sessions() as session:
+            written = session.scalars(select(Case.faces_written_at).where(Case.id.in_(case_ids))).all()
+        return newest_write(written, unknown_is_strong=False)
+
     def check(self, faces: list[IndexedFace], watched: dict[str, float] | None = None) -> list[Match]:
         """Match the faces against the enrolled faces of the watched cases (``watched_cases()`` unless given:
         the pipeline's writer reads them once for a batch's face and hash checks)."""
@@ -170,7 +178,7 @@ class Watchlist:
         if not watched:
             return []
         hits = self.enrolled.nearest(np.stack([f.vector for f in faces]), self.settings.watchlist.top_k,
-                                     sorted(watched))
+                                     sorted(watched), self._faces_written_by(sorted(watched)))
         heads = self.heads.heads_for(sorted(watched)) if self.heads is not None else {}
         best: dict[tuple[str, int], Candidate] = {}
         for face, face_hits in zip(faces, hits, strict=True):

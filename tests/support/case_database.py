@@ -41,7 +41,7 @@ from mimamori.stores.cases import (
 from mimamori.stores.references import ReferenceMedia  # issue 20 (M1): its table in Base.metadata for the compare
 from mimamori.stores.takedowns import Host  # noqa: F401  (issue 19: its tables in Base.metadata for the compare)
 
-HEAD = "0009"  # the newest migration
+HEAD = "0010"  # the newest migration
 
 
 def same_integer_on_sqlite(context, _inspected, _column, inspected_type, metadata_type) -> bool | None:

@@ -221,13 +221,16 @@ class MemoryEnrolledFaces:
     """Enrolled reference faces by case: ``stores.enrolled.EnrolledFaces``'s calls, exact IP search."""
 
     faces: dict[int, tuple[str, str, np.ndarray]] = field(default_factory=dict)
+    written_by: list[dt.datetime | None] = field(default_factory=list)  # what each search was asked to see
 
     def add(self, case_id: str, photo_sha256: str, model_version: str, vector: np.ndarray) -> int:
         key = enrolled_key(case_id, photo_sha256, model_version)
         self.faces[key] = (case_id, photo_sha256, np.asarray(vector, dtype=np.float32))
         return key
 
-    def nearest(self, vectors: np.ndarray, top_k: int, case_ids: list[str]) -> list[list[EnrolledHit]]:
+    def nearest(self, vectors: np.ndarray, top_k: int, case_ids: list[str],
+                written_by: dt.datetime | None = None) -> list[list[EnrolledHit]]:
+        self.written_by.append(written_by)
         watched = [(case, sha, vector) for case, sha, vector in self.faces.values() if case in case_ids]
         return [sorted((EnrolledHit(case, sha, float(np.dot(query, vector))) for case, sha, vector in watched),
                        key=lambda hit: -hit.similarity)[:top_k] for query in np.asarray(vectors, dtype=np.float32)]

@@ -21,7 +21,7 @@ from mimamori.services.consent import record_consent
 from mimamori.services.hash_lists import ListedHash, format_hash_list, parse_hash_list
 from mimamori.services.image_matches import HashedMedia, MediaWatchlist, thumbnail_key
 from mimamori.services.match_signals import summary
-from mimamori.stores.cases import AuditEvent, Match
+from mimamori.stores.cases import AuditEvent, Case, Match, utcnow
 from mimamori.stores.references import ReferenceMedia
 from tests.support.memory import MemoryProducer
 from tests.support.workspace import MemoryWorkspace, consent_record
@@ -377,6 +377,38 @@ def test_keypoints_written_by_a_later_enrolment_are_found_after_the_retry_interv
     now[0] += 1
     [candidate] = list_.hash_candidates([copy])
     assert candidate.decision.fired == ("crop",) and len(reads) == 3
+
+
+def test_the_watchlists_face_search_sees_writes_up_to_the_newest_face_of_the_watched_cases(tmp_path, testdata):
+    """The enrolled faces' search, too, waits for no time tick: it sees every write up to when the watched
+    cases' newest face vector was written; a watched case with no face adds no wait."""
+    import numpy as np
+
+    from mimamori.services.watchlist import IndexedFace
+
+    face_photo = Image.open(testdata / "faces" / "paul_rudd.jpg").convert("RGB")
+    centre = face_photo.getpixel((face_photo.width // 2, face_photo.height // 2))
+    client = np.eye(8, dtype=np.float32)[0]
+    work = MemoryWorkspace(load_settings("local"), tmp_path / "cases.sqlite3", {centre: [client]})
+    open_case(work, "c1")
+    open_case(work, "c2")
+    with work.sessions() as session:
+        assert session.get(Case, "c1").faces_written_at is None  # nothing written yet
+    before = utcnow()
+    references.add_references(work, ADMIN, "c1", [("leak.jpg", jpeg(face_photo), "image/jpeg")])
+    with work.sessions() as session:
+        written = session.get(Case, "c1").faces_written_at
+        assert session.get(Case, "c2").faces_written_at is None
+    assert written is not None and written >= before and work.enrolled.count("c1") == 1
+    [vector] = work.enrolled.vectors("c1")
+    face = IndexedFace(7, "d" * 64, vector, "site:7", "https://host.example/7.jpg", "web", utcnow())
+    [match] = watchlist(work).check([face])
+    assert match.case_id == "c1" and work.enrolled.written_by[-1] == written
+
+    with work.sessions.begin() as session:  # no case watched has a face: every write up to now
+        session.get(Case, "c1").faces_written_at = None
+    watchlist(work).check([face])
+    assert work.enrolled.written_by[-1] is None
 
 
 def test_the_writers_hash_search_sees_writes_up_to_the_newest_reference_of_the_watched_cases(work, picture):
