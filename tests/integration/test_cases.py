@@ -393,3 +393,19 @@ def test_the_cli_enrols_searches_and_withdraws(env, streamed, tmp_path, capsys):
     assert actions[0] == ("create_case", "ok") and ("enroll", "rejected") in actions
     assert ("export", "ok") in actions
     assert actions[-1] == ("withdraw", "ok") and all(row.actor.startswith("cli:") for row in rows)
+
+
+def test_an_enrolled_face_is_found_by_a_search_made_right_after_its_write_was_noted(stack, settings):
+    """``EnrolledFaces.nearest`` with the moment the write was noted (a guarantee timestamp, not Strong
+    consistency) sees the face at once, as the watchlist must right after an enrolment."""
+    import numpy as np
+
+    with isolated_settings(settings) as s:
+        faces = EnrolledFaces(s)
+        [dim] = [f.params["dim"] for f in faces.collection.schema.fields if f.name == "embedding"]
+        for i in range(3):  # each time a new face, searched for at once
+            vector = np.eye(dim, dtype=np.float32)[i]
+            faces.add(CASE, f"{i:064x}", "test/v1", vector)
+            noted = dt.datetime.now(dt.UTC)
+            [hits] = faces.nearest(vector[None, :], 1, [CASE], noted)
+            assert [(h.photo_sha256, round(h.similarity, 4)) for h in hits] == [(f"{i:064x}", 1.0)]
