@@ -91,7 +91,9 @@ class Case(Base):
     created_by: Mapped[str] = mapped_column(String(200))
     # When the newest of the case's face vectors (enrolled photos, reference media's faces, either
     # model) was acknowledged by Milvus: the watchlist's search sees every write up to it
-    # (stores/milvus.seen_writes) instead of waiting for Strong consistency. None: none written.
+    # (stores/milvus.seen_writes) instead of waiting for Strong consistency. None: none written
+    # since the case was created (migration 0010 gave the cases before it the migration's moment;
+    # a restore gives every case the restore's).
     faces_written_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime(), nullable=True)
 
     consents: Mapped[list[Consent]] = relationship(back_populates="case", cascade="all, delete-orphan")
@@ -376,8 +378,8 @@ def _sqlite_pragmas(engine: Engine) -> None:
             cursor.close()
 
 
-def migrate(engine: Engine) -> None:
-    """Upgrade the database to the newest migration (idempotent)."""
+def migrate(engine: Engine, revision: str = "head") -> None:
+    """Upgrade the database to ``revision``, the newest migration by default (idempotent)."""
     from alembic import command
     from alembic.config import Config
 
@@ -385,7 +387,7 @@ def migrate(engine: Engine) -> None:
     config.set_main_option("script_location", str(MIGRATIONS))
     with engine.begin() as connection:
         config.attributes["connection"] = connection
-        command.upgrade(config, "head")
+        command.upgrade(config, revision)
 
 
 _open_lock = threading.Lock()

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 import numpy as np
-from sqlalchemy import select
+from sqlalchemy import or_, select, update
 
 from mimamori.core.errors import PhotoRejected
 from mimamori.media.decode import MediaError, decode_media
@@ -23,7 +23,7 @@ from mimamori.services.audit import Actor, begin_attempt, record, refusals_audit
 from mimamori.services.consent import ENROLMENT_SCOPES, ConsentRecord, active_consent, record_consent, require_consent
 from mimamori.services.watchlist import record_matches
 from mimamori.services.workspace import Workspace
-from mimamori.stores.cases import EnrolledPhoto, get_case, utcnow
+from mimamori.stores.cases import Case, EnrolledPhoto, get_case, utcnow
 
 if TYPE_CHECKING:  # torch: imported when the first face is encoded, not when the API starts
     from mimamori.models.face_encoder import EncodedFace
@@ -104,10 +104,17 @@ def _store(work: Workspace, actor: Actor, case_id: str, photo: Photo, sha: str, 
 
 def add_enrolled_face(work: Workspace, case_id: str, sha: str, vector: np.ndarray, model: str | None = None) -> int:
     """A face vector of the case in ``model``'s enrolled collection (idempotent), then the moment Milvus
-    acknowledged it on the case: the watchlist's search sees every write up to ``Case.faces_written_at``."""
+    acknowledged it on the case: the watchlist's search sees every write up to ``Case.faces_written_at``.
+
+    The time only moves forward: of two writes noted at once, the later moment stays, whichever commits
+    last (a conditional UPDATE, not a read then a write)."""
     face_id = work.enrolled_for(model).add(case_id, sha, work.encoder_for(model).version, vector)
+    now = utcnow()
     with work.sessions.begin() as session:
-        get_case(session, case_id).faces_written_at = utcnow()
+        get_case(session, case_id)
+        session.execute(update(Case).where(Case.id == case_id, or_(Case.faces_written_at.is_(None),
+                                                                  Case.faces_written_at < now))
+                        .values(faces_written_at=now))
     return face_id
 
 

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import sessionmaker
 
 from mimamori.core import metrics
@@ -38,7 +38,6 @@ from mimamori.stores.cases import (
     utcnow,
 )
 from mimamori.stores.enrolled import EnrolledFaces
-from mimamori.stores.milvus import newest_write
 from mimamori.stores.objects import object_client
 from mimamori.streams.events import match_json
 from mimamori.streams.producer import shared_producer
@@ -162,11 +161,10 @@ class Watchlist:
         return watched
 
     def _faces_written_by(self, case_ids: list[str]) -> dt.datetime | None:
-        """When the newest face vector of these cases was written. Read after the faces being checked
-        were indexed: an enrolment noted after this read finds them by its own retro search."""
+        """When the newest face vector of these cases was written; None (Strong) where none has a time.
+        Read after the faces being checked were indexed (see docs/matching.md for the window this leaves)."""
         with self.sessions() as session:
-            written = session.scalars(select(Case.faces_written_at).where(Case.id.in_(case_ids))).all()
-        return newest_write(written, unknown_is_strong=False)
+            return session.scalar(select(func.max(Case.faces_written_at)).where(Case.id.in_(case_ids)))
 
     def check(self, faces: list[IndexedFace], watched: dict[str, float] | None = None) -> list[Match]:
         """Match the faces against the enrolled faces of the watched cases (``watched_cases()`` unless given:

@@ -384,6 +384,7 @@ def test_the_watchlists_face_search_sees_writes_up_to_the_newest_face_of_the_wat
     cases' newest face vector was written; a watched case with no face adds no wait."""
     import numpy as np
 
+    from mimamori.services.enrolment import add_enrolled_face
     from mimamori.services.watchlist import IndexedFace
 
     face_photo = Image.open(testdata / "faces" / "paul_rudd.jpg").convert("RGB")
@@ -402,13 +403,34 @@ def test_the_watchlists_face_search_sees_writes_up_to_the_newest_face_of_the_wat
     assert written is not None and written >= before and work.enrolled.count("c1") == 1
     [vector] = work.enrolled.vectors("c1")
     face = IndexedFace(7, "d" * 64, vector, "site:7", "https://host.example/7.jpg", "web", utcnow())
+    with work.sessions.begin() as session:  # another watched case's face, written earlier: the newest counts
+        session.get(Case, "c2").faces_written_at = written - dt.timedelta(hours=1)
     [match] = watchlist(work).check([face])
     assert match.case_id == "c1" and work.enrolled.written_by[-1] == written
 
+    # The time only moves forward: a write noted with an older moment (it committed last) keeps the newer.
+    later = utcnow() + dt.timedelta(minutes=5)
+    with work.sessions.begin() as session:
+        session.get(Case, "c1").faces_written_at = later
+    add_enrolled_face(work, "c1", "e" * 64, client)
+    with work.sessions() as session:
+        assert session.get(Case, "c1").faces_written_at == later and work.enrolled.count("c1") == 2
+
     with work.sessions.begin() as session:  # no case watched has a face: every write up to now
         session.get(Case, "c1").faces_written_at = None
+        session.get(Case, "c2").faces_written_at = None
     watchlist(work).check([face])
     assert work.enrolled.written_by[-1] is None
+
+
+def test_a_search_waits_for_the_newest_write_and_an_unknown_time_is_strong_only_where_asked():
+    from mimamori.stores.milvus import newest_write
+
+    old, new = utcnow() - dt.timedelta(minutes=1), utcnow()
+    assert newest_write([old, new, old], unknown_is_strong=False) == new
+    assert newest_write([old, None, new], unknown_is_strong=False) == new  # None: nothing written there
+    assert newest_write([old, None, new], unknown_is_strong=True) is None  # None: not known, so Strong
+    assert newest_write([None], unknown_is_strong=False) is None and newest_write([], unknown_is_strong=True) is None
 
 
 def test_the_writers_hash_search_sees_writes_up_to_the_newest_reference_of_the_watched_cases(work, picture):
