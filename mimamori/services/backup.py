@@ -27,14 +27,14 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 
 from mimamori.core.config import Settings
 from mimamori.core.errors import InvalidInput, NotFound
 from mimamori.services.audit import Actor, record, refusals_audited
 from mimamori.services.workspace import Workspace
 from mimamori.stores.backups import BackupCorrupt, BackupTarget, BucketTarget, DirectoryTarget, load_key, seal, unseal
-from mimamori.stores.cases import AuditEvent, Case
+from mimamori.stores.cases import AuditEvent, Case, utcnow
 from mimamori.stores.dumps import (
     TablesDump,
     dump_bucket,
@@ -44,6 +44,7 @@ from mimamori.stores.dumps import (
     load_collection,
     load_tables,
 )
+from mimamori.stores.references import ReferenceMedia
 
 FORMAT = 1
 MANIFEST = "manifest.enc"
@@ -323,6 +324,7 @@ def _load_parts(work: Workspace, manifest: Manifest, plain: dict[str, Path], sec
         if rows != part.count:
             raise BackupCorrupt("backup_corrupt", f"{part.name}: {rows} rows, the manifest says {part.count}")
         collections[name] = rows
+    _note_restored_writes(work)
     seconds["collections"] = time.monotonic() - began
     began = time.monotonic()
     buckets = backup_buckets(settings)
@@ -334,6 +336,15 @@ def _load_parts(work: Workspace, manifest: Manifest, plain: dict[str, Path], sec
         objects[part.what] = load_bucket(work.objects, buckets[part.what], plain[part.name])
     seconds["objects"] = time.monotonic() - began
     return table_rows, collections, objects
+
+
+def _note_restored_writes(work: Workspace) -> None:
+    """The restored face vectors and hashes were written now, not when their rows say: the searches
+    that wait for a case's newest write (stores/milvus.seen_writes) must wait for the restore's."""
+    now = utcnow()
+    with work.sessions.begin() as session:
+        session.execute(update(Case).values(faces_written_at=now))
+        session.execute(update(ReferenceMedia).values(hashes_written_at=now))
 
 
 def withdraw_again(work: Workspace, actor: Actor, later: list[Manifest]) -> list[str]:
