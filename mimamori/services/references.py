@@ -9,8 +9,9 @@ with several faces none is taken, since the others are not the client); a small 
 thumbnail is kept for the reviewer, and, while ``matching.local_features`` is on, an image's ORB
 keypoints (services/reference_features.py: the crop signal, which no hash list carries). The
 original is stored only when the organisation turned ``keep_reference_originals`` on. When the
-consent covers search, the hashes are searched against everything indexed before (a retro
-search, as at photo enrolment).
+consent covers search, the face vectors and then the hashes are searched against everything
+indexed before (a retro search, as at photo enrolment; a face match of the same media then gains
+the PDQ evidence).
 
 Hash lists: a case's hashes export in the formats ThreatExchange and HMA read
 (services/hash_lists.py; needs consent for takedown, since the list leaves the organisation), and
@@ -27,6 +28,7 @@ import hashlib
 import io
 from dataclasses import dataclass, field
 
+import numpy as np
 from sqlalchemy import select
 
 from mimamori.core.errors import PhotoRejected
@@ -36,7 +38,7 @@ from mimamori.media.pdq import DIHEDRAL, PdqHash, pdq_dihedral
 from mimamori.services.access import require_case_access
 from mimamori.services.audit import Actor, record, refusals_audited
 from mimamori.services.consent import ENROLMENT_SCOPES, active_consent, require_consent
-from mimamori.services.enrolment import add_enrolled_face
+from mimamori.services.enrolment import add_enrolled_face, retro_search
 from mimamori.services.hash_lists import ListedHash, format_hash_list, parse_hash_list
 from mimamori.services.image_matches import HashCandidate, hash_thresholds, record_hash_candidates
 from mimamori.services.match_signals import PdqScore, combine
@@ -131,26 +133,30 @@ def add_references(work: Workspace, actor: Actor, case_id: str, uploads: list[Up
             raise PhotoRejected("no_media", "no image or video given")
         decoded = [_decode(work, upload) for upload in uploads]
         keep_originals = bool(getattr(organisation_settings(work), "keep_reference_originals", False) is True)
-        views = [_store(work, actor, case_id, item, label, keep_originals) for item in decoded]
-        result = ReferenceResult(case_id, views)
-        if retro:
-            result.retro_matches = retro_hash_search(work, case_id, [
+        stored = [_store(work, actor, case_id, item, label, keep_originals) for item in decoded]
+        result = ReferenceResult(case_id, [view for view, _vector in stored])
+        if retro:  # faces first: a hash match of the same media then adds its evidence to the face match
+            vectors = [vector for _view, vector in stored if vector is not None]
+            faces = retro_search(work, case_id, np.stack(vectors)) if vectors else 0
+            result.retro_matches = faces + retro_hash_search(work, case_id, [
                 hashed for item in decoded for hashed in item.reference_hashes(case_id)])
     record(work.sessions, actor, "add_reference", case_id=case_id, result_count=result.retro_matches,
-           references=len(views), originals_kept=keep_originals)
+           references=len(stored), originals_kept=keep_originals)
     return result
 
 
 def _store(work: Workspace, actor: Actor, case_id: str, item: _Decoded, label: str | None,
-           keep_original: bool) -> ReferenceView:
-    """Hashes, a face vector (one face only), a blurred thumbnail and, if kept, the original: idempotent."""
+           keep_original: bool) -> tuple[ReferenceView, np.ndarray | None]:
+    """Hashes, a face vector (one face only), a blurred thumbnail and, if kept, the original: idempotent.
+    Returns the row's view and the face vector written, if any."""
     hashes = item.reference_hashes(case_id)
     work.reference_hashes.add(hashes)
-    face_vectors = 0
+    face_vectors, vector = 0, None
     if item.kind == "image":
         faces = work.encoder_for().encode(item.first_frame)
         if len(faces) == 1:
-            add_enrolled_face(work, case_id, item.sha256, faces[0].vector)
+            vector = faces[0].vector
+            add_enrolled_face(work, case_id, item.sha256, vector)
             face_vectors = 1
     bucket, prefix = work.settings.minio.buckets.references.name, f"cases/{case_id}/references/{item.sha256}"
     settings = work.settings.matching
@@ -179,7 +185,7 @@ def _store(work: Workspace, actor: Actor, case_id: str, item: _Decoded, label: s
         row.thumbnail_key, row.original_key = thumbnail_key, original_key or row.original_key
         row.hashes_written_at = utcnow()  # after the hashes' write returned: they are acknowledged
         session.flush()
-        return ReferenceView.of(row)
+        return ReferenceView.of(row), vector
 
 
 def list_references(work: Workspace, actor: Actor, case_id: str) -> list[ReferenceView]:

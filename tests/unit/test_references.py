@@ -24,7 +24,8 @@ from mimamori.services.match_signals import summary
 from mimamori.stores.cases import AuditEvent, Case, Match, utcnow
 from mimamori.stores.references import ReferenceMedia
 from tests.support.memory import MemoryProducer
-from tests.support.workspace import MemoryWorkspace, consent_record
+from tests.support.workspace import IndexedFace as StoredIndexedFace
+from tests.support.workspace import MemoryWorkspace, consent_record, unit
 
 ADMIN = Actor("ada", "admin")
 
@@ -225,6 +226,27 @@ def test_the_retro_search_finds_what_was_indexed_before(work, picture):
     with work.sessions() as session:
         match = session.scalars(select(Match)).one()
     assert (match.media_sha256, match.source, match.signals["fired"]) == ("a" * 64, "retro", ["pdq"])
+
+
+def test_a_reference_images_face_is_searched_in_the_past_too_and_its_hash_adds_to_that_match(tmp_path, testdata):
+    """As at photo enrolment: with consent to search, the reference's face finds the faces indexed before;
+    the same media's PDQ match then adds its evidence to that face match instead of making another."""
+    face_photo = Image.open(testdata / "faces" / "paul_rudd.jpg").convert("RGB")
+    centre = face_photo.getpixel((face_photo.width // 2, face_photo.height // 2))
+    indexed = [StoredIndexedFace(21, "a" * 64, unit(1, 0.05)), StoredIndexedFace(22, "b" * 64, unit(0, 1)),
+               StoredIndexedFace(23, "c" * 64, unit(1, 0.1))]
+    work = MemoryWorkspace(load_settings("local"), tmp_path / "cases.sqlite3", {centre: [unit(1, 0)]}, indexed)
+    work.memory_media_hashes.add("a" * 64, 0, pdq_hash(face_photo.transpose(Image.Transpose.FLIP_LEFT_RIGHT)))
+    open_case(work, "c1", scope=["watchlist"])  # no consent to search the past: nothing is searched
+    assert references.add_references(work, ADMIN, "c1", [("leak.jpg", jpeg(face_photo), "image/jpeg")]
+                                     ).retro_matches == 0
+    open_case(work, "c2")
+    result = references.add_references(work, ADMIN, "c2", [("leak.jpg", jpeg(face_photo), "image/jpeg")])
+    assert result.retro_matches == 2  # faces 21 and 23 (the stranger 22 is under the threshold)
+    with work.sessions() as session:
+        found = {m.face_id: m for m in session.scalars(select(Match).where(Match.case_id == "c2"))}
+    assert sorted(found) == [21, 23] and {m.source for m in found.values()} == {"retro"}
+    assert found[21].signals["fired"] == ["face", "pdq"] and found[23].signals["fired"] == ["face"]
 
 
 def test_an_exported_list_imported_into_another_case_matches_the_same_media(work, picture):
