@@ -402,6 +402,7 @@ def test_an_enrolled_face_is_found_by_a_search_made_right_after_its_write_was_no
 
     with isolated_settings(settings) as s:
         faces = EnrolledFaces(s)
+        faces.clock_skew_s = 0.0  # the noted moment itself, not a second after it (one host, one clock)
         [dim] = [f.params["dim"] for f in faces.collection.schema.fields if f.name == "embedding"]
         for i in range(3):  # each time a new face, searched for at once
             vector = np.eye(dim, dtype=np.float32)[i]

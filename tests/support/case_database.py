@@ -75,6 +75,28 @@ class CaseDatabaseChecks:
             assert case.created_at.tzinfo is not None and abs((case.created_at - utcnow()).total_seconds()) < 60
             assert session.execute(text("select version_num from alembic_version")).scalar() == HEAD
 
+    def test_migration_0010_gives_the_cases_before_it_the_migrations_moment(self, fresh_database_url: str):
+        """Their vectors were written before the migration: its moment is one the watchlist's search may
+        wait for; left empty, a case would count as having no face and add nothing to wait for."""
+        from sqlalchemy import bindparam, create_engine
+
+        from mimamori.stores.cases import UTCDateTime, migrate
+
+        engine = create_engine(fresh_database_url, future=True)
+        try:
+            migrate(engine, "0009")
+            with engine.begin() as connection:
+                connection.execute(text("insert into cases (id, display_name, created_at, created_by) "
+                                        "values ('c1', 'C.', :at, 'staff')").bindparams(
+                    bindparam("at", type_=UTCDateTime())), {"at": utcnow() - dt.timedelta(days=3)})
+            before = utcnow() - dt.timedelta(seconds=1)
+            migrate(engine)
+            with sessionmaker(engine)() as session:
+                written = session.get(Case, "c1").faces_written_at
+            assert written is not None and written.tzinfo is not None and before <= written <= utcnow()
+        finally:
+            engine.dispose()
+
     def test_the_audit_log_is_append_only_in_the_database(self, sessions: sessionmaker):
         audit.record(sessions, Actor("alice", "reviewer"), "search", case_id="c1", result_count=3)
         rewrites = ["update audit_events set actor = 'mallory'", "delete from audit_events"]
