@@ -81,7 +81,8 @@ class EnrolledFaces:
 
         A face indexed just after an enrolment must see it: ``written_by`` is when the newest of
         these cases' faces was written (``Case.faces_written_at``), and the search sees every write
-        up to then (``seen_writes``); None: every write up to now (Strong, about 0.3-0.6 s a search).
+        up to then (``seen_writes``); None: every write up to now (Strong: 603 ms a search measured
+        in the writer, docs/benchmarks.md).
         """
         existing = self._partitions()
         partitions = [p for p in map(case_partition, case_ids) if p in existing]

@@ -92,11 +92,11 @@ def seen_writes(written_by: dt.datetime | None, clock_skew_s: float) -> dict[str
     """A search's consistency options that see every write acknowledged by ``written_by``.
 
     Strong consistency sees every write up to now, and pays for it: the query waits for the
-    next time tick (about 0.3 s a search on the local stack). Where the caller knows when the
-    writes it must see were acknowledged, a guarantee timestamp of that moment (Milvus's hybrid
-    timestamp: milliseconds since the epoch, shifted by 18 logical bits) costs nothing once it
-    has passed. ``clock_skew_s`` is added: the most the clock of the host that noted the moment
-    may lag Milvus's own. ``None`` (not known): Strong.
+    next time tick (603 ms a search measured in the writer on the local stack, docs/benchmarks.md).
+    Where the caller knows when the writes it must see were acknowledged, a guarantee timestamp
+    of that moment (Milvus's hybrid timestamp: milliseconds since the epoch, shifted by 18
+    logical bits) costs nothing once it has passed. ``clock_skew_s`` is added: the most the clock
+    of the host that noted the moment may lag Milvus's own. ``None`` (not known): Strong.
     """
     if written_by is None:
         return {"consistency_level": "Strong"}

@@ -148,8 +148,9 @@ class MilvusConfig(Section):
     # Writers pause while more rows than this wait in sealed segments for their vector index
     # (docs/scale.md): inserts then run at the rate indexing sustains. null: never pause.
     max_unindexed_rows: int | None = 300_000
-    # The most the clock of a host that writes reference hashes (the API, the CLI) may lag
-    # Milvus's: added to the moment a search must see writes up to (stores/milvus.seen_writes).
+    # The most the clock of a host that writes reference hashes or enrolled faces (the API, the
+    # CLI) may lag Milvus's: added to the moment a search must see writes up to (the references'
+    # hashes_written_at, the cases' faces_written_at; stores/milvus.seen_writes).
     clock_skew_s: float = Field(default=1.0, ge=0.0, le=60.0)
 
 

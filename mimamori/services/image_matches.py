@@ -178,8 +178,9 @@ class MediaWatchlist(Watchlist):
         frames = [(m.media_sha256, ms, h) for m in media for ms, h in m.frames if h.quality >= floor]
         if not frames:
             return {}
-        # Read after the frames were written (the writer stores them first): an enrolment that
-        # completes after this read finds these frames by its retro search instead.
+        # Read after the frames were written (the writer stores them first): an enrolment noted after
+        # this read is not waited for; with search consent its retro search finds these frames
+        # instead. What is left (acknowledged, not yet noted): docs/matching.md.
         with self.sessions() as session:
             written = session.scalars(select(ReferenceMedia.hashes_written_at).where(
                 ReferenceMedia.case_id.in_(sorted(watched)))).all()
