@@ -155,7 +155,8 @@ def main() -> None:
     parser.add_argument("--device", default="cpu", choices=["auto", "cpu", "cuda"])
     parser.add_argument("--threads", default="1,all", help="comma-separated torch thread counts; 'all' = every core")
     parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--half", action="store_true", help="FastMTCNN's nets in float16 (CUDA only)")
+    parser.add_argument("--half", action="store_true",
+                        help="FastMTCNN's nets in float16 (CUDA only; not parity: boxes moved up to 7 px on an H200)")
     parser.add_argument("--sets", default="", help="comma-separated image sets to run (default: all)")
     args = parser.parse_args()
     device = pick_device(args.device)

@@ -57,7 +57,6 @@ from PIL import Image  # noqa: E402
 from mimamori.core.config import load_settings  # noqa: E402
 from mimamori.stack.process import children_cpu_seconds, process_table, tree_cpu_seconds  # noqa: E402
 from tests.support import edits  # noqa: E402
-from tests.support.scratch import scratch_settings  # noqa: E402
 
 TESTDATA = ROOT.parent / "shared" / "testdata"
 
@@ -320,6 +319,8 @@ def main() -> None:
     if args.loop_only:
         print_comparison(compare_detectors(base, images, args.rounds), args.images, args.rounds)
         return
+    from tests.support.scratch import scratch_settings  # the stack's clients: not needed by --loop-only
+
     # Topics, collections and buckets of its own, removed afterwards.
     with scratch_settings(base, "b", partitions=args.partitions) as settings:
         settings.pipeline.near_duplicate_distance = -1  # every image is embedded, as in the loop

@@ -24,13 +24,16 @@ channels-last. ``FastMTCNN`` computes the same thing another way:
   regression, the final "Min" NMS) is facenet-pytorch's own code or the same formulas on the
   same ordered inputs, so ties are broken the same way.
 
-Images of different sizes can share one call (facenet-pytorch refuses them). On CUDA the
-nets may run in float16 (``half=True``); the box arithmetic stays float32.
+Images of different sizes can share one call (facenet-pytorch refuses them). On CUDA the nets
+run in full float32, not the TF32 that PyTorch lets cuDNN's convolutions use by default, or in
+float16 (``half=True``, not parity); the box arithmetic stays float32.
 """
 
 from __future__ import annotations
 
+import contextlib
 import math
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -130,6 +133,27 @@ def _as_uint8_hwc(image) -> np.ndarray:
     if array.dtype != np.uint8 or array.ndim != 3 or array.shape[2] != 3:
         raise ValueError("images must be RGB: PIL images or uint8 arrays of shape (H, W, 3)")
     return array
+
+
+@contextlib.contextmanager
+def full_float32(device: torch.device) -> Iterator[None]:
+    """On CUDA, convolutions and matrix products in IEEE float32 while the nets run.
+
+    PyTorch lets cuDNN round float32 convolutions to TF32 by default. On an H200 that moved
+    FastMTCNN's boxes by up to 7.6 px from facenet-pytorch's on the same GPU (a near tie in
+    NMS going the other way); in full float32 the two agreed within 1.2e-4 px
+    (docs/benchmarks.md). The flags are process-wide: another thread's kernels launched
+    meanwhile also run in full float32 (slower, never less exact).
+    """
+    if device.type != "cuda":
+        yield
+        return
+    saved = torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32
+    torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = False
+    try:
+        yield
+    finally:
+        torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = saved
 
 
 class FastMTCNN:
@@ -329,9 +353,13 @@ class FastMTCNN:
 
     # ---- the whole detector --------------------------------------------------------------
 
-    @torch.inference_mode()
     def detect(self, images) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
         """For each image: boxes (N, 4), probabilities (N,), landmarks (N, 5, 2), best first."""
+        with full_float32(self.device):
+            return self._detect(images)
+
+    @torch.inference_mode()
+    def _detect(self, images) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
         arrays = [_as_uint8_hwc(image) for image in images]
         empty = (np.zeros((0, 4), np.float32), np.zeros((0,), np.float32), np.zeros((0, 5, 2), np.float32))
         if not arrays:
@@ -368,7 +396,6 @@ class FastMTCNN:
                 results.append((boxes[mine, :4].copy(), boxes[mine, 4].copy(), points[mine].copy()))
         return results
 
-    @torch.inference_mode()
     def onet_landmarks(self, images, boxes: list[np.ndarray]) -> list[np.ndarray]:
         """O-Net's five landmarks (K x 5 x 2) for each of the K boxes another detector found in each image.
 
@@ -376,6 +403,11 @@ class FastMTCNN:
         in them; no threshold and no NMS here (the caller's detector already made those
         choices), one row out for each box in, in order.
         """
+        with full_float32(self.device):
+            return self._onet_landmarks(images, boxes)
+
+    @torch.inference_mode()
+    def _onet_landmarks(self, images, boxes: list[np.ndarray]) -> list[np.ndarray]:
         from facenet_pytorch.models.utils.detect_face import rerec
 
         arrays = [_as_uint8_hwc(image) for image in images]

@@ -19,6 +19,8 @@ from mimamori.models.fast_mtcnn import FastMTCNN, pack_levels, pyramid_scales
 PHOTOS = ("angelina_jolie", "kate_siegel", "paul_rudd", "shea_whigham", "multiface")
 THRESHOLDS = DetectorConfig().thresholds
 BOX_PX, POINT_PX, SCORE = 1.0, 1.0, 1e-3
+CUDA = pytest.mark.skipif(not torch.cuda.is_available(),
+                       reason="needs a CUDA device (CI has none; docs/benchmarks.md has the GPU run)")
 
 
 def scaled(image: Image.Image, factor: float) -> Image.Image:
@@ -95,6 +97,31 @@ def test_the_packed_canvas_gives_the_same_faces(photos, reference):
     fast = FastMTCNN("cpu", min_face_size=MTCNN_MIN_FACE_SIZE, thresholds=THRESHOLDS, pack_pixels=1 << 40)
     names = ["multiface", "multiface@0.25", *[n for n in photos if n.startswith("lfw/")][:8]]
     assert_parity(reference, names, fast.detect([photos[n] for n in names]))
+
+
+@CUDA
+def test_on_cuda_the_same_faces_as_facenet_pytorch_on_the_same_gpu(photos):
+    """The GPU's own layout on a GPU (each call's pyramids on one canvas, one P-Net pass), against
+    facenet-pytorch on the same GPU in full float32. Not against the CPU: facenet-pytorch itself
+    moves boxes by up to 4.8 px between the CPU and an H200 (cuDNN's summation order through
+    MTCNN's thresholds and NMS; docs/benchmarks.md)."""
+    from facenet_pytorch import MTCNN
+
+    from mimamori.models.fast_mtcnn import full_float32
+
+    mtcnn = MTCNN(keep_all=True, device="cuda", min_face_size=MTCNN_MIN_FACE_SIZE, thresholds=list(THRESHOLDS),
+                  post_process=False, select_largest=False)
+    on_gpu = {}
+    with full_float32(torch.device("cuda")):
+        for name, image in photos.items():
+            boxes, probs, points = mtcnn.detect(image, landmarks=True)
+            on_gpu[name] = ((np.zeros((0, 4)), np.zeros(0), np.zeros((0, 5, 2))) if boxes is None else
+                            (np.asarray(boxes, np.float64), np.asarray(probs, np.float64),
+                             np.asarray(points, np.float64)))
+    fast = FastMTCNN("cuda", min_face_size=MTCNN_MIN_FACE_SIZE, thresholds=THRESHOLDS)
+    assert_parity(on_gpu, photos, [fast.detect([image])[0] for image in photos.values()])
+    assert_parity(on_gpu, photos, fast.detect(list(photos.values())))
+    assert torch.backends.cudnn.allow_tf32  # PyTorch's default, put back after each call
 
 
 def test_levels_are_packed_at_even_offsets_without_overlap():
