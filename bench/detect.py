@@ -3,7 +3,8 @@
     .venv/bin/python bench/detect.py [--device cpu|cuda] [--threads 1,all] [--rounds 3] [--half]
 
 For each thread count and each image set (the five shared photos at their own sizes and
-fitted to 640x480, 1280x720, 1920x1080; 40 LFW photos at 250x250) both implementations
+fitted to 640x480, 1280x720, 1920x1080; 40 LFW photos at 250x250; ``bench/pipeline.py``'s 40
+images at the detector's input size, the bare loop's work) both implementations
 detect every image, one image per call as the pipeline's bare loop does, in interleaved
 rounds (facenet, fast, facenet, fast, ...). Each side's best round counts (the machine is
 shared: the best round is the one least disturbed), and the ratio is of those two.
@@ -35,6 +36,7 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 from PIL import Image, ImageOps, features  # noqa: E402
 
+from bench.pipeline import bench_images  # noqa: E402
 from mimamori.core.config import DetectorConfig  # noqa: E402
 from mimamori.models.detector import MTCNN_MIN_FACE_SIZE, FaceDetector  # noqa: E402
 from mimamori.models.devices import pick_device  # noqa: E402
@@ -95,7 +97,18 @@ def image_sets() -> dict[str, list[Image.Image]]:
         sets[name] = [ImageOps.fit(p, size, Image.Resampling.BILINEAR) for p in photos]
     people = sorted(p for p in (TESTDATA / "lfw").iterdir() if p.is_dir())
     sets["LFW 250x250"] = [Image.open(sorted(p.glob("*.jpg"))[0]).convert("RGB") for p in people[::4][:40]]
+    # bench/pipeline.py's 40 images as its bare loop's detector sees them (at most 1280 px a side).
+    sets["pipeline's 40"] = [detector_input(Image.open(io.BytesIO(data)).convert("RGB")) for data in bench_images(40)]
     return sets
+
+
+def detector_input(image: Image.Image, max_side: int = 1280) -> Image.Image:
+    """The frame FaceDetector gives the detector: scaled down to ``max_side``, bilinear."""
+    scale = min(1.0, max_side / max(image.size))
+    if scale == 1.0:
+        return image
+    return image.resize((max(1, round(image.width * scale)), max(1, round(image.height * scale))),
+                        Image.Resampling.BILINEAR)
 
 
 def measure(detectors: dict, images: list[Image.Image], rounds: int, device) -> tuple[dict, dict]:
