@@ -18,6 +18,7 @@ import torch
 from PIL import Image
 
 from mimamori.core.config import DetectorConfig
+from mimamori.models.devices import full_float32
 
 # MTCNN's own pyramid starts at 20 px faces; models.detector.min_face_size filters afterwards.
 MTCNN_MIN_FACE_SIZE = 20
@@ -70,12 +71,23 @@ def _mapped_back(detection: Detection, scale: float, rotation: int, size: tuple[
 DETECTORS = ("mtcnn", "yunet")
 
 
+def downscaled(frame: Image.Image, max_side: int) -> tuple[Image.Image, float]:
+    """The frame the detector sees, at most ``max_side`` px a side (bilinear), and its scale."""
+    width, height = frame.size
+    scale = min(1.0, max_side / max(width, height))
+    if scale == 1.0:
+        return frame, scale
+    return frame.resize((max(1, round(width * scale)), max(1, round(height * scale))),
+                        Image.Resampling.BILINEAR), scale
+
+
 class FaceDetector:
     def __init__(self, config: DetectorConfig, device: torch.device, max_side: int = 1280,
                  detector: str = "mtcnn"):
         if detector not in DETECTORS:
             raise ValueError(f"unknown detector {detector!r}; known: {', '.join(DETECTORS)}")
         self.config = config
+        self.device = device
         self.max_side = max_side
         self.fast = None
         self.yunet = None
@@ -99,14 +111,6 @@ class FaceDetector:
 
             self.mtcnn = MTCNN(keep_all=True, device=device, min_face_size=MTCNN_MIN_FACE_SIZE,
                                thresholds=list(config.thresholds), post_process=False, select_largest=False)
-
-    def _small(self, frame: Image.Image) -> tuple[Image.Image, float]:
-        width, height = frame.size
-        scale = min(1.0, self.max_side / max(width, height))
-        if scale == 1.0:
-            return frame, scale
-        size = (max(1, round(width * scale)), max(1, round(height * scale)))
-        return frame.resize(size, Image.Resampling.BILINEAR), scale
 
     def detect(self, frames: list[Image.Image]) -> list[list[Detection]]:
         """Faces of each frame, best first, capped at ``max_faces_per_image``.
@@ -149,7 +153,7 @@ class FaceDetector:
     def _detect(self, frames: list[Image.Image]) -> list[list[Detection]]:
         batched = self.yunet or self.fast
         if batched is not None:
-            small = [self._small(frame) for frame in frames]
+            small = [downscaled(frame, self.max_side) for frame in frames]
             found = batched.detect([image for image, _ in small])
             if self.yunet is not None:  # YuNet's boxes and scores, O-Net's landmarks
                 placed = self.landmarks.onet_landmarks([image for image, _ in small],
@@ -162,13 +166,10 @@ class FaceDetector:
         by_size: dict[tuple[int, int], list[int]] = {}
         for i, frame in enumerate(frames):
             by_size.setdefault(frame.size, []).append(i)
-        for (width, height), indexes in by_size.items():
-            scale = min(1.0, self.max_side / max(width, height))
-            small = [frames[i] if scale == 1.0 else
-                     frames[i].resize((max(1, round(width * scale)), max(1, round(height * scale))),
-                                      Image.Resampling.BILINEAR)
-                     for i in indexes]
-            with torch.inference_mode():
+        for indexes in by_size.values():
+            pairs = [downscaled(frames[i], self.max_side) for i in indexes]
+            small, scale = [image for image, _ in pairs], pairs[0][1]  # one size, one scale
+            with torch.inference_mode(), full_float32(self.device):
                 if len(small) == 1:
                     boxes, probs, points = self.mtcnn.detect(small[0], landmarks=True)
                     boxes, probs, points = [boxes], [probs], [points]

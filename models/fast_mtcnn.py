@@ -31,9 +31,7 @@ float16 (``half=True``, not parity); the box arithmetic stays float32.
 
 from __future__ import annotations
 
-import contextlib
 import math
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -41,6 +39,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from PIL import Image
+
+from mimamori.models.devices import full_float32
 
 # Set on first-layer outputs that read outside their pyramid level, so that max pooling
 # ignores them as ``ceil_mode`` ignores what lies outside an image. Finite (and within float16)
@@ -133,27 +133,6 @@ def _as_uint8_hwc(image) -> np.ndarray:
     if array.dtype != np.uint8 or array.ndim != 3 or array.shape[2] != 3:
         raise ValueError("images must be RGB: PIL images or uint8 arrays of shape (H, W, 3)")
     return array
-
-
-@contextlib.contextmanager
-def full_float32(device: torch.device) -> Iterator[None]:
-    """On CUDA, convolutions and matrix products in IEEE float32 while the nets run.
-
-    PyTorch lets cuDNN round float32 convolutions to TF32 by default. On an H200 that moved
-    FastMTCNN's boxes by up to 7.6 px from facenet-pytorch's on the same GPU (a near tie in
-    NMS going the other way); in full float32 the two agreed within 1.2e-4 px
-    (docs/benchmarks.md). The flags are process-wide: another thread's kernels launched
-    meanwhile also run in full float32 (slower, never less exact).
-    """
-    if device.type != "cuda":
-        yield
-        return
-    saved = torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32
-    torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = False
-    try:
-        yield
-    finally:
-        torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = saved
 
 
 class FastMTCNN:

@@ -107,8 +107,9 @@ def test_on_cuda_the_same_faces_as_facenet_pytorch_on_the_same_gpu(photos):
     MTCNN's thresholds and NMS; docs/benchmarks.md)."""
     from facenet_pytorch import MTCNN
 
-    from mimamori.models.fast_mtcnn import full_float32
+    from mimamori.models.devices import full_float32
 
+    before = (torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32)
     mtcnn = MTCNN(keep_all=True, device="cuda", min_face_size=MTCNN_MIN_FACE_SIZE, thresholds=list(THRESHOLDS),
                   post_process=False, select_largest=False)
     on_gpu = {}
@@ -121,7 +122,7 @@ def test_on_cuda_the_same_faces_as_facenet_pytorch_on_the_same_gpu(photos):
     fast = FastMTCNN("cuda", min_face_size=MTCNN_MIN_FACE_SIZE, thresholds=THRESHOLDS)
     assert_parity(on_gpu, photos, [fast.detect([image])[0] for image in photos.values()])
     assert_parity(on_gpu, photos, fast.detect(list(photos.values())))
-    assert torch.backends.cudnn.allow_tf32  # PyTorch's default, put back after each call
+    assert (torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32) == before  # put back
 
 
 def test_levels_are_packed_at_even_offsets_without_overlap():
