@@ -75,7 +75,7 @@ _FLOAT32 = _Float32Precision()
 
 
 @contextlib.contextmanager
-def full_float32(device: torch.device) -> Iterator[None]:
+def full_float32(device: torch.device | str) -> Iterator[None]:
     """On CUDA, convolutions and matrix products in IEEE float32 while the detector's nets run.
 
     PyTorch lets cuDNN round float32 convolutions to TF32 by default. On an H200 that moved
@@ -84,7 +84,7 @@ def full_float32(device: torch.device) -> Iterator[None]:
     The setting is process-wide: other threads' kernels launched meanwhile also run in full
     float32 (slower, never less exact). On a CPU nothing changes.
     """
-    if device.type != "cuda":
+    if torch.device(device).type != "cuda":
         yield
         return
     _FLOAT32.enter()
