@@ -92,6 +92,7 @@ def gpu_utilisation(device: torch.device) -> str:
 
 
 def image_sets(wanted: list[str] | None = None) -> dict[str, list[Image.Image]]:
+    """The image sets by name: all of them, or those in ``wanted``."""
     photos = [Image.open(p).convert("RGB") for p in sorted((TESTDATA / "faces").glob("*.jpg"))]
     sets = {"own sizes": photos}
     for name, size in SIZES.items():
@@ -103,7 +104,7 @@ def image_sets(wanted: list[str] | None = None) -> dict[str, list[Image.Image]]:
     if wanted is None or PIPELINE_SET in wanted:
         sets[PIPELINE_SET] = [downscaled(Image.open(io.BytesIO(data)).convert("RGB"), 1280)[0]
                               for data in bench_images(40)]
-    return sets
+    return {name: images for name, images in sets.items() if wanted is None or name in wanted}
 
 
 def measure(detectors: dict, images: list[Image.Image], rounds: int, device) -> tuple[dict, dict]:
@@ -178,7 +179,7 @@ def main() -> None:
     yunet = FaceDetector(DetectorConfig(), device, max_side=100_000, detector="yunet")
     mtcnn_kept = FaceDetector(DetectorConfig(), device, max_side=100_000)
     wanted = args.sets.split(",") if args.sets else None
-    sets = {k: v for k, v in image_sets(wanted).items() if wanted is None or k in wanted}
+    sets = image_sets(wanted)
     cores = len(os.sched_getaffinity(0))
     threads = [cores if t == "all" else int(t) for t in args.threads.split(",")]
 
