@@ -24,6 +24,11 @@ channels-last. ``FastMTCNN`` computes the same thing another way:
   regression, the final "Min" NMS) is facenet-pytorch's own code or the same formulas on the
   same ordered inputs, so ties are broken the same way.
 
+On the CPU the resampling (pyramid levels, crops, the integral image) and the first layers' PReLU
+and pooling run as compiled loops (``models/mtcnn_kernels.py``, numba): the same float32
+operations in one pass over memory, bit for bit the PyTorch path's output, which the CUDA path
+(and ``kernels=False``) keeps.
+
 Images of different sizes can share one call (facenet-pytorch refuses them). On CUDA the nets
 run in full float32, not the TF32 that PyTorch lets cuDNN's convolutions use by default, or in
 float16 (``half=True``, not parity); the box arithmetic stays float32.
@@ -126,6 +131,64 @@ def pack_levels(sizes: list[tuple[int, int, int, int, float]]) -> tuple[list[Lev
     return levels, height, width
 
 
+def prelu_pool(kernels, x: torch.Tensor, prelu: torch.nn.PReLU, pool: torch.nn.MaxPool2d,
+               outside: torch.Tensor | None = None) -> torch.Tensor:
+    """``pool(prelu(x))``, with the canvas's mask between them: in one pass of the CPU's kernel where
+    ``kernels`` is given and ``x`` is float32 with channels-last strides, else PyTorch's operations."""
+    if kernels is None or not x.is_contiguous(memory_format=torch.channels_last) or x.dtype != torch.float32:
+        x = prelu(x)
+        return pool(x if outside is None else x.masked_fill(outside, _OUTSIDE))
+    n, c, h, w = x.shape
+    size = pool.kernel_size if isinstance(pool.kernel_size, int) else pool.kernel_size[0]
+    out = torch.empty((n, kernels.pooled_size(h, size), kernels.pooled_size(w, size), c), dtype=torch.float32)
+    mask = outside[0, 0].numpy() if outside is not None else np.zeros((0, 0), np.bool_)
+    kernels.prelu_pool(x.permute(0, 2, 3, 1).numpy(), prelu.weight.detach().numpy(), mask, _OUTSIDE, size,
+                       out.numpy())
+    return out.permute(0, 3, 1, 2)
+
+
+class _PReLUPool(torch.nn.Module):
+    """Stands in for R-Net's and O-Net's first pooling (their first PReLU becomes the identity), so that
+    facenet-pytorch's own ``forward`` runs with the fused kernel."""
+
+    def __init__(self, kernels, prelu: torch.nn.PReLU, pool: torch.nn.MaxPool2d):
+        super().__init__()
+        self.kernels, self.prelu, self.pool = kernels, prelu, pool
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return prelu_pool(self.kernels, x, self.prelu, self.pool)
+
+
+@dataclass
+class IntegralTables:
+    """The CPU path's integral images of one call's images, in one flat (sum of (H+1)(W+1), 3) table:
+    what every pyramid level and every R-Net and O-Net crop is resampled from."""
+
+    kernels: object
+    table: np.ndarray
+    bases: list[int]  # each image's first row in ``table``
+    rows: list[int]  # each image's row length, W + 1
+    shapes: list[tuple[int, int]]
+
+    @classmethod
+    def of(cls, kernels, arrays: list[np.ndarray]) -> IntegralTables:
+        wide = any(255 * (a.shape[0] + 1) * (a.shape[1] + 1) >= 2**31 for a in arrays)  # int32 would overflow
+        sizes = [(a.shape[0] + 1) * (a.shape[1] + 1) for a in arrays]
+        table = np.empty((sum(sizes), 3), np.int64 if wide else np.int32)
+        bases = [sum(sizes[:i]) for i in range(len(sizes))]
+        for a, base, n in zip(arrays, bases, sizes, strict=True):
+            kernels.integral(np.ascontiguousarray(a), table[base:base + n].reshape(a.shape[0] + 1, a.shape[1] + 1, 3))
+        return cls(kernels, table, bases, [a.shape[1] + 1 for a in arrays], [a.shape[:2] for a in arrays])
+
+    def resample(self, image: int, out: np.ndarray) -> None:
+        """Image ``image``, area-resampled to ``out``'s (h, w) and normalised, written into ``out``."""
+        height, width = self.shapes[image]
+        one = np.array([0], np.int64)
+        self.kernels.area_crops(self.table, np.array([self.bases[image]], np.int64),
+                                np.array([self.rows[image]], np.int64), one, one,
+                                np.array([height], np.int64), np.array([width], np.int64), out[None])
+
+
 def _as_uint8_hwc(image) -> np.ndarray:
     if isinstance(image, Image.Image):
         image = np.asarray(image.convert("RGB"))
@@ -140,7 +203,8 @@ class FastMTCNN:
 
     def __init__(self, device: torch.device | str = "cpu", min_face_size: float = 20,
                  thresholds: tuple[float, float, float] = (0.6, 0.7, 0.7), factor: float = 0.709,
-                 half: bool = False, crop_batch: int = 256, pack_pixels: int | None = None):
+                 half: bool = False, crop_batch: int = 256, pack_pixels: int | None = None,
+                 kernels: bool = True):
         from facenet_pytorch.models.mtcnn import ONet, PNet, RNet
 
         self.device = torch.device(device)
@@ -164,6 +228,15 @@ class FastMTCNN:
         p = self.pnet  # P-Net's two 1x1 heads as one convolution: box regression (4), then face (2)
         self._p_head_w = torch.cat([p.conv4_2.weight, p.conv4_1.weight]).flatten(1).t().contiguous()
         self._p_head_b = torch.cat([p.conv4_2.bias, p.conv4_1.bias])
+        # The compiled loops (models/mtcnn_kernels.py) on the CPU in float32; PyTorch's operations elsewhere.
+        self._kernels = None
+        if self.device.type == "cpu" and self.dtype == torch.float32 and kernels:
+            from mimamori.models import mtcnn_kernels
+
+            self._kernels = mtcnn_kernels
+            for net in (self.rnet, self.onet):
+                net.pool1 = _PReLUPool(mtcnn_kernels, net.prelu1, net.pool1)
+                net.prelu1 = torch.nn.Identity()
         self._layouts: dict[tuple, tuple] = {}
         self.last_counts: dict[str, int] = {}
 
@@ -230,6 +303,13 @@ class FastMTCNN:
             out[i].add_(out[i - 1])
         return out
 
+    def _sources(self, arrays: list[np.ndarray]) -> list:
+        """What the pyramid and the crops are cut from: for the CPU's kernels one integral table of all
+        the images, else each image's running sums along x on the device."""
+        if self._kernels:
+            return IntegralTables.of(self._kernels, arrays)
+        return [self._prepare(torch.from_numpy(a if a.flags.writeable else a.copy()).to(self.device)) for a in arrays]
+
     @staticmethod
     def _prepare(image: torch.Tensor) -> torch.Tensor:
         """(H, W+1, 3) running sums along x of an (H, W, 3) uint8 image (integers, exact)."""
@@ -261,16 +341,25 @@ class FastMTCNN:
     def _canvas(self, columns, shapes, levels: list[Level], height: int, width: int) -> torch.Tensor:
         canvas = torch.zeros((1, height, width, 3), dtype=self.dtype, device=self.device)  # gaps: never read
         for lv in levels:
-            level = self._level(columns[lv.image], *shapes[lv.image], lv)
-            canvas[0, lv.top:lv.top + lv.height, lv.left:lv.left + lv.width] = level.to(self.dtype)
+            place = canvas[0, lv.top:lv.top + lv.height, lv.left:lv.left + lv.width]
+            if self._kernels:
+                columns.resample(lv.image, place.numpy())
+            else:
+                place.copy_(self._level(columns[lv.image], *shapes[lv.image], lv))
         return canvas.permute(0, 3, 1, 2)  # NCHW with channels-last strides
+
+    def _one_level(self, columns, shapes, lv: Level) -> torch.Tensor:
+        """A level P-Net runs on alone, (1, 3, h, w) with channels-last strides."""
+        if self._kernels:
+            level = torch.empty((lv.height, lv.width, 3), dtype=torch.float32)
+            columns.resample(lv.image, level.numpy())
+        else:
+            level = self._level(columns[lv.image], *shapes[lv.image], lv).to(self.dtype)
+        return level.permute(2, 0, 1).unsqueeze(0)
 
     def _pnet(self, canvas: torch.Tensor, outside: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
         p = self.pnet
-        x = p.prelu1(p.conv1(canvas))
-        if outside is not None:
-            x = x.masked_fill(outside, _OUTSIDE)
-        x = p.pool1(x)
+        x = prelu_pool(self._kernels, p.conv1(canvas), p.prelu1, p.pool1, outside)
         x = p.prelu2(p.conv2(x))
         x = p.prelu3(p.conv3(x))
         _, c, h, w = x.shape  # the two 1x1 heads as one matrix product on (h*w, 32) pixels
@@ -283,6 +372,8 @@ class FastMTCNN:
 
     def _integrals(self, columns) -> tuple[torch.Tensor, list[int], list[int]]:
         """One flat (sum of (H+1)(W+1), 3) integral table of all images, with each image's base and row length."""
+        if self._kernels:
+            return torch.from_numpy(columns.table), columns.bases, columns.rows
         tables, bases, rows, base = [], [], [], 0
         for cols in columns:
             table = self._cumsum_rows(cols)  # (H+1, W+1, 3)
@@ -294,6 +385,13 @@ class FastMTCNN:
 
     def _crops(self, integral, bases, rows, image_inds, y, ey, x, ex, size: int) -> torch.Tensor:
         """Area-resampled ``size`` x ``size`` crops of rows y-1..ey-1, columns x-1..ex-1 (facenet's slices)."""
+        if self._kernels:
+            top, left = np.asarray(y, np.int64) - 1, np.asarray(x, np.int64) - 1
+            out = torch.empty((len(top), size, size, 3), dtype=torch.float32)
+            self._kernels.area_crops(integral.numpy(), np.asarray(bases, np.int64)[image_inds],
+                                     np.asarray(rows, np.int64)[image_inds], top, left,
+                                     np.asarray(ey, np.int64) - top, np.asarray(ex, np.int64) - left, out.numpy())
+            return out.permute(0, 3, 1, 2)
         dev = self.device
         y0, x0 = torch.as_tensor(y - 1, device=dev), torch.as_tensor(x - 1, device=dev)
         hb = torch.as_tensor(ey, device=dev) - y0
@@ -344,8 +442,7 @@ class FastMTCNN:
         if not arrays:
             return []
         shapes = tuple((a.shape[0], a.shape[1]) for a in arrays)
-        columns = [self._prepare(torch.from_numpy(a if a.flags.writeable else a.copy()).to(self.device))
-                   for a in arrays]
+        columns = self._sources(arrays)
         sizes = (np.array([s[1] for s in shapes]), np.array([s[0] for s in shapes]))  # widths, heights
         passes = self._layout(shapes)
         self.last_counts = counts = {"images": len(arrays), "pnet_passes": len(passes),
@@ -392,8 +489,7 @@ class FastMTCNN:
         arrays = [_as_uint8_hwc(image) for image in images]
         if not any(len(b) for b in boxes):
             return [np.zeros((0, 5, 2), np.float32) for _ in arrays]
-        columns = [self._prepare(torch.from_numpy(a if a.flags.writeable else a.copy()).to(self.device))
-                   for a in arrays]
+        columns = self._sources(arrays)
         widths = np.array([a.shape[1] for a in arrays])
         heights = np.array([a.shape[0] for a in arrays])
         rows = torch.as_tensor(np.concatenate([np.asarray(b, np.float32)[:, :4] for b in boxes if len(b)]),
@@ -411,8 +507,7 @@ class FastMTCNN:
         for group, height, width, outside in passes:
             if outside is None:
                 lv = group[0]
-                level = self._level(columns[lv.image], *shapes[lv.image], lv).to(self.dtype)
-                reg, probs = self._pnet(level.permute(2, 0, 1).unsqueeze(0), None)
+                reg, probs = self._pnet(self._one_level(columns, shapes, lv), None)
                 outputs[lv] = (probs, reg)
                 continue
             reg, probs = self._pnet(self._canvas(columns, shapes, group, height, width), outside)
