@@ -234,6 +234,7 @@ class FastMTCNN:
             from mimamori.models import mtcnn_kernels
 
             self._kernels = mtcnn_kernels
+            mtcnn_kernels.warm()
             for net in (self.rnet, self.onet):
                 net.pool1 = _PReLUPool(mtcnn_kernels, net.prelu1, net.pool1)
                 net.prelu1 = torch.nn.Identity()
