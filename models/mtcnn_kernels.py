@@ -1,4 +1,4 @@
-"""FastMTCNN's resampling and P-Net's first PReLU and pooling as compiled loops (numba), for the CPU.
+"""FastMTCNN's resampling and its nets' first PReLU and pooling as compiled loops (numba), for the CPU.
 
 On one CPU core FastMTCNN spent more time outside the networks' convolutions than in them: in
 a profile of ``bench/pipeline.py``'s 40 images (2026-12-04, docs/benchmarks.md) the pyramid's
@@ -17,9 +17,15 @@ the PyTorch code they replace (``tests/unit/test_mtcnn_kernels.py``):
   level's edge set to ``outside``, then ``max_pool2d(k, 2, ceil_mode=True)``: P-Net's first layer
   (k = 2) and R-Net's and O-Net's (k = 3).
 
-numba compiles each function on first use and caches the machine code beside this file (or in
-numba's user cache where that is read-only); ``nogil`` lets the pipeline's read-ahead threads run
-while a detection is in a loop. The CUDA path keeps the PyTorch operations.
+"Bit for bit" holds while a window's float32 sum is exact in PyTorch too (under 2**24, about 65,000
+pixels a window: a level of an image whose short side is under about 3,000 px; the detector scales
+frames to 1280 px); beyond it the loops' exact integer sums are the closer of the two.
+
+numba compiles each function once (``warm``, when a FastMTCNN is built) and caches the machine code
+beside this file, or in numba's user cache where that is read-only, or nowhere where neither is
+writable (then each process compiles); ``nogil`` lets the pipeline's read-ahead threads run while a
+detection is in a loop. The loops read their tables unchecked, so their callers check the bounds.
+The CUDA path keeps the PyTorch operations.
 """
 
 from __future__ import annotations
@@ -127,11 +133,16 @@ def warm() -> None:
     """Compile (or load from the cache) every kernel for the argument types FastMTCNN passes, so that a
     detector's first image is not the one that pays for it (about 4 s compiled, 0.4 s cached)."""
     image = np.zeros((4, 4, 3), np.uint8)
-    table = np.empty((25, 3), np.int32)
-    integral(image, table.reshape(5, 5, 3))
-    one, four = np.zeros(1, np.int64), np.full(1, 4, np.int64)
-    area_crops(table, one, np.full(1, 5, np.int64), one, one, four, four, np.empty((1, 2, 2, 3), np.float32))
-    canvas = np.empty((1, 3, 3, 3), np.float32)
-    area_crops(table, one, np.full(1, 5, np.int64), one, one, four, four, canvas[:, :2, :2])  # a canvas's view
+    frozen = image.copy()
+    frozen.setflags(write=False)  # np.asarray of a PIL image is read-only
+    one, four, five = np.zeros(1, np.int64), np.full(1, 4, np.int64), np.full(1, 5, np.int64)
+    for dtype in (np.int32, np.int64):  # int64 for images of about 8.4 megapixels and more
+        table = np.empty((25, 3), dtype)
+        for source in (image, frozen):
+            integral(source, table.reshape(5, 5, 3))
+        area_crops(table, one, five, one, one, four, four, np.empty((1, 2, 2, 3), np.float32))
+        canvas = np.empty((1, 3, 3, 3), np.float32)
+        area_crops(table, one, five, one, one, four, four, canvas[:, :2, :2])  # a level in a canvas's view
     x, weight = np.zeros((1, 4, 4, 2), np.float32), np.ones(2, np.float32)
-    prelu_pool(x, weight, np.zeros((0, 0), np.bool_), -1.0, 2, np.empty((1, 2, 2, 2), np.float32))
+    for mask in (np.zeros((0, 0), np.bool_), np.zeros((4, 4), np.bool_)):
+        prelu_pool(x, weight, mask, -1.0, 2, np.empty((1, 2, 2, 2), np.float32))

@@ -67,16 +67,62 @@ def test_crops_from_the_integral_image_are_the_pytorch_paths():
     images = [RNG.integers(0, 256, (h, w, 3), dtype=np.uint8) for h, w in ((200, 150), (64, 300))]
     compiled, plain = FastMTCNN(), FastMTCNN(kernels=False)
     assert compiled._kernels is not None and plain._kernels is None
-    inds = np.array([0, 1, 0, 1, 0])
-    y = np.array([1, 1, 50, 10, 199], np.int32)  # facenet's 1-based slices: rows y-1..ey-1
-    ey = np.array([200, 64, 51, 40, 200], np.int32)
-    x = np.array([1, 1, 3, 200, 1], np.int32)
-    ex = np.array([150, 300, 148, 300, 2], np.int32)
+    inds = np.array([0, 1, 0, 1, 0, 1])
+    y = np.array([1, 1, 50, 10, 199, 64], np.int32)  # facenet's 1-based slices: rows y-1..ey-1
+    ey = np.array([200, 64, 51, 40, 200, 64], np.int32)  # the last: one row
+    x = np.array([1, 1, 3, 200, 1, 300], np.int32)
+    ex = np.array([150, 300, 148, 300, 2, 300], np.int32)  # and one column
     for size in (24, 48):
         got = compiled._crops(*compiled._integrals(compiled._sources(images)), inds, y, ey, x, ex, size)
         want = plain._crops(*plain._integrals(plain._sources(images)), inds, y, ey, x, ex, size)
-        assert got.shape == want.shape == (5, 3, size, size)
+        assert got.shape == want.shape == (6, 3, size, size)
         torch.testing.assert_close(got, want, rtol=0, atol=0)
+
+
+@pytest.mark.parametrize(("y", "ey", "x", "ex"), [(70, 80, 1, 10), (1, 10, 1, 61), (5, 4, 1, 10), (0, 10, 1, 10)])
+def test_a_crop_outside_its_image_is_refused_not_read(y, ey, x, ex):
+    """The kernel reads the integral table unchecked: a region past the image's rows or columns, empty,
+    or before its first pixel is an error before it is read."""
+    detector = FastMTCNN()
+    tables = detector._integrals(detector._sources([RNG.integers(0, 256, (64, 60, 3), dtype=np.uint8)]))
+    with pytest.raises(ValueError, match="outside its image"):
+        detector._crops(*tables, np.array([0]), np.array([y]), np.array([ey]), np.array([x]), np.array([ex]), 24)
+
+
+def test_o_net_landmarks_of_boxes_outside_the_image_are_nan(testdata):
+    photo = Image.open(testdata / "faces" / "paul_rudd.jpg").convert("RGB")
+    photo = photo.resize((photo.width // 2, photo.height // 2))
+    compiled, plain = FastMTCNN(), FastMTCNN(kernels=False)
+    face = compiled.detect([photo])[0][0][:1]
+    outside = np.array([[photo.width + 50, 10, photo.width + 90, 50], [10, photo.height + 500, 60, photo.height + 560],
+                        [-90, 10, -40, 60]], np.float32)
+    points = compiled.onet_landmarks([photo], [np.concatenate([face, outside])])[0]
+    assert points.shape == (4, 5, 2) and np.isnan(points[1:]).all()
+    np.testing.assert_array_equal(points[0], plain.onet_landmarks([photo], [face])[0][0])
+
+
+def test_the_int64_table_gives_the_same_levels(monkeypatch):
+    """Images of about 8.4 megapixels and more need int64 sums; forced here on a small image."""
+    from mimamori.models import fast_mtcnn
+
+    image = RNG.integers(0, 256, (90, 70, 3), dtype=np.uint8)
+    monkeypatch.setattr(fast_mtcnn, "INT32_SUMS", 1000)
+    tables = IntegralTables.of(mtcnn_kernels, [image])
+    assert tables.table.dtype == np.int64
+    out = np.empty((33, 21, 3), np.float32)
+    tables.resample(0, out)
+    np.testing.assert_array_equal(out, normalised_area(image, 33, 21))
+
+
+def test_a_read_only_image_needs_no_new_compilation():
+    """``warm`` compiled every signature FastMTCNN uses, np.asarray(PIL image)'s read-only array's too."""
+    detector = FastMTCNN()
+    kernels = (mtcnn_kernels.integral, mtcnn_kernels.area_crops, mtcnn_kernels.prelu_pool)
+    before = [len(k.signatures) for k in kernels]
+    image = np.asarray(Image.fromarray(RNG.integers(0, 256, (160, 120, 3), dtype=np.uint8)))
+    assert not image.flags.writeable
+    detector.detect([image])
+    assert [len(k.signatures) for k in kernels] == before
 
 
 def test_fast_mtcnn_gives_the_same_bits_with_and_without_the_kernels(testdata):
@@ -85,7 +131,9 @@ def test_fast_mtcnn_gives_the_same_bits_with_and_without_the_kernels(testdata):
     photos.append(Image.open(sorted((testdata / "lfw").glob("*/*.jpg"))[0]).convert("RGB"))
     compiled, plain = FastMTCNN(), FastMTCNN(kernels=False)
     for batch in ([p] for p in photos):
-        for got, want in zip(compiled.detect(batch)[0], plain.detect(batch)[0], strict=True):
+        got_image, want_image = compiled.detect(batch)[0], plain.detect(batch)[0]
+        assert len(got_image[0]) > 0
+        for got, want in zip(got_image, want_image, strict=True):
             np.testing.assert_array_equal(got, want)
     together = compiled.detect(photos), plain.detect(photos)  # one call: the packed canvas and its mask
     for got_image, want_image in zip(*together, strict=True):
