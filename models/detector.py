@@ -189,6 +189,9 @@ class FaceDetector:
             side = min(box[2] - box[0], box[3] - box[1])
             if score < self.min_score or side < self.config.min_face_size:
                 continue
-            found.append(Detection(box, np.asarray(pts, dtype=np.float64) / scale, score))
+            landmarks = np.asarray(pts, dtype=np.float64) / scale
+            if not np.isfinite(landmarks).all():  # O-Net had no pixels to place them in (a box outside the frame)
+                continue
+            found.append(Detection(box, landmarks, score))
         found.sort(key=lambda d: d.score, reverse=True)
         return found[: self.config.max_faces_per_image]
