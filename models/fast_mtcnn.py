@@ -55,6 +55,11 @@ _CACHE_LAYOUTS = 64
 INT32_SUMS = 2**31  # integral tables whose sums reach this are int64
 
 
+def wide_sums(height: int, width: int) -> bool:
+    """Whether an (H, W) 8-bit image's running sums need int64 (int32 would overflow)."""
+    return 255 * (height + 1) * (width + 1) >= INT32_SUMS
+
+
 def facenet_weights(name: str) -> Path:
     """``pnet``, ``rnet`` or ``onet``: the state dict inside the installed facenet-pytorch wheel."""
     import facenet_pytorch
@@ -186,7 +191,7 @@ class IntegralTables:
 
     @classmethod
     def of(cls, kernels, arrays: list[np.ndarray]) -> IntegralTables:
-        wide = any(255 * (a.shape[0] + 1) * (a.shape[1] + 1) >= INT32_SUMS for a in arrays)  # int32 would overflow
+        wide = any(wide_sums(*a.shape[:2]) for a in arrays)
         sizes = [(a.shape[0] + 1) * (a.shape[1] + 1) for a in arrays]
         table = np.empty((sum(sizes), 3), np.int64 if wide else np.int32)
         bases = [sum(sizes[:i]) for i in range(len(sizes))]
@@ -329,7 +334,7 @@ class FastMTCNN:
     def _prepare(image: torch.Tensor) -> torch.Tensor:
         """(H, W+1, 3) running sums along x of an (H, W, 3) uint8 image (integers, exact)."""
         height, width = image.shape[:2]
-        acc = torch.int64 if 255 * (height + 1) * (width + 1) >= 2**31 else torch.int32
+        acc = torch.int64 if wide_sums(height, width) else torch.int32
         return F.pad(torch.cumsum(image, 1, dtype=acc), (0, 0, 1, 0))
 
     def _level(self, columns: torch.Tensor, height: int, width: int, lv: Level) -> torch.Tensor:
@@ -522,7 +527,7 @@ class FastMTCNN:
         squared = rerec(torch.cat((rows, torch.ones(len(rows), 1, device=self.device)), dim=1))
         y, ey, x, ex = self._pad(squared, widths[inds], heights[inds])
         points = np.full((len(inds), 5, 2), np.nan, np.float32)  # a box wholly outside its image: no crop
-        inside = (ey > y - 1) & (ex > x - 1)
+        inside = self._has_pixels(y, ey, x, ex)
         if inside.any():
             k = inside.nonzero()[0]
             crops = self._crops(*self._integrals(columns), inds[k], y[k], ey[k], x[k], ex[k], 48)
@@ -629,12 +634,17 @@ class FastMTCNN:
         points_y = h_i.repeat(5, 1) * points[5:10, :] + boxes[:, 1].repeat(5, 1) - 1
         return torch.stack((points_x, points_y)).permute(2, 1, 0)
 
+    @staticmethod
+    def _has_pixels(y: np.ndarray, ey: np.ndarray, x: np.ndarray, ex: np.ndarray) -> np.ndarray:
+        """Which of ``_pad``'s slices (rows y-1..ey-1, columns x-1..ex-1) hold at least one pixel."""
+        return (ey > y - 1) & (ex > x - 1)
+
     def _nonempty(self, boxes, image_inds, widths, heights):
         """Candidates whose crop has pixels (facenet-pytorch skips the others' crops but not their boxes,
         which misaligns its scores; such boxes lie wholly outside the image and are dropped here)."""
         inds = image_inds.cpu().numpy()
         y, ey, x, ex = self._pad(boxes, widths[inds], heights[inds])
-        keep = (ey > y - 1) & (ex > x - 1)
+        keep = self._has_pixels(y, ey, x, ex)
         if keep.all():
             return boxes, image_inds
         keep_t = torch.as_tensor(keep, device=boxes.device)
